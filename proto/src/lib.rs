@@ -1,0 +1,29 @@
+//! Every shape Shoal puts on the wire.
+//!
+//! # Layout
+//! - [`mvccpb`], [`authpb`], [`etcdserverpb`]: the etcd v3 client API, generated
+//!   from `.proto` files that we keep ourselves, with etcd's package, message and
+//!   field names and field numbers. We chose our own files over the server side
+//!   of a client crate: the API is stable, the files are short, every message and
+//!   enum is reachable under its own name, and the build needs no system `protoc`
+//!   (a vendored one compiles them).
+//! - [`peerpb`]: the member-to-member protocol (Raft messages, forwarded writes,
+//!   read index) and [`peerpb::InternalRequest`], the command stored in the Raft log.
+
+#![allow(clippy::all, clippy::pedantic)]
+
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+pub mod peerpb {
+    tonic::include_proto!("peerpb");
+}

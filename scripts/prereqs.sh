@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Makes sure the Debian packages Shoal needs are installed.
+#   scripts/prereqs.sh build   what `shoal` needs to compile (libclang for RocksDB)
+#   scripts/prereqs.sh test    plus protoc (for the etcd-client test crate) and
+#                              etcd 3.4 + etcdctl (the reference the tests compare against)
+# Installs them with apt-get when running as root on Debian/Ubuntu; otherwise
+# prints the exact command to run and fails.
+set -euo pipefail
+
+want=(libclang-dev)
+if [[ "${1:-build}" == "test" ]]; then
+    want+=(protobuf-compiler etcd-server etcd-client)
+fi
+
+missing=()
+for pkg in "${want[@]}"; do
+    if command -v dpkg-query >/dev/null 2>&1; then
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    else
+        missing+=("$pkg")
+    fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "Shoal needs these Debian/Ubuntu packages (or your system's equivalents): ${missing[*]}" >&2
+    echo "  libclang-dev: libclang for building RocksDB; protobuf-compiler: protoc;" >&2
+    echo "  etcd-server/etcd-client: etcd 3.4 and etcdctl, used by the tests as the reference." >&2
+    exit 1
+fi
+if [[ $(id -u) -ne 0 ]]; then
+    echo "Missing packages: ${missing[*]}. Install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "Installing ${missing[*]} ..." >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,40 @@
+//! The etcd v3 gRPC services, as thin handlers: validate, then propose or
+//! read, then map errors (one table, in `crate::error`) and fill the header.
+
+pub mod cluster;
+pub mod kv;
+pub mod maintenance;
+pub mod stubs;
+pub mod validate;
+
+use shoal_proto::peerpb::{internal_response, ApplyErrorCode, InternalResponse};
+
+use crate::error::EtcdError;
+use crate::mvcc::MvccError;
+
+/// The state machine's answer, or the verdict it reached on the request.
+pub fn unpack(response: InternalResponse) -> Result<internal_response::Response, EtcdError> {
+    match response.response {
+        Some(internal_response::Response::Error(code)) => {
+            let code =
+                ApplyErrorCode::try_from(code).unwrap_or(ApplyErrorCode::ApplyErrorUnspecified);
+            Err(MvccError::from_code(code).into())
+        }
+        Some(response) => Ok(response),
+        None => Err(EtcdError::Internal(
+            "etcdserver: empty response from the state machine".into(),
+        )),
+    }
+}
+
+/// Runs blocking store work off the reactor.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, MvccError> + Send + 'static,
+) -> Result<T, EtcdError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(EtcdError::from),
+        Err(join) => Err(EtcdError::Internal(format!(
+            "etcdserver: read task failed: {join}"
+        ))),
+    }
+}

@@ -1,0 +1,318 @@
+//! The `shoal` command line: etcd's member flags with etcd's defaults, plus
+//! the `up` subcommand. Validated once into a [`MemberConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::ids;
+use crate::urls::{self, Url, UrlError};
+
+/// The etcd API line Shoal implements, reported by `Maintenance.Status`.
+pub const ETCD_API_VERSION: &str = "3.5.0";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shoal",
+    version,
+    about = "Shoal: an etcd-compatible, Raft-replicated key-value store",
+    long_version = concat!(env!("CARGO_PKG_VERSION"), " (etcd API ", "3.5.0", ")"),
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub member: MemberArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a local 3-member cluster on loopback, supervised, until Ctrl-C.
+    Up(crate::up::UpArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+/// A member's flags, named and defaulted as etcd's.
+#[derive(Args, Debug, Clone)]
+pub struct MemberArgs {
+    /// Human-readable name for this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Path to the data directory [default: ${name}.etcd].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// URLs to listen on for client traffic.
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub listen_client_urls: String,
+    /// Client URLs advertised to the rest of the cluster.
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub advertise_client_urls: String,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+    /// This member's peer URLs, advertised to the rest of the cluster.
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping, as name=url,...
+    /// [default: ${name}=${initial-advertise-peer-urls}].
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// `new` to bootstrap a cluster, `existing` to join one.
+    #[arg(long, value_enum, default_value = "new")]
+    pub initial_cluster_state: ClusterState,
+    /// Token that makes member and cluster ids unique to this cluster.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, default_value_t = 1_572_864)]
+    pub max_request_bytes: u32,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, default_value_t = 128)]
+    pub max_txn_ops: u32,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Log entries a lagging member can still catch up from before it is sent a snapshot.
+    #[arg(long, default_value_t = 5_000)]
+    pub experimental_snapshot_catchup_entries: u64,
+    /// Log level: debug, info, warn or error.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error("couldn't find local name {name:?} in the initial cluster configuration")]
+    NameNotInCluster { name: String },
+    #[error(
+        "--initial-cluster has {name}={cluster_urls} but missing from --initial-advertise-peer-urls={advertised} \
+         (the URLs must match)"
+    )]
+    PeerUrlMismatch {
+        name: String,
+        cluster_urls: String,
+        advertised: String,
+    },
+    #[error("--election-timeout[{election}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat}ms]")]
+    ElectionTooShort { election: u64, heartbeat: u64 },
+    #[error("{flag} must not be empty")]
+    Empty { flag: &'static str },
+}
+
+/// A member of the initial cluster.
+#[derive(Clone, Debug)]
+pub struct InitialMember {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+/// Validated member configuration.
+#[derive(Clone, Debug)]
+pub struct MemberConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client: Vec<SocketAddr>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer: Vec<SocketAddr>,
+    pub peer_urls: Vec<String>,
+    pub initial_cluster: Vec<InitialMember>,
+    pub cluster_state: ClusterState,
+    pub token: String,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub heartbeat: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
+}
+
+impl MemberConfig {
+    /// This member's id, from its advertised peer URLs and the token.
+    pub fn member_id(&self) -> u64 {
+        ids::member_id(&self.peer_urls, &self.token)
+    }
+
+    /// How long a client request may wait for Raft, as etcd computes it.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.election_timeout
+    }
+}
+
+fn addrs(flag: &'static str, list: &[Url]) -> Result<Vec<SocketAddr>, ConfigError> {
+    if list.is_empty() {
+        return Err(ConfigError::Empty { flag });
+    }
+    Ok(list
+        .iter()
+        .map(|u| u.socket_addr(flag))
+        .collect::<Result<_, _>>()?)
+}
+
+fn strings(list: &[Url]) -> Vec<String> {
+    list.iter().map(Url::to_string).collect()
+}
+
+impl MemberArgs {
+    pub fn validate(&self) -> Result<MemberConfig, ConfigError> {
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(ConfigError::ElectionTooShort {
+                election: self.election_timeout,
+                heartbeat: self.heartbeat_interval,
+            });
+        }
+        let listen_client = urls::parse_list("--listen-client-urls", &self.listen_client_urls)?;
+        let advertise_client =
+            urls::parse_list("--advertise-client-urls", &self.advertise_client_urls)?;
+        let listen_peer = urls::parse_list("--listen-peer-urls", &self.listen_peer_urls)?;
+        let advertise_peer = urls::parse_list(
+            "--initial-advertise-peer-urls",
+            &self.initial_advertise_peer_urls,
+        )?;
+        if advertise_peer.is_empty() {
+            return Err(ConfigError::Empty {
+                flag: "--initial-advertise-peer-urls",
+            });
+        }
+        let initial_cluster_text = self
+            .initial_cluster
+            .clone()
+            .unwrap_or_else(|| format!("{}={}", self.name, self.initial_advertise_peer_urls));
+        let cluster = urls::parse_initial_cluster(&initial_cluster_text)?;
+        let peer_urls = strings(&advertise_peer);
+        let mine = cluster
+            .iter()
+            .find(|(name, _)| *name == self.name)
+            .ok_or_else(|| ConfigError::NameNotInCluster {
+                name: self.name.clone(),
+            })?;
+        let mut listed = strings(&mine.1);
+        let mut advertised = peer_urls.clone();
+        listed.sort();
+        advertised.sort();
+        if listed != advertised {
+            return Err(ConfigError::PeerUrlMismatch {
+                name: self.name.clone(),
+                cluster_urls: listed.join(","),
+                advertised: advertised.join(","),
+            });
+        }
+        let initial_cluster = cluster
+            .iter()
+            .map(|(name, urls)| {
+                let peer_urls = strings(urls);
+                InitialMember {
+                    id: ids::member_id(&peer_urls, &self.initial_cluster_token),
+                    name: name.clone(),
+                    peer_urls,
+                }
+            })
+            .collect();
+        Ok(MemberConfig {
+            name: self.name.clone(),
+            data_dir: self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name))),
+            listen_client: addrs("--listen-client-urls", &listen_client)?,
+            advertise_client_urls: strings(&advertise_client),
+            listen_peer: addrs("--listen-peer-urls", &listen_peer)?,
+            peer_urls,
+            initial_cluster,
+            cluster_state: self.initial_cluster_state,
+            token: self.initial_cluster_token.clone(),
+            max_request_bytes: self.max_request_bytes as usize,
+            max_txn_ops: self.max_txn_ops as usize,
+            heartbeat: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            snapshot_count: self.snapshot_count.max(1),
+            snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
+        })
+    }
+}
+
+/// Go's flag package accepts `-name value` as well as `--name value`; etcd
+/// users' scripts use both. Rewrites single-dash long flags to double-dash.
+pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            let single_dash_long = i > 0
+                && arg.starts_with('-')
+                && !arg.starts_with("--")
+                && arg.len() > 2
+                && arg.as_bytes()[1].is_ascii_alphabetic();
+            if single_dash_long {
+                format!("-{arg}")
+            } else {
+                arg
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<MemberConfig, ConfigError> {
+        let argv = normalize_args(
+            std::iter::once("shoal")
+                .chain(args.iter().copied())
+                .map(String::from),
+        );
+        Cli::try_parse_from(argv)
+            .expect("flags parse")
+            .member
+            .validate()
+    }
+
+    #[test]
+    fn defaults_match_etcd() {
+        let config = parse(&[]).expect("defaults are valid");
+        assert_eq!(config.name, "default");
+        assert_eq!(config.data_dir, PathBuf::from("default.etcd"));
+        assert_eq!(config.max_request_bytes, 1_572_864);
+        assert_eq!(config.max_txn_ops, 128);
+        assert_eq!(config.initial_cluster.len(), 1);
+        assert_eq!(config.listen_client[0].port(), 2379);
+    }
+
+    #[test]
+    fn accepts_single_dash_flags_and_checks_the_cluster() {
+        let config = parse(&[
+            "-name",
+            "b",
+            "-initial-advertise-peer-urls",
+            "http://127.0.0.1:2",
+            "--initial-cluster=a=http://127.0.0.1:1,b=http://127.0.0.1:2",
+        ])
+        .expect("valid");
+        assert_eq!(config.initial_cluster.len(), 2);
+        assert_eq!(config.member_id(), config.initial_cluster[1].id);
+        assert!(matches!(
+            parse(&["--name", "c", "--initial-cluster", "a=http://127.0.0.1:1"]),
+            Err(ConfigError::NameNotInCluster { .. })
+        ));
+        assert!(matches!(
+            parse(&["--election-timeout", "100"]),
+            Err(ConfigError::ElectionTooShort { .. })
+        ));
+    }
+}

@@ -1,0 +1,23 @@
+//! Shoal's store: an etcd v3-compatible, Raft-replicated MVCC key-value store.
+//!
+//! # Layout
+//! - [`config`]: the `shoal` command line (etcd's flags) and its validation.
+//! - [`urls`], [`ids`]: etcd-style URL lists and member/cluster ids.
+//! - [`storage`]: the member's RocksDB instance; every column family is named in `storage::columns`.
+//! - [`mvcc`]: revisions, versions, range/put/delete/txn, compaction — etcd's data model on RocksDB.
+//! - [`raft`]: openraft types, the log store, the state machine, snapshots, the peer network client.
+//! - [`server`]: a running member — identity, proposing and forwarding writes, read index, peer service.
+//! - [`api`]: the etcd gRPC services as thin handlers over the server.
+//! - [`error`]: every client-visible error with etcd's gRPC code and message, in one table.
+//! - [`up`]: `shoal up`, a supervised local 3-member cluster.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod mvcc;
+pub mod raft;
+pub mod server;
+pub mod storage;
+pub mod up;
+pub mod urls;

@@ -1,0 +1,249 @@
+//! [`KvStore`]: the revision counters and the entry points used by the
+//! applier (writes) and by the API (reads).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
+
+use rocksdb::{WriteBatch, DB};
+use shoal_proto::etcdserverpb::{
+    CompactionResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use shoal_proto::peerpb::{internal_request, internal_response, InternalRequest, InternalResponse};
+
+use super::compactor::Compactor;
+use super::key_codec;
+use super::range::{range, ReadView};
+use super::reader::KvReader;
+use super::txn::{Change, WriteTxn};
+use super::MvccError;
+use crate::storage::{self, columns, StorageError};
+
+/// etcd's initial compaction revision: nothing has been compacted.
+const NEVER_COMPACTED: i64 = -1;
+
+pub struct KvStore {
+    db: Arc<DB>,
+    /// Newest committed revision. Updated after the batch holding it is written.
+    current: AtomicI64,
+    /// Revision of the latest applied compaction; reads below it are refused.
+    compacted: AtomicI64,
+    /// Held shared by every read and by the compactor, exclusively while a
+    /// snapshot replaces the whole state.
+    gate: Arc<RwLock<()>>,
+    compactor: Compactor,
+}
+
+/// The outcome of executing one command, before its batch is committed.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub response: InternalResponse,
+    /// Revision after the command.
+    pub revision: i64,
+    pub changes: Vec<Change>,
+    /// Set when the command was an accepted compaction.
+    pub compacted: Option<i64>,
+}
+
+impl KvStore {
+    pub fn open(db: Arc<DB>) -> Result<Arc<KvStore>, StorageError> {
+        let gate = Arc::new(RwLock::new(()));
+        let compactor = Compactor::start(db.clone(), gate.clone())?;
+        let store = Arc::new(KvStore {
+            db,
+            current: AtomicI64::new(1),
+            compacted: AtomicI64::new(NEVER_COMPACTED),
+            gate,
+            compactor,
+        });
+        store.reload()?;
+        Ok(store)
+    }
+
+    /// Re-reads the counters from disk (at open, and after a snapshot install).
+    pub fn reload(&self) -> Result<(), StorageError> {
+        let current =
+            storage::get_i64(&self.db, columns::META, columns::CURRENT_REVISION)?.unwrap_or(1);
+        let compacted = storage::get_i64(&self.db, columns::META, columns::COMPACT_REVISION)?
+            .unwrap_or(NEVER_COMPACTED);
+        self.current.store(current, Ordering::Release);
+        self.compacted.store(compacted, Ordering::Release);
+        self.compactor.schedule(compacted);
+        Ok(())
+    }
+
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.current.load(Ordering::Acquire)
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.compacted.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on a consistent point-in-time view of the store.
+    pub fn read<T>(&self, f: impl FnOnce(&ReadView<'_>) -> T) -> T {
+        let _shared = self
+            .gate
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Order matters: the revision is read before the snapshot is taken, so
+        // the snapshot holds everything up to it.
+        let current = self.current_revision();
+        let snapshot = self.db.snapshot();
+        let compacted = self.compact_revision();
+        let reader = KvReader::new(&self.db, Some(&snapshot));
+        f(&ReadView {
+            reader: &reader,
+            overlay: None,
+            current,
+            compacted,
+        })
+    }
+
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        self.read(|view| range(view, req))
+    }
+
+    /// A transaction without writes, served from a snapshot without Raft.
+    pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse, MvccError> {
+        self.read(|view| WriteTxn::new(view.reader, view.current, view.compacted).txn(req))
+    }
+
+    /// Executes a replicated command and stages its writes into `batch`.
+    /// Verdicts on the request become an error response; only storage
+    /// failures are returned as errors.
+    pub fn execute(
+        &self,
+        req: &InternalRequest,
+        batch: &mut WriteBatch,
+    ) -> Result<Applied, StorageError> {
+        let base = self.current_revision();
+        let compacted = self.compact_revision();
+        let reader = KvReader::new(&self.db, None);
+        let mut txn = WriteTxn::new(&reader, base, compacted);
+        let mut accepted_compaction = None;
+        let outcome = (|| -> Result<internal_response::Response, MvccError> {
+            Ok(match &req.request {
+                // A plain put checks its lease first, as etcd does.
+                Some(internal_request::Request::Put(put)) => {
+                    if put.lease != 0 && !txn.lease_exists(put.lease)? {
+                        return Err(MvccError::LeaseNotFound);
+                    }
+                    internal_response::Response::Put(txn.put(put)?)
+                }
+                Some(internal_request::Request::DeleteRange(del)) => {
+                    internal_response::Response::DeleteRange(txn.delete_range(del)?)
+                }
+                Some(internal_request::Request::Txn(t)) => {
+                    internal_response::Response::Txn(txn.txn(t)?)
+                }
+                Some(internal_request::Request::Compaction(c)) => {
+                    if c.revision <= compacted {
+                        return Err(MvccError::Compacted);
+                    }
+                    if c.revision > base {
+                        return Err(MvccError::FutureRevision);
+                    }
+                    batch.put_cf(
+                        storage::cf(&self.db, columns::META),
+                        columns::COMPACT_REVISION,
+                        c.revision.to_be_bytes(),
+                    );
+                    accepted_compaction = Some(c.revision);
+                    internal_response::Response::Compaction(CompactionResponse {
+                        header: Some(ResponseHeader {
+                            revision: base,
+                            ..Default::default()
+                        }),
+                    })
+                }
+                // Not a key-value command (member attributes): nothing to do here.
+                Some(internal_request::Request::Publish(_)) | None => {
+                    internal_response::Response::Compaction(CompactionResponse {
+                        header: Some(ResponseHeader {
+                            revision: base,
+                            ..Default::default()
+                        }),
+                    })
+                }
+            })
+        })();
+        let response = match outcome {
+            Ok(response) => response,
+            Err(MvccError::Storage(e)) => return Err(e),
+            Err(verdict) => {
+                let code = verdict
+                    .code()
+                    .expect("invariant: non-storage errors have a code");
+                return Ok(Applied {
+                    response: InternalResponse {
+                        response: Some(internal_response::Response::Error(code as i32)),
+                    },
+                    revision: base,
+                    changes: Vec::new(),
+                    compacted: None,
+                });
+            }
+        };
+        let revision = txn.current();
+        let changes = txn.into_changes();
+        self.stage(batch, &changes, revision);
+        Ok(Applied {
+            response: InternalResponse {
+                response: Some(response),
+            },
+            revision,
+            changes,
+            compacted: accepted_compaction,
+        })
+    }
+
+    fn stage(&self, batch: &mut WriteBatch, changes: &[Change], revision: i64) {
+        if changes.is_empty() {
+            return;
+        }
+        let kv = storage::cf(&self.db, columns::KV);
+        let revs = storage::cf(&self.db, columns::REVS);
+        for change in changes {
+            batch.put_cf(
+                kv,
+                key_codec::version_key(&change.key, change.revision),
+                change.record.encode(),
+            );
+            batch.put_cf(revs, change.revision.to_bytes(), &change.key);
+        }
+        batch.put_cf(
+            storage::cf(&self.db, columns::META),
+            columns::CURRENT_REVISION,
+            revision.to_be_bytes(),
+        );
+    }
+
+    /// Publishes the effects of a command once its batch is on disk.
+    pub fn committed(&self, applied: &Applied) {
+        self.current.store(applied.revision, Ordering::Release);
+        if let Some(rev) = applied.compacted {
+            self.compacted.store(rev, Ordering::Release);
+            self.compactor.schedule(rev);
+        }
+    }
+
+    /// Blocks reads and compaction while a snapshot replaces the state.
+    pub fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits until physical compaction has reached `revision`.
+    pub async fn wait_compacted(&self, revision: i64) {
+        self.compactor.wait_done(revision).await
+    }
+
+    pub fn shutdown(&self) {
+        self.compactor.stop();
+    }
+}

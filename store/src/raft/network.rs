@@ -1,0 +1,225 @@
+//! The client side of the peer protocol: openraft's RPCs to other members
+//! over gRPC, with snapshots streamed in chunks from their files.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use shoal_proto::peerpb::peer_client::PeerClient;
+use shoal_proto::peerpb::{RaftMessage, SnapshotChunk};
+use tokio::io::AsyncReadExt;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{MemberNode, Snapshot, TypeConfig, Vote};
+use crate::storage;
+
+/// Bytes per snapshot chunk on the wire.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// Lazily connected gRPC channels to other members, by peer URL. Shared by
+/// Raft replication, write forwarding and read-index requests.
+#[derive(Default)]
+pub struct PeerClients {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl PeerClients {
+    pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(url) {
+            return Ok(PeerClient::new(channel.clone()).max_decoding_message_size(usize::MAX));
+        }
+        let channel = Endpoint::from_shared(url.to_string())?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        channels.insert(url.to_string(), channel.clone());
+        Ok(PeerClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
+    }
+}
+
+#[derive(Clone)]
+pub struct PeerNetwork {
+    clients: Arc<PeerClients>,
+}
+
+impl PeerNetwork {
+    pub fn new(clients: Arc<PeerClients>) -> PeerNetwork {
+        PeerNetwork { clients }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: u64, node: &MemberNode) -> PeerConnection {
+        PeerConnection {
+            target,
+            url: node.peer_urls.first().cloned().unwrap_or_default(),
+            clients: self.clients.clone(),
+        }
+    }
+}
+
+pub struct PeerConnection {
+    target: u64,
+    url: String,
+    clients: Arc<PeerClients>,
+}
+
+#[derive(Clone, Copy)]
+enum RpcKind {
+    AppendEntries,
+    Vote,
+}
+
+type RpcResult<T> = Result<T, RPCError<u64, MemberNode, RaftError<u64>>>;
+
+impl PeerConnection {
+    fn client(&self) -> Result<PeerClient<Channel>, Unreachable> {
+        self.clients
+            .client(&self.url)
+            .map_err(|e| Unreachable::new(&e))
+    }
+
+    async fn call<Req, Resp>(
+        &self,
+        kind: RpcKind,
+        request: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+    {
+        let mut client = self.client().map_err(RPCError::Unreachable)?;
+        let message = RaftMessage {
+            payload: storage::encode_bincode(request),
+        };
+        let send = async {
+            match kind {
+                RpcKind::AppendEntries => client.append_entries(message).await,
+                RpcKind::Vote => client.vote(message).await,
+            }
+        };
+        let reply = match tokio::time::timeout(option.hard_ttl(), send).await {
+            Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
+            Ok(Err(status)) => return Err(status_to_rpc_error(&status)),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        let result: Result<Resp, RaftError<u64>> =
+            storage::decode_bincode("raft reply", &reply.payload)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+fn status_to_rpc_error<E: std::error::Error>(
+    status: &tonic::Status,
+) -> RPCError<u64, MemberNode, E> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(status))
+        }
+        _ => RPCError::Network(NetworkError::new(status)),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>> {
+        self.call(RpcKind::AppendEntries, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<u64>> {
+        self.call(RpcKind::Vote, &rpc, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
+        let mut client = self.client()?;
+        let path = snapshot.snapshot.path.clone();
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
+        let header = storage::encode_bincode(&(vote, snapshot.meta.clone()));
+        let reader = tokio::spawn(async move {
+            let mut meta = header;
+            loop {
+                let mut data = vec![0u8; SNAPSHOT_CHUNK];
+                let n = match file.read(&mut data).await {
+                    Ok(n) => n,
+                    Err(e) => return Err(e),
+                };
+                data.truncate(n);
+                if n == 0 && meta.is_empty() {
+                    return Ok(());
+                }
+                if tx
+                    .send(SnapshotChunk {
+                        meta: std::mem::take(&mut meta),
+                        data,
+                    })
+                    .await
+                    .is_err()
+                    || n == 0
+                {
+                    return Ok(());
+                }
+            }
+        });
+        let call = client.install_snapshot(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let reply = tokio::select! {
+            reply = call => reply,
+            closed = cancel => {
+                reader.abort();
+                return Err(StreamingError::Closed(closed));
+            }
+        };
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StreamingError::Network(NetworkError::new(&e))),
+            Err(e) => return Err(StreamingError::Network(NetworkError::new(&e))),
+        }
+        let reply =
+            reply.map_err(
+                |status| match status_to_rpc_error::<RaftError<u64>>(&status) {
+                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                    _ => StreamingError::Network(NetworkError::new(&status)),
+                },
+            )?;
+        let result: Result<SnapshotResponse<u64>, Fatal<u64>> =
+            storage::decode_bincode("snapshot reply", &reply.into_inner().payload)
+                .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}

@@ -1,0 +1,322 @@
+//! Raft snapshots as files: a point-in-time dump of the state machine's column
+//! families, streamed from a RocksDB snapshot, never held whole in memory.
+//!
+//! ```text
+//! "SHOALSN1" ‖ meta length (u32 BE) ‖ bincode SnapshotMeta
+//! records:  family tag (u8) ‖ key length (u32 BE) ‖ key ‖ value length (u32 BE) ‖ value
+//! 0xFF (end of records) ‖ CRC-32 of everything before it (u32 BE)
+//! ```
+//!
+//! A member keeps its newest snapshot in `member/snap/`. Installing one is
+//! crash-safe: the path is recorded before the state is replaced and cleared
+//! after, and an interrupted install is redone at startup.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rocksdb::{WriteBatch, DB};
+
+use super::{LogId, SnapshotMeta, StoredMembership};
+use crate::storage::{self, columns, StorageError};
+
+const MAGIC: &[u8; 8] = b"SHOALSN1";
+const END: u8 = 0xFF;
+const SUFFIX: &str = "snap";
+/// Flush a batch into RocksDB at this size while installing.
+const INSTALL_BATCH_BYTES: usize = 4 << 20;
+
+/// A snapshot on disk; what openraft passes around as snapshot data.
+#[derive(Debug, Clone)]
+pub struct SnapshotFile {
+    pub path: PathBuf,
+}
+
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct CrcReader<R: Read> {
+    inner: R,
+    crc: crc32fast::Hasher,
+}
+
+impl<R: Read> Read for CrcReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn write_chunk(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| std::io::Error::other("snapshot record over 4 GiB"))?;
+    out.write_all(&len.to_be_bytes())?;
+    out.write_all(bytes)
+}
+
+fn read_u32(input: &mut impl Read) -> std::io::Result<u32> {
+    let mut raw = [0u8; 4];
+    input.read_exact(&mut raw)?;
+    Ok(u32::from_be_bytes(raw))
+}
+
+fn read_chunk(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let len = read_u32(input)? as usize;
+    let mut buf = vec![0u8; len];
+    input.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Builds a snapshot of the applied state into `dir` and returns its meta.
+pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageError> {
+    // Everything applied so far becomes durable before a snapshot can let
+    // Raft purge the log entries that produced it.
+    db.flush_wal(true)
+        .map_err(StorageError::rocks("flush wal"))?;
+    let view = db.snapshot();
+    let get = |key: &[u8]| {
+        view.get_cf(storage::cf(db, columns::META), key)
+            .map_err(StorageError::rocks("snapshot meta"))
+    };
+    let last_log_id: Option<LogId> = get(columns::LAST_APPLIED)?
+        .map(|b| storage::decode_bincode("last applied", &b))
+        .transpose()?;
+    let last_membership: StoredMembership = get(columns::LAST_MEMBERSHIP)?
+        .map(|b| storage::decode_bincode("last membership", &b))
+        .transpose()?
+        .unwrap_or_default();
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let snapshot_id = match &last_log_id {
+        Some(id) => format!("{}-{}-{millis}", id.leader_id.term, id.index),
+        None => format!("0-0-{millis}"),
+    };
+    let meta = SnapshotMeta {
+        last_log_id,
+        last_membership,
+        snapshot_id,
+    };
+
+    fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
+    let tmp = dir.join(format!("{}.tmp", meta.snapshot_id));
+    let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
+    let mut out = CrcWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        crc: crc32fast::Hasher::new(),
+    };
+    let io = StorageError::io(&tmp);
+    let result = (|| -> Result<(), StorageError> {
+        let header = |out: &mut CrcWriter<_>| -> std::io::Result<()> {
+            out.write_all(MAGIC)?;
+            write_chunk(out, &storage::encode_bincode(&meta))
+        };
+        header(&mut out).map_err(StorageError::io(&tmp))?;
+        for (tag, name) in columns::STATE_MACHINE.iter().enumerate() {
+            let mut it = view.raw_iterator_cf(storage::cf(db, name));
+            it.seek_to_first();
+            while let (Some(key), Some(value)) = (it.key(), it.value()) {
+                out.write_all(&[tag as u8])
+                    .and_then(|_| write_chunk(&mut out, key))
+                    .and_then(|_| write_chunk(&mut out, value))
+                    .map_err(StorageError::io(&tmp))?;
+                it.next();
+            }
+            it.status().map_err(StorageError::rocks("snapshot scan"))?;
+        }
+        out.write_all(&[END]).map_err(StorageError::io(&tmp))?;
+        Ok(())
+    })();
+    result?;
+    let crc = out.crc.clone().finalize();
+    let mut inner = out.inner;
+    inner
+        .write_all(&crc.to_be_bytes())
+        .and_then(|_| inner.flush())
+        .map_err(StorageError::io(&tmp))?;
+    let file = inner
+        .into_inner()
+        .map_err(|e| StorageError::io(&tmp)(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    let path = dir.join(format!("{}.{SUFFIX}", meta.snapshot_id));
+    fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
+    sync_dir(dir)?;
+    remove_others(dir, &path);
+    Ok((meta, path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StorageError::io(dir))
+}
+
+/// Deletes every snapshot file in `dir` but `keep`.
+pub fn remove_others(dir: &Path, keep: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path != keep {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+fn open_reader(path: &Path) -> Result<(SnapshotMeta, CrcReader<BufReader<File>>), StorageError> {
+    let file = File::open(path).map_err(StorageError::io(path))?;
+    let mut input = CrcReader {
+        inner: BufReader::with_capacity(1 << 20, file),
+        crc: crc32fast::Hasher::new(),
+    };
+    let mut magic = [0u8; 8];
+    input
+        .read_exact(&mut magic)
+        .map_err(StorageError::io(path))?;
+    if &magic != MAGIC {
+        return Err(StorageError::corrupt(
+            "snapshot",
+            format!("{} is not a Shoal snapshot", path.display()),
+        ));
+    }
+    let meta_bytes = read_chunk(&mut input).map_err(StorageError::io(path))?;
+    let meta = storage::decode_bincode("snapshot meta", &meta_bytes)?;
+    Ok((meta, input))
+}
+
+/// Reads the records of a snapshot file, calling `record` for each, then
+/// checks the trailer. Nothing is trusted before the checksum matches, so
+/// callers that write must be able to redo the work.
+fn for_each_record(
+    path: &Path,
+    mut record: impl FnMut(&'static str, Vec<u8>, Vec<u8>) -> Result<(), StorageError>,
+) -> Result<SnapshotMeta, StorageError> {
+    let (meta, mut input) = open_reader(path)?;
+    let io = |e| StorageError::io(path)(e);
+    loop {
+        let mut tag = [0u8; 1];
+        input.read_exact(&mut tag).map_err(io)?;
+        if tag[0] == END {
+            break;
+        }
+        let family = columns::STATE_MACHINE.get(tag[0] as usize).ok_or_else(|| {
+            StorageError::corrupt("snapshot", format!("unknown family tag {}", tag[0]))
+        })?;
+        let key = read_chunk(&mut input).map_err(io)?;
+        let value = read_chunk(&mut input).map_err(io)?;
+        record(family, key, value)?;
+    }
+    let computed = input.crc.clone().finalize();
+    let stored = read_u32(&mut input.inner).map_err(io)?;
+    if computed != stored {
+        return Err(StorageError::corrupt(
+            "snapshot",
+            format!("{}: checksum mismatch", path.display()),
+        ));
+    }
+    Ok(meta)
+}
+
+/// Checks a snapshot file end to end and returns its meta.
+pub fn verify(path: &Path) -> Result<SnapshotMeta, StorageError> {
+    for_each_record(path, |_, _, _| Ok(()))
+}
+
+/// Reads only the meta at the head of a snapshot file.
+pub fn read_meta(path: &Path) -> Result<SnapshotMeta, StorageError> {
+    open_reader(path).map(|(meta, _)| meta)
+}
+
+/// The newest snapshot file in `dir`, if any.
+pub fn latest(dir: &Path) -> Result<Option<(SnapshotMeta, PathBuf)>, StorageError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(None);
+    };
+    let mut best: Option<(SnapshotMeta, PathBuf)> = None;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(SUFFIX) {
+            continue;
+        }
+        let meta = read_meta(&path)?;
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| meta.last_log_id > b.last_log_id)
+        {
+            best = Some((meta, path));
+        }
+    }
+    Ok(best)
+}
+
+/// Replaces the whole state machine with the content of the snapshot at `path`.
+pub fn install(db: &DB, path: &Path) -> Result<SnapshotMeta, StorageError> {
+    verify(path)?;
+    let mut marker = WriteBatch::default();
+    marker.put_cf(
+        storage::cf(db, columns::RAFT_STATE),
+        columns::INSTALLING,
+        path.to_string_lossy().as_bytes(),
+    );
+    storage::write_synced(db, marker)?;
+
+    let mut batch = WriteBatch::default();
+    for name in columns::STATE_MACHINE {
+        clear_family(db, &mut batch, name)?;
+    }
+    let meta = for_each_record(path, |family, key, value| {
+        batch.put_cf(storage::cf(db, family), key, value);
+        if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
+            storage::write_buffered(db, std::mem::take(&mut batch))?;
+        }
+        Ok(())
+    })?;
+    storage::write_buffered(db, batch)?;
+    db.flush_wal(true)
+        .map_err(StorageError::rocks("flush wal"))?;
+
+    let mut done = WriteBatch::default();
+    done.delete_cf(storage::cf(db, columns::RAFT_STATE), columns::INSTALLING);
+    storage::write_synced(db, done)?;
+    Ok(meta)
+}
+
+/// The snapshot whose install was interrupted by a crash, if any.
+pub fn interrupted_install(db: &DB) -> Result<Option<PathBuf>, StorageError> {
+    Ok(storage::get(db, columns::RAFT_STATE, columns::INSTALLING)?
+        .map(|p| PathBuf::from(String::from_utf8_lossy(&p).into_owned())))
+}
+
+fn clear_family(db: &DB, batch: &mut WriteBatch, name: &'static str) -> Result<(), StorageError> {
+    let cf = storage::cf(db, name);
+    let mut it = db.raw_iterator_cf(cf);
+    it.seek_to_first();
+    let Some(first) = it.key().map(<[u8]>::to_vec) else {
+        return it.status().map_err(StorageError::rocks("clear family"));
+    };
+    it.seek_to_last();
+    let Some(mut last) = it.key().map(<[u8]>::to_vec) else {
+        return it.status().map_err(StorageError::rocks("clear family"));
+    };
+    last.push(0);
+    batch.delete_range_cf(cf, first, last);
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! The replicated state machine: applies committed commands to the MVCC
+//! store, and builds and installs snapshots.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use prost::Message;
+use rocksdb::{WriteBatch, DB};
+use shoal_proto::peerpb::{internal_request, InternalResponse};
+
+use super::snapshot::{self, SnapshotFile};
+use super::{
+    io_error, CommandResponse, Entry, LogId, RaftStorageError, Snapshot, SnapshotMeta,
+    StoredMembership, TypeConfig,
+};
+use crate::mvcc::{Applied, KvStore};
+use crate::storage::{self, columns, StorageError};
+
+/// Called with every applied command and its outcome, after it is committed
+/// to disk, in log order.
+pub type ApplyObserver = Arc<dyn Fn(&Applied) + Send + Sync>;
+
+pub struct StateMachine {
+    db: Arc<DB>,
+    kv: Arc<KvStore>,
+    snap_dir: PathBuf,
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    observer: Option<ApplyObserver>,
+}
+
+impl StateMachine {
+    /// Opens the state machine on `db`, finishing a snapshot install that a
+    /// crash interrupted.
+    pub fn open(
+        db: Arc<DB>,
+        snap_dir: PathBuf,
+    ) -> Result<(StateMachine, Arc<KvStore>), StorageError> {
+        if let Some(path) = snapshot::interrupted_install(&db)? {
+            tracing::warn!(path = %path.display(), "finishing an interrupted snapshot install");
+            snapshot::install(&db, &path)?;
+        }
+        let kv = KvStore::open(db.clone())?;
+        let last_applied = storage::get_bincode(&db, columns::META, columns::LAST_APPLIED)?;
+        let last_membership =
+            storage::get_bincode(&db, columns::META, columns::LAST_MEMBERSHIP)?.unwrap_or_default();
+        let sm = StateMachine {
+            db,
+            kv: kv.clone(),
+            snap_dir,
+            last_applied,
+            last_membership,
+            observer: None,
+        };
+        Ok((sm, kv))
+    }
+
+    pub fn set_observer(&mut self, observer: ApplyObserver) {
+        self.observer = Some(observer);
+    }
+
+    pub fn snap_dir(&self) -> &Path {
+        &self.snap_dir
+    }
+}
+
+/// Applies `entries` in order; each one's changes and `last_applied` go to
+/// disk in one batch.
+fn apply_blocking(
+    db: &DB,
+    kv: &KvStore,
+    observer: Option<&ApplyObserver>,
+    entries: Vec<Entry>,
+    membership: &mut StoredMembership,
+) -> Result<(Vec<CommandResponse>, Option<LogId>), StorageError> {
+    let meta = storage::cf(db, columns::META);
+    let mut responses = Vec::with_capacity(entries.len());
+    let mut last = None;
+    for entry in entries {
+        let mut batch = WriteBatch::default();
+        let applied = match &entry.payload {
+            EntryPayload::Blank => Applied {
+                revision: kv.current_revision(),
+                ..Applied::default()
+            },
+            EntryPayload::Membership(m) => {
+                *membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                batch.put_cf(
+                    meta,
+                    columns::LAST_MEMBERSHIP,
+                    storage::encode_bincode(&*membership),
+                );
+                Applied {
+                    revision: kv.current_revision(),
+                    ..Applied::default()
+                }
+            }
+            EntryPayload::Normal(command) => {
+                if let Some(internal_request::Request::Publish(member)) = &command.0.request {
+                    batch.put_cf(
+                        storage::cf(db, columns::MEMBERS),
+                        member.id.to_be_bytes(),
+                        member.encode_to_vec(),
+                    );
+                }
+                kv.execute(&command.0, &mut batch)?
+            }
+        };
+        batch.put_cf(
+            meta,
+            columns::LAST_APPLIED,
+            storage::encode_bincode(&entry.log_id),
+        );
+        storage::write_buffered(db, batch)?;
+        kv.committed(&applied);
+        if let Some(observer) = observer {
+            observer(&applied);
+        }
+        last = Some(entry.log_id);
+        responses.push(CommandResponse(applied.response));
+    }
+    Ok((responses, last))
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|join| {
+            Err(StorageError::io("state machine task")(
+                std::io::Error::other(join.to_string()),
+            ))
+        })
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
+        Ok((self.last_applied, self.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let (db, kv, observer) = (self.db.clone(), self.kv.clone(), self.observer.clone());
+        let mut membership = self.last_membership.clone();
+        let (responses, last, membership) = blocking(move || {
+            let (responses, last) =
+                apply_blocking(&db, &kv, observer.as_ref(), entries, &mut membership)?;
+            Ok((responses, last, membership))
+        })
+        .await
+        .map_err(io_error(StorageIOError::write_state_machine))?;
+        if last.is_some() {
+            self.last_applied = last;
+        }
+        self.last_membership = membership;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            snap_dir: self.snap_dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, RaftStorageError> {
+        Ok(Box::new(SnapshotFile {
+            path: self.snap_dir.join("receiving.tmp"),
+        }))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), RaftStorageError> {
+        let (db, kv, dir) = (self.db.clone(), self.kv.clone(), self.snap_dir.clone());
+        let snapshot_id = meta.snapshot_id.clone();
+        let installed = blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
+            let path = dir.join(format!("{snapshot_id}.snap"));
+            if snapshot.path != path {
+                if snapshot.path.parent() == Some(dir.as_path()) {
+                    std::fs::rename(&snapshot.path, &path).map_err(StorageError::io(&path))?;
+                } else {
+                    std::fs::copy(&snapshot.path, &path).map_err(StorageError::io(&path))?;
+                }
+            }
+            let meta = {
+                let _exclusive = kv.exclusive();
+                let meta = snapshot::install(&db, &path)?;
+                kv.reload()?;
+                meta
+            };
+            snapshot::remove_others(&dir, &path);
+            Ok(meta)
+        })
+        .await
+        .map_err(io_error(|e| StorageIOError::write_snapshot(None, e)))?;
+        tracing::info!(snapshot = %installed.snapshot_id, "installed snapshot");
+        self.last_applied = installed.last_log_id;
+        self.last_membership = installed.last_membership;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, RaftStorageError> {
+        let dir = self.snap_dir.clone();
+        let latest = blocking(move || snapshot::latest(&dir))
+            .await
+            .map_err(io_error(|e| StorageIOError::read_snapshot(None, e)))?;
+        Ok(latest.map(|(meta, path)| Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile { path }),
+        }))
+    }
+}
+
+pub struct SnapshotBuilder {
+    db: Arc<DB>,
+    snap_dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, RaftStorageError> {
+        let (db, dir) = (self.db.clone(), self.snap_dir.clone());
+        let (meta, path) = blocking(move || snapshot::build(&db, &dir))
+            .await
+            .map_err(io_error(|e| StorageIOError::write_snapshot(None, e)))?;
+        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile { path }),
+        })
+    }
+}
+
+/// Reads the attributes every member has published, by member id.
+pub fn published_members(
+    db: &DB,
+) -> Result<Vec<shoal_proto::peerpb::MemberAttributes>, StorageError> {
+    let mut it = db.raw_iterator_cf(storage::cf(db, columns::MEMBERS));
+    it.seek_to_first();
+    let mut out = Vec::new();
+    while let Some(value) = it.value() {
+        out.push(
+            shoal_proto::peerpb::MemberAttributes::decode(value)
+                .map_err(|e| StorageError::corrupt("member attributes", e))?,
+        );
+        it.next();
+    }
+    it.status().map_err(StorageError::rocks("read members"))?;
+    Ok(out)
+}
+
+/// An empty response, for entries that carry no client request.
+pub fn empty_response() -> CommandResponse {
+    CommandResponse(InternalResponse::default())
+}

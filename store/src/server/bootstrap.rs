@@ -1,0 +1,102 @@
+//! A member's identity: fixed on its first start (from the flags, or from
+//! the cluster it joins) and read back from disk on every later start.
+
+use std::time::Duration;
+
+use rocksdb::{WriteBatch, DB};
+use shoal_proto::peerpb::ClusterInfoRequest;
+
+use crate::config::{ClusterState, MemberConfig};
+use crate::ids;
+use crate::raft::network::PeerClients;
+use crate::storage::{self, columns, StorageError};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    /// True on the first start of a member of a new cluster: it must
+    /// initialize Raft with the initial membership.
+    pub bootstrap: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("could not reach any member of --initial-cluster to join the existing cluster")]
+    NoPeerReachable,
+}
+
+fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>, StorageError> {
+    Ok(storage::get_i64(db, columns::RAFT_STATE, key)?.map(|v| v as u64))
+}
+
+pub async fn identity(
+    db: &DB,
+    config: &MemberConfig,
+    peers: &PeerClients,
+) -> Result<Identity, BootstrapError> {
+    if let (Some(member_id), Some(cluster_id)) = (
+        read_u64(db, columns::MEMBER_ID)?,
+        read_u64(db, columns::CLUSTER_ID)?,
+    ) {
+        if member_id != config.member_id() {
+            tracing::warn!(
+                member_id = format_args!("{member_id:x}"),
+                "the data dir belongs to this member id; ignoring --initial-* flags that differ"
+            );
+        }
+        return Ok(Identity {
+            member_id,
+            cluster_id,
+            bootstrap: false,
+        });
+    }
+    let member_id = config.member_id();
+    let (cluster_id, bootstrap) = match config.cluster_state {
+        ClusterState::New => {
+            let ids: Vec<u64> = config.initial_cluster.iter().map(|m| m.id).collect();
+            (ids::cluster_id(&ids), true)
+        }
+        ClusterState::Existing => (ask_cluster_id(config, peers).await?, false),
+    };
+    let mut batch = WriteBatch::default();
+    let cf = storage::cf(db, columns::RAFT_STATE);
+    batch.put_cf(cf, columns::MEMBER_ID, (member_id as i64).to_be_bytes());
+    batch.put_cf(cf, columns::CLUSTER_ID, (cluster_id as i64).to_be_bytes());
+    storage::write_synced(db, batch)?;
+    Ok(Identity {
+        member_id,
+        cluster_id,
+        bootstrap,
+    })
+}
+
+/// Asks the other members of --initial-cluster for the cluster id.
+async fn ask_cluster_id(config: &MemberConfig, peers: &PeerClients) -> Result<u64, BootstrapError> {
+    let own = config.member_id();
+    for attempt in 0..30 {
+        for member in config.initial_cluster.iter().filter(|m| m.id != own) {
+            for url in &member.peer_urls {
+                let Ok(mut client) = peers.client(url) else {
+                    continue;
+                };
+                let asked = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    client.cluster_info(ClusterInfoRequest {}),
+                )
+                .await;
+                if let Ok(Ok(reply)) = asked {
+                    return Ok(reply.into_inner().cluster_id);
+                }
+            }
+        }
+        tracing::info!(
+            attempt,
+            "waiting for a member of the existing cluster to answer"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(BootstrapError::NoPeerReachable)
+}

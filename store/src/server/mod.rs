@@ -1,0 +1,289 @@
+//! A running member: storage, Raft, and the client and peer gRPC servers,
+//! started by [`run`] and stopped when its shutdown future completes.
+//!
+//! Shutdown order: stop accepting requests, let in-flight ones finish (for a
+//! bounded time), stop Raft, stop the compactor, then close RocksDB.
+
+mod bootstrap;
+mod node;
+mod peer_service;
+mod propose;
+mod read_index;
+
+pub use node::{Limits, Node};
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_proto::etcdserverpb::{
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use shoal_proto::peerpb::{
+    internal_request, peer_server::PeerServer, InternalRequest, MemberAttributes,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api;
+use crate::config::MemberConfig;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{PeerClients, PeerNetwork};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{MemberNode, Raft};
+use crate::storage::{self, StorageError};
+
+/// gRPC framing allowance on top of --max-request-bytes, as etcd allows.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// How long in-flight requests may take to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Bootstrap(#[from] bootstrap::BootstrapError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+fn raft_config(config: &MemberConfig) -> Result<openraft::Config, ServerError> {
+    let election = config.election_timeout.as_millis() as u64;
+    openraft::Config {
+        cluster_name: config.token.clone(),
+        heartbeat_interval: config.heartbeat.as_millis() as u64,
+        election_timeout_min: election,
+        election_timeout_max: election * 2,
+        install_snapshot_timeout: 30_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+        max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ServerError::Raft(e.to_string()))
+}
+
+async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServerError> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        listeners.push(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: *addr,
+                    source,
+                })?,
+        );
+    }
+    Ok(listeners)
+}
+
+/// Runs a member until `shutdown` completes.
+pub async fn run(
+    config: MemberConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let member_dir = config.data_dir.join("member");
+    let db_dir = member_dir.join("db");
+    std::fs::create_dir_all(&db_dir).map_err(StorageError::io(&db_dir))?;
+    let db = storage::open(&db_dir)?;
+    let peers = Arc::new(PeerClients::default());
+    let identity = bootstrap::identity(&db, &config, &peers).await?;
+    tracing::info!(
+        name = %config.name,
+        member_id = format_args!("{:x}", identity.member_id),
+        cluster_id = format_args!("{:x}", identity.cluster_id),
+        version = env!("CARGO_PKG_VERSION"),
+        "starting member"
+    );
+
+    let snap_dir = member_dir.join("snap");
+    let (state_machine, kv) = StateMachine::open(db.clone(), snap_dir.clone())?;
+    let raft = Raft::new(
+        identity.member_id,
+        Arc::new(raft_config(&config)?),
+        PeerNetwork::new(peers.clone()),
+        LogStore::new(db.clone()),
+        state_machine,
+    )
+    .await
+    .map_err(|e| ServerError::Raft(e.to_string()))?;
+
+    let node = Arc::new(Node {
+        id: identity.member_id,
+        cluster_id: identity.cluster_id,
+        name: config.name.clone(),
+        client_urls: config.advertise_client_urls.clone(),
+        raft: raft.clone(),
+        kv: kv.clone(),
+        db: db.clone(),
+        peers,
+        limits: Limits {
+            max_request_bytes: config.max_request_bytes,
+            max_txn_ops: config.max_txn_ops,
+        },
+        request_timeout: config.request_timeout(),
+    });
+
+    let peer_listeners = bind_all(&config.listen_peer).await?;
+    let client_listeners = bind_all(&config.listen_client).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers: Vec<JoinHandle<()>> = Vec::new();
+    for listener in peer_listeners {
+        servers.push(serve_peer(
+            node.clone(),
+            snap_dir.clone(),
+            listener,
+            stop_rx.clone(),
+        ));
+    }
+    for listener in client_listeners {
+        servers.push(serve_clients(
+            node.clone(),
+            db_dir.clone(),
+            listener,
+            stop_rx.clone(),
+            config.max_request_bytes,
+        ));
+    }
+
+    if identity.bootstrap {
+        let members: BTreeMap<u64, MemberNode> = config
+            .initial_cluster
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    MemberNode {
+                        name: m.name.clone(),
+                        peer_urls: m.peer_urls.clone(),
+                    },
+                )
+            })
+            .collect();
+        if let Err(e) = raft.initialize(members).await {
+            // Another member may have initialized first; Raft sorts it out.
+            tracing::info!(error = %e, "initial membership not written by this member");
+        }
+    }
+    let publisher = tokio::spawn(publish(node.clone(), stop_rx.clone()));
+    tracing::info!(client = ?config.listen_client, peer = ?config.listen_peer, "ready to serve");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    publisher.abort();
+    for server in servers {
+        let abort = server.abort_handle();
+        if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
+            abort.abort();
+        }
+    }
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft did not stop cleanly");
+    }
+    kv.shutdown();
+    db.flush_wal(true)
+        .map_err(StorageError::rocks("flush wal"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+fn serve_peer(
+    node: Arc<Node>,
+    snap_dir: std::path::PathBuf,
+    listener: TcpListener,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let service = PeerServer::new(peer_service::PeerService::new(node, snap_dir))
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let served = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop))
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "peer server failed");
+        }
+    })
+}
+
+fn serve_clients(
+    node: Arc<Node>,
+    db_dir: std::path::PathBuf,
+    listener: TcpListener,
+    stop: watch::Receiver<bool>,
+    max_request_bytes: usize,
+) -> JoinHandle<()> {
+    let max = max_request_bytes + GRPC_OVERHEAD_BYTES;
+    tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(
+                KvServer::new(api::kv::KvService::new(node.clone())).max_decoding_message_size(max),
+            )
+            .add_service(WatchServer::new(api::stubs::WatchService).max_decoding_message_size(max))
+            .add_service(LeaseServer::new(api::stubs::LeaseService).max_decoding_message_size(max))
+            .add_service(
+                ClusterServer::new(api::cluster::ClusterService::new(node.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                MaintenanceServer::new(api::maintenance::MaintenanceService::new(
+                    node.clone(),
+                    db_dir,
+                ))
+                .max_decoding_message_size(max),
+            )
+            .add_service(AuthServer::new(api::stubs::AuthService).max_decoding_message_size(max))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop))
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "client server failed");
+        }
+    })
+}
+
+/// Publishes this member's name and client URLs through Raft, retrying
+/// until it lands, as etcd does when a member starts.
+async fn publish(node: Arc<Node>, stop: watch::Receiver<bool>) {
+    let attributes = MemberAttributes {
+        id: node.id,
+        name: node.name.clone(),
+        client_urls: node.client_urls.clone(),
+    };
+    let request = InternalRequest {
+        request: Some(internal_request::Request::Publish(attributes)),
+    };
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match node.propose(request.clone()).await {
+            Ok(_) => {
+                tracing::info!("published member attributes");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "publishing member attributes; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,80 @@
+//! [`Node`]: what every request handler of a member shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocksdb::DB;
+use shoal_proto::etcdserverpb::ResponseHeader;
+
+use crate::mvcc::KvStore;
+use crate::raft::network::PeerClients;
+use crate::raft::{MemberNode, Raft, RaftMetrics};
+
+/// Request limits, from the command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+}
+
+pub struct Node {
+    pub id: u64,
+    pub cluster_id: u64,
+    pub name: String,
+    pub client_urls: Vec<String>,
+    pub raft: Raft,
+    pub kv: Arc<KvStore>,
+    pub db: Arc<DB>,
+    pub peers: Arc<PeerClients>,
+    pub limits: Limits,
+    pub request_timeout: Duration,
+}
+
+impl Node {
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// The header every response carries.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.id,
+            revision,
+            raft_term: self.term(),
+        }
+    }
+
+    /// Fills the member-level fields of a header produced by the state machine.
+    pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
+        let revision = header
+            .as_ref()
+            .map_or_else(|| self.kv.current_revision(), |h| h.revision);
+        *header = Some(self.header(revision));
+    }
+
+    /// The Raft node record of member `id`, from the current membership.
+    pub fn member_node(&self, id: u64) -> Option<MemberNode> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
+    }
+
+    /// Waits until the known leader differs from `seen`, or `timeout` passes.
+    pub async fn leader_change(&self, seen: Option<u64>, timeout: Duration) {
+        let mut metrics = self.raft.metrics();
+        let _ = tokio::time::timeout(timeout, metrics.wait_for(|m| m.current_leader != seen)).await;
+    }
+}

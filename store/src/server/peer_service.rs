@@ -1,0 +1,134 @@
+//! The server side of the peer protocol (`peerpb.Peer`), on --listen-peer-urls.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openraft::raft::AppendEntriesRequest;
+use shoal_proto::peerpb::peer_server::Peer;
+use shoal_proto::peerpb::{
+    ClusterInfoRequest, ClusterInfoResponse, ForwardResponse, InternalRequest, RaftMessage,
+    ReadIndexRequest, ReadIndexResponse, SnapshotChunk,
+};
+use tokio::io::AsyncWriteExt;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::node::Node;
+use crate::error::EtcdError;
+use crate::raft::{SnapshotFile, SnapshotMeta, TypeConfig, Vote};
+use crate::storage;
+
+pub struct PeerService {
+    node: Arc<Node>,
+    snap_dir: PathBuf,
+}
+
+impl PeerService {
+    pub fn new(node: Arc<Node>, snap_dir: PathBuf) -> PeerService {
+        PeerService { node, snap_dir }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(msg: &RaftMessage) -> Result<T, Status> {
+    storage::decode_bincode("raft message", &msg.payload)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
+    Ok(Response::new(RaftMessage {
+        payload: storage::encode_bincode(value),
+    }))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
+        reply(&self.node.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(request.get_ref())?;
+        reply(&self.node.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let (vote, meta): (Vote, SnapshotMeta) =
+            storage::decode_bincode("snapshot header", &first.meta)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        tokio::fs::create_dir_all(&self.snap_dir)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = self.snap_dir.join(format!("receiving-{nanos}.tmp"));
+        let received = async {
+            let mut file = tokio::fs::File::create(&path).await?;
+            file.write_all(&first.data).await?;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(std::io::Error::other)?;
+                file.write_all(&chunk.data).await?;
+            }
+            file.sync_all().await
+        }
+        .await;
+        if let Err(e) = received {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(Status::unavailable(format!("receiving snapshot: {e}")));
+        }
+        let snapshot = openraft::Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile { path: path.clone() }),
+        };
+        let result = self.node.raft.install_full_snapshot(vote, snapshot).await;
+        // Installed snapshots are moved into place; anything left is stale.
+        let _ = tokio::fs::remove_file(&path).await;
+        reply(&result)
+    }
+
+    async fn forward(
+        &self,
+        request: Request<InternalRequest>,
+    ) -> Result<Response<ForwardResponse>, Status> {
+        if self.node.leader() != Some(self.node.id) {
+            return Err(EtcdError::NotLeader.into());
+        }
+        Ok(Response::new(
+            self.node.propose_local(request.into_inner()).await?,
+        ))
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
+        let deadline = tokio::time::Instant::now() + self.node.request_timeout;
+        match self.node.local_read_index(deadline).await? {
+            Some(index) => Ok(Response::new(ReadIndexResponse { index })),
+            None => Err(EtcdError::NotLeader.into()),
+        }
+    }
+
+    async fn cluster_info(
+        &self,
+        _request: Request<ClusterInfoRequest>,
+    ) -> Result<Response<ClusterInfoResponse>, Status> {
+        Ok(Response::new(ClusterInfoResponse {
+            cluster_id: self.node.cluster_id,
+        }))
+    }
+}

@@ -1,0 +1,141 @@
+//! Getting a write through Raft from any member: proposed locally on the
+//! leader, forwarded to the leader from a follower, retried across elections
+//! only when it certainly was not appended.
+
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use shoal_proto::peerpb::{ForwardResponse, InternalRequest, InternalResponse};
+use tokio::time::Instant;
+
+use super::node::Node;
+use crate::error::EtcdError;
+use crate::raft::Command;
+
+/// Longest wait between attempts while there is no usable leader.
+const RETRY_WAIT: Duration = Duration::from_millis(100);
+
+enum Attempt {
+    Done(InternalResponse, u64),
+    /// Certainly not appended anywhere: safe to try again.
+    Retry,
+    Failed(EtcdError),
+}
+
+impl Node {
+    /// Replicates `request` and returns the state machine's answer and the log
+    /// index it was applied at.
+    pub async fn propose(
+        &self,
+        request: InternalRequest,
+    ) -> Result<(InternalResponse, u64), EtcdError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let leader = self.leader();
+            let attempt = match leader {
+                Some(id) if id == self.id => {
+                    self.propose_as_leader(request.clone(), deadline).await
+                }
+                Some(id) => self.forward(id, &request).await,
+                None => Attempt::Retry,
+            };
+            match attempt {
+                Attempt::Done(response, index) => return Ok((response, index)),
+                Attempt::Failed(e) => return Err(e),
+                Attempt::Retry => {}
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(if self.leader().is_none() {
+                    EtcdError::NoLeader
+                } else {
+                    EtcdError::Timeout
+                });
+            }
+            self.leader_change(leader, RETRY_WAIT.min(deadline - now))
+                .await;
+        }
+    }
+
+    /// Proposes on this member, which must be the leader. Used for local
+    /// writes and for writes forwarded by followers.
+    pub async fn propose_local(
+        &self,
+        request: InternalRequest,
+    ) -> Result<ForwardResponse, EtcdError> {
+        match self
+            .propose_as_leader(request, Instant::now() + self.request_timeout)
+            .await
+        {
+            Attempt::Done(response, index) => Ok(ForwardResponse {
+                response: Some(response),
+                log_index: index,
+            }),
+            Attempt::Retry => Err(EtcdError::NotLeader),
+            Attempt::Failed(e) => Err(e),
+        }
+    }
+
+    async fn propose_as_leader(&self, request: InternalRequest, deadline: Instant) -> Attempt {
+        match tokio::time::timeout_at(deadline, self.raft.client_write(Command(request))).await {
+            Err(_) => Attempt::Failed(EtcdError::Timeout),
+            Ok(Ok(written)) => Attempt::Done(written.data.0, written.log_id.index),
+            // openraft answers ForwardToLeader only for entries it never
+            // appended or has truncated, so a retry cannot apply twice.
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Attempt::Retry,
+            Ok(Err(RaftError::APIError(e))) => Attempt::Failed(EtcdError::Internal(e.to_string())),
+            Ok(Err(RaftError::Fatal(_))) => Attempt::Failed(EtcdError::Stopped),
+        }
+    }
+
+    async fn forward(&self, leader: u64, request: &InternalRequest) -> Attempt {
+        let Some(url) = self
+            .member_node(leader)
+            .and_then(|n| n.peer_urls.first().cloned())
+        else {
+            return Attempt::Retry;
+        };
+        let mut client = match self.peers.client(&url) {
+            Ok(client) => client,
+            Err(_) => return Attempt::Retry,
+        };
+        match client.forward(request.clone()).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                match reply.response {
+                    Some(response) => Attempt::Done(response, reply.log_index),
+                    None => {
+                        Attempt::Failed(EtcdError::Internal("leader sent an empty reply".into()))
+                    }
+                }
+            }
+            Err(status) => match EtcdError::from_status(&status) {
+                Some(EtcdError::NotLeader | EtcdError::NoLeader) => Attempt::Retry,
+                Some(e) => Attempt::Failed(e),
+                // A request that never reached the leader is safe to retry;
+                // one that was lost on the way back may have been applied.
+                None if never_sent(&status) => Attempt::Retry,
+                None => Attempt::Failed(EtcdError::ConnectionLost),
+            },
+        }
+    }
+}
+
+/// Whether a transport failure happened before the request left this member.
+fn never_sent(status: &tonic::Status) -> bool {
+    use std::error::Error;
+    let mut source: Option<&(dyn Error + 'static)> = status.source();
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        let text = err.to_string();
+        if text.contains("tcp connect error") || text.contains("Connection refused") {
+            return true;
+        }
+        source = err.source();
+    }
+    status.message().contains("tcp connect error")
+}

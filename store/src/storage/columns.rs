@@ -1,0 +1,44 @@
+//! Every RocksDB column family and fixed key Shoal uses, in one place.
+//!
+//! One RocksDB instance per member holds both the Raft log and the state
+//! machine. The state machine's families are the ones a snapshot carries.
+
+/// Raft log entries: `index (u64 BE)` → bincode `Entry`.
+pub const RAFT_LOG: &str = "raft_log";
+/// Raft's own durable state and the member's identity: fixed keys below.
+pub const RAFT_STATE: &str = "raft_state";
+/// MVCC versions: `escaped key ‖ 00 01 ‖ !main ‖ !sub` → record (see `mvcc`).
+pub const KV: &str = "kv";
+/// MVCC event log: `main ‖ sub` (BE) → user key. Drives compaction and watch replay.
+pub const REVS: &str = "revs";
+/// State-machine metadata: fixed keys below.
+pub const META: &str = "meta";
+/// Leases: `id (i64 BE)` → lease record.
+pub const LEASES: &str = "leases";
+/// Published member attributes: `member id (u64 BE)` → `MemberAttributes`.
+pub const MEMBERS: &str = "members";
+
+/// Every column family, in creation order.
+pub const ALL: [&str; 7] = [RAFT_LOG, RAFT_STATE, KV, REVS, META, LEASES, MEMBERS];
+
+/// The column families that make up the replicated state machine, in the
+/// order a snapshot stores them. The index is the family's tag in the file.
+pub const STATE_MACHINE: [&str; 5] = [KV, REVS, META, LEASES, MEMBERS];
+
+// Keys in RAFT_STATE.
+pub const VOTE: &[u8] = b"vote";
+pub const COMMITTED: &[u8] = b"committed";
+pub const LAST_PURGED: &[u8] = b"last_purged";
+pub const MEMBER_ID: &[u8] = b"member_id";
+pub const CLUSTER_ID: &[u8] = b"cluster_id";
+/// Path of a snapshot whose installation has begun but not finished.
+pub const INSTALLING: &[u8] = b"installing_snapshot";
+
+// Keys in META.
+pub const LAST_APPLIED: &[u8] = b"last_applied";
+pub const LAST_MEMBERSHIP: &[u8] = b"last_membership";
+pub const CURRENT_REVISION: &[u8] = b"current_revision";
+/// The revision of the latest applied `Compact` request.
+pub const COMPACT_REVISION: &[u8] = b"compact_revision";
+/// How far physical compaction has got: every revision below it is gone.
+pub const COMPACT_DONE: &[u8] = b"compact_done";

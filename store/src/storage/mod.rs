@@ -1,0 +1,131 @@
+//! The member's RocksDB instance: opening it with every column family, and the
+//! small encoding helpers shared by the Raft log and the state machine.
+
+pub mod columns;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+
+/// A failure of the storage engine or of decoding what it holds.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("rocksdb {op} failed")]
+    Rocks {
+        op: &'static str,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("stored value under {what} is corrupt: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("file i/o on {path} failed")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    pub fn rocks(op: &'static str) -> impl FnOnce(rocksdb::Error) -> StorageError {
+        move |source| StorageError::Rocks { op, source }
+    }
+
+    pub fn corrupt(what: &'static str, detail: impl ToString) -> StorageError {
+        StorageError::Corrupt {
+            what,
+            detail: detail.to_string(),
+        }
+    }
+
+    pub fn io(path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> StorageError {
+        let path = path.as_ref().display().to_string();
+        move |source| StorageError::Io { path, source }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Opens (creating if needed) the member database at `path`.
+pub fn open(path: &Path) -> Result<Arc<DB>> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_max_background_jobs(2);
+    // Bound memory: the defaults allow large memtables per family.
+    opts.set_write_buffer_size(16 << 20);
+    opts.set_max_write_buffer_number(3);
+    let families = columns::ALL.iter().map(|name| {
+        let mut cf_opts = Options::default();
+        cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        cf_opts.set_write_buffer_size(16 << 20);
+        ColumnFamilyDescriptor::new(*name, cf_opts)
+    });
+    let db = DB::open_cf_descriptors(&opts, path, families).map_err(StorageError::rocks("open"))?;
+    Ok(Arc::new(db))
+}
+
+/// The handle of a column family opened by [`open`].
+pub fn cf<'a>(db: &'a DB, name: &'static str) -> &'a ColumnFamily {
+    db.cf_handle(name)
+        .expect("invariant: every column family is created by storage::open")
+}
+
+/// Writes `batch` durably: the WAL is fsynced before this returns.
+pub fn write_synced(db: &DB, batch: WriteBatch) -> Result<()> {
+    let mut opts = WriteOptions::default();
+    opts.set_sync(true);
+    db.write_opt(batch, &opts)
+        .map_err(StorageError::rocks("synced write"))
+}
+
+/// Writes `batch` to the WAL without waiting for fsync. Used by the state
+/// machine, whose content can always be re-derived from the fsynced Raft log.
+pub fn write_buffered(db: &DB, batch: WriteBatch) -> Result<()> {
+    db.write(batch).map_err(StorageError::rocks("write"))
+}
+
+pub fn get(db: &DB, cf_name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    db.get_cf(cf(db, cf_name), key)
+        .map_err(StorageError::rocks("get"))
+}
+
+pub fn encode_bincode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .expect("invariant: in-memory values always serialize")
+}
+
+pub fn decode_bincode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|e| StorageError::corrupt(what, e))
+}
+
+pub fn get_bincode<T: serde::de::DeserializeOwned>(
+    db: &DB,
+    cf_name: &'static str,
+    key: &'static [u8],
+) -> Result<Option<T>> {
+    match get(db, cf_name, key)? {
+        Some(bytes) => decode_bincode(cf_name, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub fn get_i64(db: &DB, cf_name: &'static str, key: &[u8]) -> Result<Option<i64>> {
+    match get(db, cf_name, key)? {
+        Some(bytes) => {
+            let raw: [u8; 8] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| StorageError::corrupt(cf_name, "expected 8 bytes"))?;
+            Ok(Some(i64::from_be_bytes(raw)))
+        }
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,261 @@
+//! `shoal up`: a local 3-member cluster on loopback, each member a separate
+//! `shoal` process (the same binary an operator runs), supervised: a member
+//! that dies is restarted with backoff; Ctrl-C stops them all cleanly. A
+//! second run on the same `--data-dir` resumes the same cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use shoal_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use shoal_proto::etcdserverpb::StatusRequest;
+use tokio::process::{Child, Command};
+
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Directory for the members' data and logs (one sub-directory each).
+    #[arg(long, default_value = "shoal-up.data")]
+    pub data_dir: PathBuf,
+    /// Added to every port: clients on 2379/22379/32379, peers on 2380/22380/32380.
+    #[arg(long, default_value_t = 0)]
+    pub port_offset: u16,
+    /// Log level of the members.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+const MEMBERS: [(&str, u16, u16); 3] = [
+    ("infra1", 2379, 2380),
+    ("infra2", 22379, 22380),
+    ("infra3", 32379, 32380),
+];
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+struct Member {
+    name: &'static str,
+    client_url: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    backoff: Duration,
+}
+
+impl Member {
+    fn start(&mut self, exe: &Path) -> std::io::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(exe)
+            .args(&self.args)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Own process group: Ctrl-C reaches the supervisor only, which
+            // then stops the members in order.
+            .process_group(0)
+            .env("SHOAL_EXIT_WITH_PARENT", "1")
+            .spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        if tokio::time::timeout(STOP_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+fn members(args: &UpArgs) -> Result<Vec<Member>, String> {
+    let port = |p: u16| {
+        p.checked_add(args.port_offset)
+            .ok_or_else(|| format!("--port-offset {} is too large", args.port_offset))
+    };
+    let mut cluster = Vec::new();
+    for (name, _, peer) in MEMBERS {
+        cluster.push(format!("{name}=http://127.0.0.1:{}", port(peer)?));
+    }
+    let cluster = cluster.join(",");
+    let mut out = Vec::new();
+    for (name, client, peer) in MEMBERS {
+        let client_url = format!("http://127.0.0.1:{}", port(client)?);
+        let peer_url = format!("http://127.0.0.1:{}", port(peer)?);
+        let data_dir = args.data_dir.join(name);
+        let member_args = vec![
+            "--name".into(),
+            name.into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--listen-client-urls".into(),
+            client_url.clone(),
+            "--advertise-client-urls".into(),
+            client_url.clone(),
+            "--listen-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer_url,
+            "--initial-cluster".into(),
+            cluster.clone(),
+            "--initial-cluster-token".into(),
+            "shoal-up".into(),
+            "--initial-cluster-state".into(),
+            "new".into(),
+            "--log-level".into(),
+            args.log_level.clone(),
+        ];
+        out.push(Member {
+            name,
+            client_url,
+            args: member_args,
+            log: args.data_dir.join(format!("{name}.log")),
+            child: None,
+            backoff: Duration::from_millis(500),
+        });
+    }
+    Ok(out)
+}
+
+/// Waits until every member answers Status and they agree on a leader.
+async fn wait_ready(members: &[Member], timeout: Duration) -> Option<u64> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        let mut leaders = Vec::new();
+        for member in members {
+            let status = async {
+                let mut client = MaintenanceClient::connect(member.client_url.clone())
+                    .await
+                    .ok()?;
+                client
+                    .status(StatusRequest {})
+                    .await
+                    .ok()
+                    .map(|r| r.into_inner())
+            };
+            if let Ok(Some(status)) = tokio::time::timeout(Duration::from_secs(1), status).await {
+                leaders.push(status.leader);
+            }
+        }
+        if leaders.len() == members.len()
+            && leaders[0] != 0
+            && leaders.iter().all(|l| *l == leaders[0])
+        {
+            return Some(leaders[0]);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+fn banner(members: &[Member], data_dir: &Path) {
+    let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
+    let endpoints = endpoints.join(",");
+    println!(
+        "shoal up: 3 members on loopback, data in {}",
+        data_dir.display()
+    );
+    for member in members {
+        println!(
+            "  {:<7} client {}  log {}",
+            member.name,
+            member.client_url,
+            member.log.display()
+        );
+    }
+    println!();
+    println!("Try:");
+    println!("  etcdctl --endpoints={endpoints} put greeting hello");
+    println!("  etcdctl --endpoints={endpoints} get greeting -w json");
+    println!("  etcdctl --endpoints={endpoints} endpoint status -w table");
+    println!();
+    println!(
+        "Ctrl-C stops the cluster; running `shoal up` again on the same --data-dir resumes it."
+    );
+}
+
+async fn supervise(args: UpArgs) -> Result<(), String> {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the shoal executable: {e}"))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+    let mut members = members(&args)?;
+    for member in &mut members {
+        member
+            .start(&exe)
+            .map_err(|e| format!("cannot start {}: {e}", member.name))?;
+    }
+    banner(&members, &args.data_dir);
+    match wait_ready(&members, Duration::from_secs(30)).await {
+        Some(leader) => println!("ready: leader is member {leader:x}"),
+        None => println!("not ready after 30s; see the member logs"),
+    }
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick() => restart_exited(&mut members, &exe).await,
+        }
+    }
+    println!("stopping...");
+    for member in &mut members {
+        member.stop().await;
+    }
+    println!("stopped");
+    Ok(())
+}
+
+async fn restart_exited(members: &mut [Member], exe: &Path) {
+    for member in members.iter_mut() {
+        let Some(child) = member.child.as_mut() else {
+            continue;
+        };
+        let Ok(Some(status)) = child.try_wait() else {
+            continue;
+        };
+        member.child = None;
+        eprintln!(
+            "{} exited ({status}); restarting in {:?}",
+            member.name, member.backoff
+        );
+        tokio::time::sleep(member.backoff).await;
+        member.backoff = (member.backoff * 2).min(MAX_BACKOFF);
+        if let Err(e) = member.start(exe) {
+            eprintln!("cannot restart {}: {e}", member.name);
+        }
+    }
+}
+
+pub fn run(args: UpArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shoal up: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(supervise(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shoal up: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

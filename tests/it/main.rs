@@ -1,0 +1,7 @@
+//! Integration tests on real processes: Shoal members, etcd 3.4, etcdctl.
+
+mod client_compat;
+mod errors;
+mod etcdctl_compat;
+mod replication;
+mod up;

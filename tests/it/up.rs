@@ -1,0 +1,102 @@
+//! `shoal up`: a supervised local cluster that etcdctl talks to, stops on
+//! Ctrl-C, and resumes on the same data dir.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use shoal_tests::cluster::shoal_binary;
+use shoal_tests::ports::in_use;
+use shoal_tests::process::Process;
+use shoal_tests::{wait, Etcdctl};
+
+/// A port offset under which all six `shoal up` ports are free right now.
+fn free_offset() -> u16 {
+    let base = (std::process::id() % 2000) as u16 * 13 + 1000;
+    (0..200)
+        .map(|i| base + i * 7)
+        .find(|off| {
+            [2379u16, 2380, 22379, 22380, 32379, 32380]
+                .iter()
+                .all(|p| !in_use(p + off))
+        })
+        .expect("a free port range")
+}
+
+async fn wait_healthy(ctl: &Etcdctl) {
+    wait::until(Duration::from_secs(60), "shoal up to serve", || async {
+        let out = ctl.run(&["put", "probe", "1"]);
+        out.success.then_some(())
+    })
+    .await;
+}
+
+fn stop(mut up: Process) {
+    up.signal(Signal::SIGINT);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(status) = up.exited() {
+            assert!(
+                status.success(),
+                "shoal up exits cleanly on Ctrl-C: {status}\n{}",
+                up.log_tail()
+            );
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shoal up did not stop:\n{}",
+            up.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shoal_up_runs_stops_and_resumes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let offset = free_offset();
+    let data_dir = dir.path().join("data");
+    let args: Vec<String> = [
+        "up",
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "--port-offset",
+        &offset.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let endpoints = [2379u16, 22379, 32379]
+        .map(|p| format!("http://127.0.0.1:{}", p + offset))
+        .join(",");
+    let ctl = Etcdctl::new(endpoints);
+
+    let up = Process::spawn(&shoal_binary(), &args, dir.path().join("up.log"));
+    wait_healthy(&ctl).await;
+    let banner = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+    assert!(
+        banner.contains("etcdctl --endpoints="),
+        "the banner shows an etcdctl line:\n{banner}"
+    );
+    let put = ctl.run(&["put", "greeting", "hello"]);
+    assert!(put.success, "{put:?}");
+    let members = ctl.run(&["member", "list"]);
+    assert_eq!(members.stdout.lines().count(), 3, "{members:?}");
+    stop(up);
+    for port in [2379u16, 22379, 32379] {
+        assert!(
+            !in_use(port + offset),
+            "member on {} still running after Ctrl-C",
+            port + offset
+        );
+    }
+
+    let up = Process::spawn(&shoal_binary(), &args, dir.path().join("up2.log"));
+    wait_healthy(&ctl).await;
+    let get = ctl.run(&["get", "greeting", "--print-value-only"]);
+    assert_eq!(
+        get.stdout, "hello\n",
+        "the second run resumes the same cluster: {get:?}"
+    );
+    stop(up);
+}

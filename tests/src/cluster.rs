@@ -1,0 +1,248 @@
+//! A Shoal cluster of real `shoal` processes on loopback.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use etcd_client::Client;
+
+use crate::ports::free_port;
+use crate::process::Process;
+use crate::wait;
+
+/// The `shoal` binary of this build: next to the test binary's `deps/` dir,
+/// or wherever `SHOAL_BIN` says.
+pub fn shoal_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SHOAL_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join("shoal");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --bins`",
+        path.display()
+    );
+    path
+}
+
+pub struct Member {
+    pub name: String,
+    pub client_url: String,
+    pub peer_url: String,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    process: Option<Process>,
+}
+
+impl Member {
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(Process::pid)
+    }
+
+    pub fn process(&self) -> Option<&Process> {
+        self.process.as_ref()
+    }
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` members with default settings and waits for a leader.
+    pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    /// Starts `n` members, each with `extra` flags added, and waits for a leader.
+    pub async fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                let name = format!("m{i}");
+                let client_url = format!("http://127.0.0.1:{client}");
+                let peer_url = format!("http://127.0.0.1:{peer}");
+                let data_dir = dir.path().join(&name);
+                let mut args: Vec<String> = [
+                    "--name",
+                    &name,
+                    "--data-dir",
+                    &data_dir.display().to_string(),
+                    "--listen-client-urls",
+                    &client_url,
+                    "--advertise-client-urls",
+                    &client_url,
+                    "--listen-peer-urls",
+                    &peer_url,
+                    "--initial-advertise-peer-urls",
+                    &peer_url,
+                    "--initial-cluster",
+                    &initial_cluster,
+                    "--initial-cluster-token",
+                    "shoal-test",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                args.extend(extra.iter().map(|s| s.to_string()));
+                let log = dir.path().join(format!("{name}.log"));
+                Member {
+                    name,
+                    client_url,
+                    peer_url,
+                    data_dir,
+                    args,
+                    log,
+                    process: None,
+                }
+            })
+            .collect();
+        let mut cluster = Cluster { members, dir };
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster.leader().await;
+        cluster
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    pub fn endpoints_csv(&self) -> String {
+        self.endpoints().join(",")
+    }
+
+    /// A client that knows every member.
+    pub async fn client(&self) -> Client {
+        Client::connect(self.endpoints(), None)
+            .await
+            .expect("connect to the cluster")
+    }
+
+    /// A client talking to member `i` only.
+    pub async fn member_client(&self, i: usize) -> Client {
+        Client::connect([self.members[i].client_url.clone()], None)
+            .await
+            .expect("connect to a member")
+    }
+
+    /// (Re)starts member `i` on its data dir.
+    pub fn restart(&mut self, i: usize) {
+        let member = &mut self.members[i];
+        assert!(
+            member.process.is_none(),
+            "{} is already running",
+            member.name
+        );
+        member.process = Some(Process::spawn(
+            &shoal_binary(),
+            &member.args,
+            member.log.clone(),
+        ));
+    }
+
+    /// kill -9 of member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut process) = self.members[i].process.take() {
+            process.kill();
+        }
+    }
+
+    /// Graceful stop (SIGTERM) of member `i`; returns whether it exited cleanly.
+    pub fn stop(&mut self, i: usize) -> bool {
+        self.members[i]
+            .process
+            .take()
+            .is_some_and(|mut p| p.terminate(Duration::from_secs(20)))
+    }
+
+    /// Status of member `i`, if it answers.
+    pub async fn status(&self, i: usize) -> Option<etcd_client::StatusResponse> {
+        let connect = Client::connect([self.members[i].client_url.clone()], None);
+        let mut client = tokio::time::timeout(Duration::from_secs(1), connect)
+            .await
+            .ok()?
+            .ok()?;
+        tokio::time::timeout(Duration::from_secs(1), client.status())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// Index of the leader that every running member agrees on.
+    pub async fn leader(&self) -> usize {
+        wait::until(
+            Duration::from_secs(30),
+            "a leader all running members agree on",
+            || async {
+                let mut leaders = Vec::new();
+                for (i, member) in self.members.iter().enumerate() {
+                    if member.is_running() {
+                        leaders.push(self.status(i).await?.leader());
+                    }
+                }
+                let first = *leaders.first()?;
+                if first == 0 || leaders.iter().any(|l| *l != first) {
+                    return None;
+                }
+                for (i, _) in self.members.iter().enumerate() {
+                    if self
+                        .status(i)
+                        .await
+                        .is_some_and(|s| s.header().is_some_and(|h| h.member_id() == first))
+                    {
+                        return Some(i);
+                    }
+                }
+                None
+            },
+        )
+        .await
+    }
+
+    /// Index of a running member other than `not`.
+    pub fn other_than(&self, not: &[usize]) -> usize {
+        (0..self.members.len())
+            .find(|i| !not.contains(i) && self.members[*i].is_running())
+            .expect("another member")
+    }
+
+    /// The last lines of every member's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| {
+                format!(
+                    "--- {} ---\n{}",
+                    m.name,
+                    std::fs::read_to_string(&m.log).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}

@@ -1,0 +1,21 @@
+//! A harness that runs real Shoal members, a reference etcd 3.4 and etcdctl
+//! as separate processes on loopback, for the integration tests in `it/`.
+//!
+//! # Layout
+//! - [`ports`]: free loopback ports for each test.
+//! - [`process`]: a child process owned by a test, killed by pid when dropped.
+//! - [`cluster`]: a Shoal cluster; members can be killed, stopped and restarted.
+//! - [`etcd`]: a single-member etcd 3.4, the reference for output comparisons.
+//! - [`etcdctl`]: running etcdctl 3.4 and normalizing what differs between clusters.
+//! - [`wait`]: waiting on observable state with a deadline, never a bare sleep.
+
+pub mod cluster;
+pub mod etcd;
+pub mod etcdctl;
+pub mod ports;
+pub mod process;
+pub mod wait;
+
+pub use cluster::Cluster;
+pub use etcd::Etcd;
+pub use etcdctl::Etcdctl;
