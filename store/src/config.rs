@@ -80,7 +80,8 @@ pub struct MemberArgs {
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, default_value_t = 100)]
     pub heartbeat_interval: u64,
-    /// Time (in milliseconds) for an election to timeout.
+    /// Time (in milliseconds) for an election to timeout: the least leader
+    /// silence after which a follower starts an election (at most 1.2×).
     #[arg(long, default_value_t = 1000)]
     pub election_timeout: u64,
     /// Number of committed transactions to trigger a snapshot to disk.

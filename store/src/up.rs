@@ -187,6 +187,10 @@ fn banner(members: &[Member], data_dir: &Path) {
 }
 
 async fn supervise(args: UpArgs) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Handlers first: Ctrl-C at any point must stop the members, not orphan them.
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the shoal executable: {e}"))?;
     std::fs::create_dir_all(&args.data_dir)
@@ -198,19 +202,20 @@ async fn supervise(args: UpArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot start {}: {e}", member.name))?;
     }
     banner(&members, &args.data_dir);
-    match wait_ready(&members, Duration::from_secs(30)).await {
-        Some(leader) => println!("ready: leader is member {leader:x}"),
-        None => println!("not ready after 30s; see the member logs"),
+    let mut stopping = false;
+    tokio::select! {
+        ready = wait_ready(&members, Duration::from_secs(30)) => match ready {
+            Some(leader) => println!("ready: leader is member {leader:x}"),
+            None => println!("not ready after 30s; see the member logs"),
+        },
+        _ = term.recv() => stopping = true,
+        _ = int.recv() => stopping = true,
     }
-
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
+    while !stopping {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => stopping = true,
+            _ = int.recv() => stopping = true,
             _ = tick.tick() => restart_exited(&mut members, &exe).await,
         }
     }

@@ -15,9 +15,17 @@ impl Output {
     /// The output with what legitimately differs between two clusters (member
     /// and cluster ids, the Raft term) replaced by placeholders.
     pub fn normalized(&self) -> Output {
-        let ids =
+        let json_ids =
             regex::Regex::new(r#""(cluster_id|member_id|raft_term)":\d+"#).expect("valid regex");
-        let norm = |s: &str| ids.replace_all(s, "\"$1\":N").into_owned();
+        let field_ids =
+            regex::Regex::new(r#""(ClusterID|MemberID|RaftTerm)" : \d+"#).expect("valid regex");
+        // etcdctl's client-side retry log lines carry a timestamp and a random target.
+        let log_noise = regex::Regex::new(r#""(ts|target)":"[^"]*""#).expect("valid regex");
+        let norm = |s: &str| {
+            let s = json_ids.replace_all(s, "\"$1\":N");
+            let s = field_ids.replace_all(&s, "\"$1\" : N");
+            log_noise.replace_all(&s, "\"$1\":\"-\"").into_owned()
+        };
         Output {
             stdout: norm(&self.stdout),
             stderr: norm(&self.stderr),

@@ -4,6 +4,7 @@
 //! Shutdown order: stop accepting requests, let in-flight ones finish (for a
 //! bounded time), stop Raft, stop the compactor, then close RocksDB.
 
+mod authority;
 mod bootstrap;
 mod node;
 mod peer_service;
@@ -59,13 +60,21 @@ pub enum ServerError {
     Raft(String),
 }
 
+/// openraft's settings for etcd's flags.
+///
+/// A follower of openraft 0.9 that knows a leader starts an election after
+/// `election_timeout_max` (the leader lease, during which it also refuses to
+/// vote for others) plus its own timeout, drawn once from
+/// `[election_timeout_min, election_timeout_max)`. With 0.6E and 0.4E, a
+/// follower waits between E and 1.2E of leader silence, so `--election-timeout`
+/// keeps etcd's meaning: the least silence that triggers an election.
 fn raft_config(config: &MemberConfig) -> Result<openraft::Config, ServerError> {
     let election = config.election_timeout.as_millis() as u64;
     openraft::Config {
         cluster_name: config.token.clone(),
         heartbeat_interval: config.heartbeat.as_millis() as u64,
-        election_timeout_min: election,
-        election_timeout_max: election * 2,
+        election_timeout_min: election * 2 / 5,
+        election_timeout_max: election * 3 / 5,
         install_snapshot_timeout: 30_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
         max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
@@ -254,11 +263,24 @@ fn serve_clients(
                 .max_decoding_message_size(max),
             )
             .add_service(AuthServer::new(api::stubs::AuthService).max_decoding_message_size(max))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop))
+            .serve_with_incoming_shutdown(client_connections(listener), stopped(stop))
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "client server failed");
         }
+    })
+}
+
+/// Accepted client connections, each behind [`authority::ClientStream`].
+fn client_connections(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<authority::ClientStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.map(|stream| {
+            let _ = stream.set_nodelay(true);
+            authority::ClientStream::new(stream)
+        })
     })
 }
 
