@@ -7,17 +7,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // prost-build finds the compiler through PROTOC.
         std::env::set_var("PROTOC", protoc);
     }
-    tonic_prost_build::configure()
-        .generate_default_stubs(true)
-        .compile_protos(
-            &[
-                "proto/mvccpb/kv.proto",
-                "proto/authpb/auth.proto",
-                "proto/etcdserverpb/rpc.proto",
-                "proto/peerpb/peer.proto",
-            ],
-            &["proto"],
-        )?;
+    tonic_prost_build::configure().generate_default_stubs(true).compile_protos(
+        &[
+            "proto/mvccpb/kv.proto",
+            "proto/authpb/auth.proto",
+            "proto/etcdserverpb/rpc.proto",
+            "proto/peerpb/peer.proto",
+        ],
+        &["proto"],
+    )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

@@ -105,11 +105,7 @@ pub enum ConfigError {
         "--initial-cluster has {name}={cluster_urls} but missing from --initial-advertise-peer-urls={advertised} \
          (the URLs must match)"
     )]
-    PeerUrlMismatch {
-        name: String,
-        cluster_urls: String,
-        advertised: String,
-    },
+    PeerUrlMismatch { name: String, cluster_urls: String, advertised: String },
     #[error("--election-timeout[{election}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat}ms]")]
     ElectionTooShort { election: u64, heartbeat: u64 },
     #[error("{flag} must not be empty")]
@@ -160,10 +156,7 @@ fn addrs(flag: &'static str, list: &[Url]) -> Result<Vec<SocketAddr>, ConfigErro
     if list.is_empty() {
         return Err(ConfigError::Empty { flag });
     }
-    Ok(list
-        .iter()
-        .map(|u| u.socket_addr(flag))
-        .collect::<Result<_, _>>()?)
+    Ok(list.iter().map(|u| u.socket_addr(flag)).collect::<Result<_, _>>()?)
 }
 
 fn strings(list: &[Url]) -> Vec<String> {
@@ -179,17 +172,11 @@ impl MemberArgs {
             });
         }
         let listen_client = urls::parse_list("--listen-client-urls", &self.listen_client_urls)?;
-        let advertise_client =
-            urls::parse_list("--advertise-client-urls", &self.advertise_client_urls)?;
+        let advertise_client = urls::parse_list("--advertise-client-urls", &self.advertise_client_urls)?;
         let listen_peer = urls::parse_list("--listen-peer-urls", &self.listen_peer_urls)?;
-        let advertise_peer = urls::parse_list(
-            "--initial-advertise-peer-urls",
-            &self.initial_advertise_peer_urls,
-        )?;
+        let advertise_peer = urls::parse_list("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
         if advertise_peer.is_empty() {
-            return Err(ConfigError::Empty {
-                flag: "--initial-advertise-peer-urls",
-            });
+            return Err(ConfigError::Empty { flag: "--initial-advertise-peer-urls" });
         }
         let initial_cluster_text = self
             .initial_cluster
@@ -200,9 +187,7 @@ impl MemberArgs {
         let mine = cluster
             .iter()
             .find(|(name, _)| *name == self.name)
-            .ok_or_else(|| ConfigError::NameNotInCluster {
-                name: self.name.clone(),
-            })?;
+            .ok_or_else(|| ConfigError::NameNotInCluster { name: self.name.clone() })?;
         let mut listed = strings(&mine.1);
         let mut advertised = peer_urls.clone();
         listed.sort();
@@ -227,10 +212,7 @@ impl MemberArgs {
             .collect();
         Ok(MemberConfig {
             name: self.name.clone(),
-            data_dir: self
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name))),
+            data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name))),
             listen_client: addrs("--listen-client-urls", &listen_client)?,
             advertise_client_urls: strings(&advertise_client),
             listen_peer: addrs("--listen-peer-urls", &listen_peer)?,
@@ -273,15 +255,8 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<MemberConfig, ConfigError> {
-        let argv = normalize_args(
-            std::iter::once("shoal")
-                .chain(args.iter().copied())
-                .map(String::from),
-        );
-        Cli::try_parse_from(argv)
-            .expect("flags parse")
-            .member
-            .validate()
+        let argv = normalize_args(std::iter::once("shoal").chain(args.iter().copied()).map(String::from));
+        Cli::try_parse_from(argv).expect("flags parse").member.validate()
     }
 
     #[test]
@@ -311,9 +286,6 @@ mod tests {
             parse(&["--name", "c", "--initial-cluster", "a=http://127.0.0.1:1"]),
             Err(ConfigError::NameNotInCluster { .. })
         ));
-        assert!(matches!(
-            parse(&["--election-timeout", "100"]),
-            Err(ConfigError::ElectionTooShort { .. })
-        ));
+        assert!(matches!(parse(&["--election-timeout", "100"]), Err(ConfigError::ElectionTooShort { .. })));
     }
 }

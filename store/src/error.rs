@@ -52,32 +52,17 @@ impl EtcdError {
             KeyNotFound => (Code::InvalidArgument, "etcdserver: key not found"),
             ValueProvided => (Code::InvalidArgument, "etcdserver: value is provided"),
             LeaseProvided => (Code::InvalidArgument, "etcdserver: lease is provided"),
-            TooManyOps => (
-                Code::InvalidArgument,
-                "etcdserver: too many operations in txn request",
-            ),
-            DuplicateKey => (
-                Code::InvalidArgument,
-                "etcdserver: duplicate key given in txn request",
-            ),
+            TooManyOps => (Code::InvalidArgument, "etcdserver: too many operations in txn request"),
+            DuplicateKey => (Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
             InvalidSortOption => (Code::InvalidArgument, "etcdserver: invalid sort option"),
-            Compacted => (
-                Code::OutOfRange,
-                "etcdserver: mvcc: required revision has been compacted",
-            ),
-            FutureRevision => (
-                Code::OutOfRange,
-                "etcdserver: mvcc: required revision is a future revision",
-            ),
+            Compacted => (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
+            FutureRevision => (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
             LeaseNotFound => (Code::NotFound, "etcdserver: requested lease not found"),
             RequestTooLarge => (Code::InvalidArgument, "etcdserver: request is too large"),
             NoLeader => (Code::Unavailable, "etcdserver: no leader"),
             NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
             Timeout => (Code::Unavailable, "etcdserver: request timed out"),
-            ConnectionLost => (
-                Code::Unavailable,
-                "etcdserver: request timed out, possibly due to connection lost",
-            ),
+            ConnectionLost => (Code::Unavailable, "etcdserver: request timed out, possibly due to connection lost"),
             Stopped => (Code::Unavailable, "etcdserver: server stopped"),
             Internal(detail) => (Code::Internal, detail.as_str()),
         }
@@ -140,11 +125,7 @@ mod tests {
 
     #[test]
     fn statuses_round_trip() {
-        for e in [
-            EtcdError::Compacted,
-            EtcdError::NotLeader,
-            EtcdError::RequestTooLarge,
-        ] {
+        for e in [EtcdError::Compacted, EtcdError::NotLeader, EtcdError::RequestTooLarge] {
             let status = Status::from(e.clone());
             assert_eq!(EtcdError::from_status(&status), Some(e));
         }

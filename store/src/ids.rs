@@ -52,10 +52,7 @@ mod tests {
         let a = member_id(&["http://a:1".into(), "http://b:2".into()], "t");
         let b = member_id(&["http://b:2".into(), "http://a:1".into()], "t");
         assert_eq!(a, b);
-        assert_ne!(
-            a,
-            member_id(&["http://a:1".into(), "http://b:2".into()], "other")
-        );
+        assert_ne!(a, member_id(&["http://a:1".into(), "http://b:2".into()], "other"));
         assert_eq!(cluster_id(&[3, 1, 2]), cluster_id(&[1, 2, 3]));
     }
 }

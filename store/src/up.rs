@@ -27,11 +27,7 @@ pub struct UpArgs {
     pub log_level: String,
 }
 
-const MEMBERS: [(&str, u16, u16); 3] = [
-    ("infra1", 2379, 2380),
-    ("infra2", 22379, 22380),
-    ("infra3", 32379, 32380),
-];
+const MEMBERS: [(&str, u16, u16); 3] = [("infra1", 2379, 2380), ("infra2", 22379, 22380), ("infra3", 32379, 32380)];
 const STOP_GRACE: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -46,10 +42,7 @@ struct Member {
 
 impl Member {
     fn start(&mut self, exe: &Path) -> std::io::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(exe)
             .args(&self.args)
             .stdin(std::process::Stdio::null())
@@ -71,10 +64,7 @@ impl Member {
         if let Some(pid) = child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
-        if tokio::time::timeout(STOP_GRACE, child.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
             let _ = child.kill().await;
         }
     }
@@ -82,8 +72,7 @@ impl Member {
 
 fn members(args: &UpArgs) -> Result<Vec<Member>, String> {
     let port = |p: u16| {
-        p.checked_add(args.port_offset)
-            .ok_or_else(|| format!("--port-offset {} is too large", args.port_offset))
+        p.checked_add(args.port_offset).ok_or_else(|| format!("--port-offset {} is too large", args.port_offset))
     };
     let mut cluster = Vec::new();
     for (name, _, peer) in MEMBERS {
@@ -136,23 +125,14 @@ async fn wait_ready(members: &[Member], timeout: Duration) -> Option<u64> {
         let mut leaders = Vec::new();
         for member in members {
             let status = async {
-                let mut client = MaintenanceClient::connect(member.client_url.clone())
-                    .await
-                    .ok()?;
-                client
-                    .status(StatusRequest {})
-                    .await
-                    .ok()
-                    .map(|r| r.into_inner())
+                let mut client = MaintenanceClient::connect(member.client_url.clone()).await.ok()?;
+                client.status(StatusRequest {}).await.ok().map(|r| r.into_inner())
             };
             if let Ok(Some(status)) = tokio::time::timeout(Duration::from_secs(1), status).await {
                 leaders.push(status.leader);
             }
         }
-        if leaders.len() == members.len()
-            && leaders[0] != 0
-            && leaders.iter().all(|l| *l == leaders[0])
-        {
+        if leaders.len() == members.len() && leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0]) {
             return Some(leaders[0]);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -163,17 +143,9 @@ async fn wait_ready(members: &[Member], timeout: Duration) -> Option<u64> {
 fn banner(members: &[Member], data_dir: &Path) {
     let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
     let endpoints = endpoints.join(",");
-    println!(
-        "shoal up: 3 members on loopback, data in {}",
-        data_dir.display()
-    );
+    println!("shoal up: 3 members on loopback, data in {}", data_dir.display());
     for member in members {
-        println!(
-            "  {:<7} client {}  log {}",
-            member.name,
-            member.client_url,
-            member.log.display()
-        );
+        println!("  {:<7} client {}  log {}", member.name, member.client_url, member.log.display());
     }
     println!();
     println!("Try:");
@@ -181,9 +153,7 @@ fn banner(members: &[Member], data_dir: &Path) {
     println!("  etcdctl --endpoints={endpoints} get greeting -w json");
     println!("  etcdctl --endpoints={endpoints} endpoint status -w table");
     println!();
-    println!(
-        "Ctrl-C stops the cluster; running `shoal up` again on the same --data-dir resumes it."
-    );
+    println!("Ctrl-C stops the cluster; running `shoal up` again on the same --data-dir resumes it.");
 }
 
 async fn supervise(args: UpArgs) -> Result<(), String> {
@@ -191,15 +161,11 @@ async fn supervise(args: UpArgs) -> Result<(), String> {
     // Handlers first: Ctrl-C at any point must stop the members, not orphan them.
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the shoal executable: {e}"))?;
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the shoal executable: {e}"))?;
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let mut members = members(&args)?;
     for member in &mut members {
-        member
-            .start(&exe)
-            .map_err(|e| format!("cannot start {}: {e}", member.name))?;
+        member.start(&exe).map_err(|e| format!("cannot start {}: {e}", member.name))?;
     }
     banner(&members, &args.data_dir);
     let mut stopping = false;
@@ -236,10 +202,7 @@ async fn restart_exited(members: &mut [Member], exe: &Path) {
             continue;
         };
         member.child = None;
-        eprintln!(
-            "{} exited ({status}); restarting in {:?}",
-            member.name, member.backoff
-        );
+        eprintln!("{} exited ({status}); restarting in {:?}", member.name, member.backoff);
         tokio::time::sleep(member.backoff).await;
         member.backoff = (member.backoff * 2).min(MAX_BACKOFF);
         if let Err(e) = member.start(exe) {

@@ -30,15 +30,9 @@ impl fmt::Display for Url {
 
 impl Url {
     pub fn parse(flag: &'static str, text: &str) -> Result<Url, UrlError> {
-        let malformed = || UrlError::Malformed {
-            flag,
-            url: text.to_string(),
-        };
+        let malformed = || UrlError::Malformed { flag, url: text.to_string() };
         if text.starts_with("https://") {
-            return Err(UrlError::TlsUnsupported {
-                flag,
-                url: text.to_string(),
-            });
+            return Err(UrlError::TlsUnsupported { flag, url: text.to_string() });
         }
         let rest = text.strip_prefix("http://").ok_or_else(malformed)?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -48,37 +42,23 @@ impl Url {
             return Err(malformed());
         }
         let port = port.parse().map_err(|_| malformed())?;
-        Ok(Url {
-            host: host.to_string(),
-            port,
-        })
+        Ok(Url { host: host.to_string(), port })
     }
 
     /// The address to bind or connect to; `localhost` is loopback.
     pub fn socket_addr(&self, flag: &'static str) -> Result<SocketAddr, UrlError> {
-        let host = if self.host == "localhost" {
-            "127.0.0.1"
-        } else {
-            &self.host
-        };
+        let host = if self.host == "localhost" { "127.0.0.1" } else { &self.host };
         (host, self.port)
             .to_socket_addrs()
             .ok()
             .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| UrlError::Unresolvable {
-                flag,
-                url: self.to_string(),
-            })
+            .ok_or_else(|| UrlError::Unresolvable { flag, url: self.to_string() })
     }
 }
 
 /// Parses a comma-separated URL list.
 pub fn parse_list(flag: &'static str, text: &str) -> Result<Vec<Url>, UrlError> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| Url::parse(flag, s))
-        .collect()
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Url::parse(flag, s)).collect()
 }
 
 /// Parses `name=url,name=url,...`; a name may repeat to give several URLs.
@@ -86,11 +66,7 @@ pub fn parse_list(flag: &'static str, text: &str) -> Result<Vec<Url>, UrlError> 
 pub fn parse_initial_cluster(text: &str) -> Result<Vec<(String, Vec<Url>)>, UrlError> {
     let mut members: Vec<(String, Vec<Url>)> = Vec::new();
     for entry in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (name, url) = entry
-            .split_once('=')
-            .ok_or_else(|| UrlError::ClusterEntry {
-                entry: entry.to_string(),
-            })?;
+        let (name, url) = entry.split_once('=').ok_or_else(|| UrlError::ClusterEntry { entry: entry.to_string() })?;
         let url = Url::parse("--initial-cluster", url)?;
         match members.iter_mut().find(|(n, _)| n == name) {
             Some((_, urls)) => urls.push(url),
@@ -106,24 +82,13 @@ mod tests {
 
     #[test]
     fn parses_urls_and_clusters() {
-        let urls =
-            parse_list("--x", "http://127.0.0.1:2379, http://localhost:22379").expect("valid");
-        assert_eq!(
-            urls[1],
-            Url {
-                host: "localhost".into(),
-                port: 22379
-            }
-        );
+        let urls = parse_list("--x", "http://127.0.0.1:2379, http://localhost:22379").expect("valid");
+        assert_eq!(urls[1], Url { host: "localhost".into(), port: 22379 });
         assert_eq!(urls[1].socket_addr("--x").expect("resolves").port(), 22379);
         assert!(Url::parse("--x", "127.0.0.1:2379").is_err());
         assert!(Url::parse("--x", "http://127.0.0.1").is_err());
-        assert!(matches!(
-            Url::parse("--x", "https://a:1"),
-            Err(UrlError::TlsUnsupported { .. })
-        ));
-        let cluster =
-            parse_initial_cluster("a=http://h:1,b=http://h:2,a=http://h:3").expect("valid");
+        assert!(matches!(Url::parse("--x", "https://a:1"), Err(UrlError::TlsUnsupported { .. })));
+        let cluster = parse_initial_cluster("a=http://h:1,b=http://h:2,a=http://h:3").expect("valid");
         assert_eq!(cluster.len(), 2);
         assert_eq!(cluster[0].1.len(), 2);
         assert!(parse_initial_cluster("nourl").is_err());

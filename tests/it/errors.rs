@@ -33,35 +33,17 @@ async fn request_errors_match_etcd() {
     ];
     for args in cases {
         let out = pair.same(args);
-        assert!(
-            !out.success || args.contains(&"--ignore-lease"),
-            "{args:?} should fail: {out:?}"
-        );
+        assert!(!out.success || args.contains(&"--ignore-lease"), "{args:?} should fail: {out:?}");
     }
     // Too many operations, duplicate keys, an empty compare key: through txn.
-    pair.same_with_stdin(
-        &["txn"],
-        Some(&txn_of((0..129).map(|i| format!("put k{i} v")))),
-    );
-    pair.same_with_stdin(
-        &["txn"],
-        Some(&txn_of((0..128).map(|i| format!("put k{i} v")))),
-    );
-    pair.same_with_stdin(
-        &["txn"],
-        Some(&txn_of(["put a 1".into(), "put a 2".into()])),
-    );
-    pair.same_with_stdin(
-        &["txn"],
-        Some(&txn_of(["del a c".into(), "put b 2".into()])),
-    );
+    pair.same_with_stdin(&["txn"], Some(&txn_of((0..129).map(|i| format!("put k{i} v")))));
+    pair.same_with_stdin(&["txn"], Some(&txn_of((0..128).map(|i| format!("put k{i} v")))));
+    pair.same_with_stdin(&["txn"], Some(&txn_of(["put a 1".into(), "put a 2".into()])));
+    pair.same_with_stdin(&["txn"], Some(&txn_of(["del a c".into(), "put b 2".into()])));
     // Larger than --max-request-bytes (1.5 MiB) but within the gRPC limit.
     let big = vec![b'x'; 1_600_000];
     let out = pair.same_with_stdin(&["put", "big"], Some(&big));
-    assert!(
-        out.stderr.contains("etcdserver: request is too large"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("etcdserver: request is too large"), "{out:?}");
     // Nothing above changed the store: same revision on both.
     pair.same(&["get", "foo", "-w", "json"]);
     pair.same(&["get", "k", "--prefix", "--count-only", "-w", "json"]);
@@ -83,19 +65,14 @@ async fn no_quorum_means_no_leader_or_timeout() {
     let put = ctl.run(&["--command-timeout=30s", "put", "k", "v"]);
     assert!(!put.success);
     assert!(
-        put.stderr.contains("etcdserver: no leader")
-            || put.stderr.contains("etcdserver: request timed out"),
+        put.stderr.contains("etcdserver: no leader") || put.stderr.contains("etcdserver: request timed out"),
         "{put:?}"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(25),
-        "the member answers within its request timeout"
-    );
+    assert!(started.elapsed() < Duration::from_secs(25), "the member answers within its request timeout");
     let get = ctl.run(&["--command-timeout=30s", "get", "k"]);
     assert!(!get.success);
     assert!(
-        get.stderr.contains("etcdserver: no leader")
-            || get.stderr.contains("etcdserver: request timed out"),
+        get.stderr.contains("etcdserver: no leader") || get.stderr.contains("etcdserver: request timed out"),
         "{get:?}"
     );
     // Serializable reads are still served locally.

@@ -12,10 +12,7 @@ pub struct Pair {
 impl Pair {
     pub async fn start() -> (Pair, Etcd, Cluster) {
         let (etcd, cluster) = tokio::join!(Etcd::start(), Cluster::start(3));
-        let pair = Pair {
-            etcd: Etcdctl::new(etcd.client_url.clone()),
-            shoal: Etcdctl::new(cluster.endpoints_csv()),
-        };
+        let pair = Pair { etcd: Etcdctl::new(etcd.client_url.clone()), shoal: Etcdctl::new(cluster.endpoints_csv()) };
         (pair, etcd, cluster)
     }
 
@@ -53,38 +50,10 @@ async fn put_get_del_print_what_etcd_prints() {
         &["get", "foo/a", "foo/c"],
         &["get", "foo", "--rev", "2"],
         &["get", "foo", "--rev", "3", "-w", "json"],
-        &[
-            "get",
-            "foo",
-            "--prefix",
-            "--sort-by=MODIFY",
-            "--order=DESCEND",
-        ],
-        &[
-            "get",
-            "foo",
-            "--prefix",
-            "--sort-by=VALUE",
-            "--order=ASCEND",
-            "-w",
-            "json",
-        ],
-        &[
-            "get",
-            "foo",
-            "--prefix",
-            "--sort-by=CREATE",
-            "--order=DESCEND",
-            "--limit",
-            "2",
-        ],
-        &[
-            "get",
-            "foo",
-            "--prefix",
-            "--sort-by=VERSION",
-            "--order=DESCEND",
-        ],
+        &["get", "foo", "--prefix", "--sort-by=MODIFY", "--order=DESCEND"],
+        &["get", "foo", "--prefix", "--sort-by=VALUE", "--order=ASCEND", "-w", "json"],
+        &["get", "foo", "--prefix", "--sort-by=CREATE", "--order=DESCEND", "--limit", "2"],
+        &["get", "foo", "--prefix", "--sort-by=VERSION", "--order=DESCEND"],
         &["get", "foo", "--prefix", "--order=DESCEND"],
         &["get", "foo", "--prefix", "--count-only", "-w", "json"],
         &["get", "nothing", "-w", "json"],

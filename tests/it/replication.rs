@@ -9,10 +9,7 @@ use shoal_tests::{wait, Cluster};
 
 async fn serializable_value(cluster: &Cluster, member: usize, key: &str) -> Option<Vec<u8>> {
     let mut client = cluster.member_client(member).await;
-    let resp = client
-        .get(key, Some(GetOptions::new().with_serializable()))
-        .await
-        .ok()?;
+    let resp = client.get(key, Some(GetOptions::new().with_serializable())).await.ok()?;
     resp.kvs().first().map(|kv| kv.value().to_vec())
 }
 
@@ -26,26 +23,14 @@ async fn write_through_a_follower_is_read_linearizably_elsewhere() {
     let mut r = cluster.member_client(reader).await;
     for i in 0..20 {
         let value = format!("v{i}");
-        w.put("k", value.clone(), None)
-            .await
-            .expect("write through a follower");
+        w.put("k", value.clone(), None).await.expect("write through a follower");
         // A linearizable read on another follower must see it immediately.
         let got = r.get("k", None).await.expect("linearizable read");
-        assert_eq!(
-            got.kvs()[0].value(),
-            value.as_bytes(),
-            "read {i} on a follower is stale"
-        );
+        assert_eq!(got.kvs()[0].value(), value.as_bytes(), "read {i} on a follower is stale");
     }
     let members = r.member_list().await.expect("member list");
     assert_eq!(members.members().len(), 3);
-    assert!(
-        members
-            .members()
-            .iter()
-            .all(|m| !m.client_urls().is_empty()),
-        "every member published its URLs"
-    );
+    assert!(members.members().iter().all(|m| !m.client_urls().is_empty()), "every member published its URLs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,109 +38,60 @@ async fn killing_the_leader_keeps_writes_flowing_and_it_catches_up() {
     let mut cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
     let mut client = cluster.client().await;
-    client
-        .put("before", "1", None)
-        .await
-        .expect("write before the failure");
+    client.put("before", "1", None).await.expect("write before the failure");
 
     cluster.kill(leader);
     let killed_at = Instant::now();
-    let survivors: Vec<String> = (0..3)
-        .filter(|i| *i != leader)
-        .map(|i| cluster.members[i].client_url.clone())
-        .collect();
-    let mut survivor_client = etcd_client::Client::connect(survivors, None)
-        .await
-        .expect("connect to survivors");
+    let survivors: Vec<String> =
+        (0..3).filter(|i| *i != leader).map(|i| cluster.members[i].client_url.clone()).collect();
+    let mut survivor_client = etcd_client::Client::connect(survivors, None).await.expect("connect to survivors");
     let mut attempt = 0;
     let recovered = loop {
         attempt += 1;
-        if survivor_client
-            .put("after", format!("{attempt}"), None)
-            .await
-            .is_ok()
-        {
+        if survivor_client.put("after", format!("{attempt}"), None).await.is_ok() {
             break killed_at.elapsed();
         }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(10),
-            "no write succeeded after the leader died"
-        );
+        assert!(killed_at.elapsed() < Duration::from_secs(10), "no write succeeded after the leader died");
     };
-    assert!(
-        recovered <= Duration::from_secs(3),
-        "writes resumed after {recovered:?}, more than 3 s"
-    );
+    assert!(recovered <= Duration::from_secs(3), "writes resumed after {recovered:?}, more than 3 s");
     for i in 0..50 {
-        survivor_client
-            .put(format!("during/{i}"), "x", None)
-            .await
-            .expect("write without the old leader");
+        survivor_client.put(format!("during/{i}"), "x", None).await.expect("write without the old leader");
     }
 
     cluster.restart(leader);
-    wait::until(
-        Duration::from_secs(30),
-        "the old leader to catch up",
-        || async {
-            (serializable_value(&cluster, leader, "during/49").await? == b"x").then_some(())
-        },
-    )
+    wait::until(Duration::from_secs(30), "the old leader to catch up", || async {
+        (serializable_value(&cluster, leader, "during/49").await? == b"x").then_some(())
+    })
     .await;
     let new_leader = cluster.leader().await;
-    assert_ne!(
-        cluster.members[new_leader].name, "",
-        "a leader exists after the restart"
-    );
+    assert_ne!(cluster.members[new_leader].name, "", "a leader exists after the restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_missed_compacted_log_catches_up_by_snapshot() {
-    let mut cluster = Cluster::start_with(
-        3,
-        &[
-            "--snapshot-count",
-            "50",
-            "--experimental-snapshot-catchup-entries",
-            "10",
-        ],
-    )
-    .await;
+    let mut cluster =
+        Cluster::start_with(3, &["--snapshot-count", "50", "--experimental-snapshot-catchup-entries", "10"]).await;
     let leader = cluster.leader().await;
     let lagging = cluster.other_than(&[leader]);
     cluster.kill(lagging);
     let mut client = cluster.member_client(leader).await;
     for i in 0..300 {
-        client
-            .put(format!("key/{i:03}"), format!("value-{i}"), None)
-            .await
-            .expect("write");
+        client.put(format!("key/{i:03}"), format!("value-{i}"), None).await.expect("write");
     }
     cluster.restart(lagging);
-    wait::until(
-        Duration::from_secs(60),
-        "the lagging member to install a snapshot and catch up",
-        || async {
-            (serializable_value(&cluster, lagging, "key/299").await? == b"value-299").then_some(())
-        },
-    )
+    wait::until(Duration::from_secs(60), "the lagging member to install a snapshot and catch up", || async {
+        (serializable_value(&cluster, lagging, "key/299").await? == b"value-299").then_some(())
+    })
     .await;
     let mut lagging_client = cluster.member_client(lagging).await;
     let all = lagging_client
-        .get(
-            "key/",
-            Some(GetOptions::new().with_prefix().with_serializable()),
-        )
+        .get("key/", Some(GetOptions::new().with_prefix().with_serializable()))
         .await
         .expect("read the caught-up member");
     assert_eq!(all.count(), 300);
     let snap_dir = cluster.members[lagging].data_dir.join("member/snap");
     let snapshots = std::fs::read_dir(&snap_dir).map(|d| d.count()).unwrap_or(0);
-    assert!(
-        snapshots > 0,
-        "the member received a snapshot into {}",
-        snap_dir.display()
-    );
+    assert!(snapshots > 0, "the member received a snapshot into {}", snap_dir.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,28 +123,13 @@ async fn no_acknowledged_write_is_lost_when_every_member_crashes() {
         cluster.restart(i);
     }
     cluster.leader().await;
-    let stored = wait::until(
-        Duration::from_secs(30),
-        "reads after the restart",
-        || async {
-            let mut client = cluster.client().await;
-            client
-                .get("w", Some(GetOptions::new().with_prefix().with_keys_only()))
-                .await
-                .ok()
-        },
-    )
+    let stored = wait::until(Duration::from_secs(30), "reads after the restart", || async {
+        let mut client = cluster.client().await;
+        client.get("w", Some(GetOptions::new().with_prefix().with_keys_only())).await.ok()
+    })
     .await;
-    let keys: std::collections::HashSet<Vec<u8>> =
-        stored.kvs().iter().map(|kv| kv.key().to_vec()).collect();
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|k| !keys.contains(k.as_bytes()))
-        .collect();
+    let keys: std::collections::HashSet<Vec<u8>> = stored.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+    let lost: Vec<&String> = acknowledged.iter().filter(|k| !keys.contains(k.as_bytes())).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
-    assert_eq!(
-        acknowledged.len(),
-        240,
-        "every write was acknowledged before the crash"
-    );
+    assert_eq!(acknowledged.len(), 240, "every write was acknowledged before the crash");
 }

@@ -14,11 +14,7 @@ fn free_offset() -> u16 {
     let base = (std::process::id() % 2000) as u16 * 13 + 1000;
     (0..200)
         .map(|i| base + i * 7)
-        .find(|off| {
-            [2379u16, 2380, 22379, 22380, 32379, 32380]
-                .iter()
-                .all(|p| !in_use(p + off))
-        })
+        .find(|off| [2379u16, 2380, 22379, 22380, 32379, 32380].iter().all(|p| !in_use(p + off)))
         .expect("a free port range")
 }
 
@@ -35,18 +31,10 @@ fn stop(mut up: Process) {
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     loop {
         if let Some(status) = up.exited() {
-            assert!(
-                status.success(),
-                "shoal up exits cleanly on Ctrl-C: {status}\n{}",
-                up.log_tail()
-            );
+            assert!(status.success(), "shoal up exits cleanly on Ctrl-C: {status}\n{}", up.log_tail());
             return;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "shoal up did not stop:\n{}",
-            up.log_tail()
-        );
+        assert!(std::time::Instant::now() < deadline, "shoal up did not stop:\n{}", up.log_tail());
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -56,47 +44,29 @@ async fn shoal_up_runs_stops_and_resumes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let offset = free_offset();
     let data_dir = dir.path().join("data");
-    let args: Vec<String> = [
-        "up",
-        "--data-dir",
-        &data_dir.display().to_string(),
-        "--port-offset",
-        &offset.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let endpoints = [2379u16, 22379, 32379]
-        .map(|p| format!("http://127.0.0.1:{}", p + offset))
-        .join(",");
+    let args: Vec<String> = ["up", "--data-dir", &data_dir.display().to_string(), "--port-offset", &offset.to_string()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let endpoints = [2379u16, 22379, 32379].map(|p| format!("http://127.0.0.1:{}", p + offset)).join(",");
     let ctl = Etcdctl::new(endpoints);
 
     let up = Process::spawn(&shoal_binary(), &args, dir.path().join("up.log"));
     wait_healthy(&ctl).await;
     let banner = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-    assert!(
-        banner.contains("etcdctl --endpoints="),
-        "the banner shows an etcdctl line:\n{banner}"
-    );
+    assert!(banner.contains("etcdctl --endpoints="), "the banner shows an etcdctl line:\n{banner}");
     let put = ctl.run(&["put", "greeting", "hello"]);
     assert!(put.success, "{put:?}");
     let members = ctl.run(&["member", "list"]);
     assert_eq!(members.stdout.lines().count(), 3, "{members:?}");
     stop(up);
     for port in [2379u16, 22379, 32379] {
-        assert!(
-            !in_use(port + offset),
-            "member on {} still running after Ctrl-C",
-            port + offset
-        );
+        assert!(!in_use(port + offset), "member on {} still running after Ctrl-C", port + offset);
     }
 
     let up = Process::spawn(&shoal_binary(), &args, dir.path().join("up2.log"));
     wait_healthy(&ctl).await;
     let get = ctl.run(&["get", "greeting", "--print-value-only"]);
-    assert_eq!(
-        get.stdout, "hello\n",
-        "the second run resumes the same cluster: {get:?}"
-    );
+    assert_eq!(get.stdout, "hello\n", "the second run resumes the same cluster: {get:?}");
     stop(up);
 }

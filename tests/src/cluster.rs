@@ -16,16 +16,9 @@ pub fn shoal_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
     let path = dir.join("shoal");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `cargo build --bins`",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: build it first with `cargo build --bins`", path.display());
     path
 }
 
@@ -105,15 +98,7 @@ impl Cluster {
                 .collect();
                 args.extend(extra.iter().map(|s| s.to_string()));
                 let log = dir.path().join(format!("{name}.log"));
-                Member {
-                    name,
-                    client_url,
-                    peer_url,
-                    data_dir,
-                    args,
-                    log,
-                    process: None,
-                }
+                Member { name, client_url, peer_url, data_dir, args, log, process: None }
             })
             .collect();
         let mut cluster = Cluster { members, dir };
@@ -138,31 +123,19 @@ impl Cluster {
 
     /// A client that knows every member.
     pub async fn client(&self) -> Client {
-        Client::connect(self.endpoints(), None)
-            .await
-            .expect("connect to the cluster")
+        Client::connect(self.endpoints(), None).await.expect("connect to the cluster")
     }
 
     /// A client talking to member `i` only.
     pub async fn member_client(&self, i: usize) -> Client {
-        Client::connect([self.members[i].client_url.clone()], None)
-            .await
-            .expect("connect to a member")
+        Client::connect([self.members[i].client_url.clone()], None).await.expect("connect to a member")
     }
 
     /// (Re)starts member `i` on its data dir.
     pub fn restart(&mut self, i: usize) {
         let member = &mut self.members[i];
-        assert!(
-            member.process.is_none(),
-            "{} is already running",
-            member.name
-        );
-        member.process = Some(Process::spawn(
-            &shoal_binary(),
-            &member.args,
-            member.log.clone(),
-        ));
+        assert!(member.process.is_none(), "{} is already running", member.name);
+        member.process = Some(Process::spawn(&shoal_binary(), &member.args, member.log.clone()));
     }
 
     /// kill -9 of member `i`.
@@ -174,74 +147,49 @@ impl Cluster {
 
     /// Graceful stop (SIGTERM) of member `i`; returns whether it exited cleanly.
     pub fn stop(&mut self, i: usize) -> bool {
-        self.members[i]
-            .process
-            .take()
-            .is_some_and(|mut p| p.terminate(Duration::from_secs(20)))
+        self.members[i].process.take().is_some_and(|mut p| p.terminate(Duration::from_secs(20)))
     }
 
     /// Status of member `i`, if it answers.
     pub async fn status(&self, i: usize) -> Option<etcd_client::StatusResponse> {
         let connect = Client::connect([self.members[i].client_url.clone()], None);
-        let mut client = tokio::time::timeout(Duration::from_secs(1), connect)
-            .await
-            .ok()?
-            .ok()?;
-        tokio::time::timeout(Duration::from_secs(1), client.status())
-            .await
-            .ok()?
-            .ok()
+        let mut client = tokio::time::timeout(Duration::from_secs(1), connect).await.ok()?.ok()?;
+        tokio::time::timeout(Duration::from_secs(1), client.status()).await.ok()?.ok()
     }
 
     /// Index of the leader that every running member agrees on.
     pub async fn leader(&self) -> usize {
-        wait::until(
-            Duration::from_secs(30),
-            "a leader all running members agree on",
-            || async {
-                let mut leaders = Vec::new();
-                for (i, member) in self.members.iter().enumerate() {
-                    if member.is_running() {
-                        leaders.push(self.status(i).await?.leader());
-                    }
+        wait::until(Duration::from_secs(30), "a leader all running members agree on", || async {
+            let mut leaders = Vec::new();
+            for (i, member) in self.members.iter().enumerate() {
+                if member.is_running() {
+                    leaders.push(self.status(i).await?.leader());
                 }
-                let first = *leaders.first()?;
-                if first == 0 || leaders.iter().any(|l| *l != first) {
-                    return None;
+            }
+            let first = *leaders.first()?;
+            if first == 0 || leaders.iter().any(|l| *l != first) {
+                return None;
+            }
+            for (i, _) in self.members.iter().enumerate() {
+                if self.status(i).await.is_some_and(|s| s.header().is_some_and(|h| h.member_id() == first)) {
+                    return Some(i);
                 }
-                for (i, _) in self.members.iter().enumerate() {
-                    if self
-                        .status(i)
-                        .await
-                        .is_some_and(|s| s.header().is_some_and(|h| h.member_id() == first))
-                    {
-                        return Some(i);
-                    }
-                }
-                None
-            },
-        )
+            }
+            None
+        })
         .await
     }
 
     /// Index of a running member other than `not`.
     pub fn other_than(&self, not: &[usize]) -> usize {
-        (0..self.members.len())
-            .find(|i| !not.contains(i) && self.members[*i].is_running())
-            .expect("another member")
+        (0..self.members.len()).find(|i| !not.contains(i) && self.members[*i].is_running()).expect("another member")
     }
 
     /// The last lines of every member's log, for failure messages.
     pub fn logs(&self) -> String {
         self.members
             .iter()
-            .map(|m| {
-                format!(
-                    "--- {} ---\n{}",
-                    m.name,
-                    std::fs::read_to_string(&m.log).unwrap_or_default()
-                )
-            })
+            .map(|m| format!("--- {} ---\n{}", m.name, std::fs::read_to_string(&m.log).unwrap_or_default()))
             .collect::<Vec<_>>()
             .join("\n")
     }

@@ -16,11 +16,7 @@ pub struct Etcd {
 
 fn etcd_binary() -> PathBuf {
     let path = PathBuf::from(std::env::var("ETCD_BIN").unwrap_or_else(|_| "/usr/bin/etcd".into()));
-    assert!(
-        path.exists(),
-        "{} is missing: install Debian's etcd-server (./dev test does)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: install Debian's etcd-server (./dev test does)", path.display());
     path
 }
 
@@ -59,10 +55,6 @@ impl Etcd {
             }
         })
         .await;
-        Etcd {
-            client_url,
-            _process: process,
-            _dir: dir,
-        }
+        Etcd { client_url, _process: process, _dir: dir }
     }
 }

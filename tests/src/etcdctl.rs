@@ -15,10 +15,8 @@ impl Output {
     /// The output with what legitimately differs between two clusters (member
     /// and cluster ids, the Raft term) replaced by placeholders.
     pub fn normalized(&self) -> Output {
-        let json_ids =
-            regex::Regex::new(r#""(cluster_id|member_id|raft_term)":\d+"#).expect("valid regex");
-        let field_ids =
-            regex::Regex::new(r#""(ClusterID|MemberID|RaftTerm)" : \d+"#).expect("valid regex");
+        let json_ids = regex::Regex::new(r#""(cluster_id|member_id|raft_term)":\d+"#).expect("valid regex");
+        let field_ids = regex::Regex::new(r#""(ClusterID|MemberID|RaftTerm)" : \d+"#).expect("valid regex");
         // etcdctl's client-side retry log lines carry a timestamp and a random target.
         let log_noise = regex::Regex::new(r#""(ts|target)":"[^"]*""#).expect("valid regex");
         let norm = |s: &str| {
@@ -26,11 +24,7 @@ impl Output {
             let s = field_ids.replace_all(&s, "\"$1\" : N");
             log_noise.replace_all(&s, "\"$1\":\"-\"").into_owned()
         };
-        Output {
-            stdout: norm(&self.stdout),
-            stderr: norm(&self.stderr),
-            success: self.success,
-        }
+        Output { stdout: norm(&self.stdout), stderr: norm(&self.stderr), success: self.success }
     }
 }
 
@@ -40,9 +34,7 @@ pub struct Etcdctl {
 
 impl Etcdctl {
     pub fn new(endpoints: impl Into<String>) -> Etcdctl {
-        Etcdctl {
-            endpoints: endpoints.into(),
-        }
+        Etcdctl { endpoints: endpoints.into() }
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -55,11 +47,7 @@ impl Etcdctl {
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints))
             .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

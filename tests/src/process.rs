@@ -14,11 +14,7 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(program: &Path, args: &[String], log: PathBuf) -> Process {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("open the process log");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open the process log");
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -26,10 +22,7 @@ impl Process {
             .stderr(out)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        Process {
-            child: Some(child),
-            log,
-        }
+        Process { child: Some(child), log }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -72,9 +65,7 @@ impl Process {
 
     /// Whether the process has exited (and reaps it if so).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     pub fn log_tail(&self) -> String {

@@ -52,10 +52,7 @@ pub fn members(node: &Node) -> Result<Vec<Member>, EtcdError> {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_list(
-        &self,
-        request: Request<MemberListRequest>,
-    ) -> Result<Response<MemberListResponse>, Status> {
+    async fn member_list(&self, request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         if request.get_ref().linearizable {
             self.node.linearizable_barrier().await?;
         }

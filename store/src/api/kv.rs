@@ -5,8 +5,8 @@ use std::sync::Arc;
 use prost::Message;
 use shoal_proto::etcdserverpb::kv_server::Kv;
 use shoal_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use shoal_proto::peerpb::{internal_request, internal_response, InternalRequest};
 use tonic::{Request, Response, Status};
@@ -29,9 +29,7 @@ impl KvService {
         &self,
         request: internal_request::Request,
     ) -> Result<(internal_response::Response, u64), EtcdError> {
-        let request = InternalRequest {
-            request: Some(request),
-        };
+        let request = InternalRequest { request: Some(request) };
         check_size(request.encoded_len(), self.node.limits.max_request_bytes)?;
         let (response, index) = self.node.propose(request).await?;
         Ok((unpack(response)?, index))
@@ -44,10 +42,7 @@ fn unexpected() -> Status {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(
-        &self,
-        request: Request<RangeRequest>,
-    ) -> Result<Response<RangeResponse>, Status> {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let req = request.into_inner();
         check_range(&req)?;
         if !req.serializable {
@@ -77,10 +72,7 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = request.into_inner();
         check_delete(&req)?;
-        match self
-            .propose(internal_request::Request::DeleteRange(req))
-            .await?
-        {
+        match self.propose(internal_request::Request::DeleteRange(req)).await? {
             (internal_response::Response::DeleteRange(mut resp), _) => {
                 self.node.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -110,16 +102,10 @@ impl Kv for KvService {
         }
     }
 
-    async fn compact(
-        &self,
-        request: Request<CompactionRequest>,
-    ) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         let req = request.into_inner();
         let (revision, physical) = (req.revision, req.physical);
-        match self
-            .propose(internal_request::Request::Compaction(req))
-            .await?
-        {
+        match self.propose(internal_request::Request::Compaction(req)).await? {
             (internal_response::Response::Compaction(mut resp), index) => {
                 if physical {
                     // Like etcd, answer once this member has finished compacting.

@@ -27,12 +27,7 @@ impl MaintenanceService {
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
+            entries.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
         })
         .unwrap_or(0)
 }
@@ -42,31 +37,17 @@ fn live_bytes(node: &Node) -> u64 {
     columns::ALL
         .iter()
         .filter_map(|name| node.db.cf_handle(name))
-        .filter_map(|cf| {
-            node.db
-                .property_int_value_cf(cf, "rocksdb.estimate-live-data-size")
-                .ok()
-                .flatten()
-        })
+        .filter_map(|cf| node.db.property_int_value_cf(cf, "rocksdb.estimate-live-data-size").ok().flatten())
         .sum()
 }
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn status(
-        &self,
-        _request: Request<StatusRequest>,
-    ) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let metrics = self.node.metrics();
         let db_dir = self.db_dir.clone();
-        let db_size = tokio::task::spawn_blocking(move || dir_size(&db_dir))
-            .await
-            .unwrap_or(0);
-        let is_learner = !metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|id| id == self.node.id);
+        let db_size = tokio::task::spawn_blocking(move || dir_size(&db_dir)).await.unwrap_or(0);
+        let is_learner = !metrics.membership_config.membership().voter_ids().any(|id| id == self.node.id);
         Ok(Response::new(StatusResponse {
             header: Some(self.node.header(self.node.kv.current_revision())),
             version: ETCD_API_VERSION.to_string(),

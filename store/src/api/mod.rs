@@ -16,14 +16,11 @@ use crate::mvcc::MvccError;
 pub fn unpack(response: InternalResponse) -> Result<internal_response::Response, EtcdError> {
     match response.response {
         Some(internal_response::Response::Error(code)) => {
-            let code =
-                ApplyErrorCode::try_from(code).unwrap_or(ApplyErrorCode::ApplyErrorUnspecified);
+            let code = ApplyErrorCode::try_from(code).unwrap_or(ApplyErrorCode::ApplyErrorUnspecified);
             Err(MvccError::from_code(code).into())
         }
         Some(response) => Ok(response),
-        None => Err(EtcdError::Internal(
-            "etcdserver: empty response from the state machine".into(),
-        )),
+        None => Err(EtcdError::Internal("etcdserver: empty response from the state machine".into())),
     }
 }
 
@@ -33,8 +30,6 @@ pub async fn blocking<T: Send + 'static>(
 ) -> Result<T, EtcdError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(EtcdError::from),
-        Err(join) => Err(EtcdError::Internal(format!(
-            "etcdserver: read task failed: {join}"
-        ))),
+        Err(join) => Err(EtcdError::Internal(format!("etcdserver: read task failed: {join}"))),
     }
 }

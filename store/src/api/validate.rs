@@ -1,9 +1,7 @@
 //! The checks etcd makes on a request before it is proposed, with the same
 //! verdicts: a bad request is refused here and changes nothing.
 
-use shoal_proto::etcdserverpb::{
-    request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
-};
+use shoal_proto::etcdserverpb::{request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 
 use crate::error::EtcdError;
 
@@ -59,9 +57,7 @@ fn check_txn_ops(t: &TxnRequest, max_txn_ops: usize) -> Result<(), EtcdError> {
             Some(request_op::Request::RequestPut(p)) => check_put(p)?,
             Some(request_op::Request::RequestDeleteRange(d)) => check_delete(d)?,
             // etcd lowers the limit for nested transactions by the parent's op count.
-            Some(request_op::Request::RequestTxn(nested)) => {
-                check_txn_ops(nested, max_txn_ops.saturating_sub(ops))?
-            }
+            Some(request_op::Request::RequestTxn(nested)) => check_txn_ops(nested, max_txn_ops.saturating_sub(ops))?,
             None => return Err(EtcdError::KeyNotFound),
         }
     }
@@ -89,10 +85,9 @@ fn checked_writes(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Deleted>), Etc
     let mut dels: Vec<Deleted> = ops
         .iter()
         .filter_map(|op| match &op.request {
-            Some(request_op::Request::RequestDeleteRange(d)) => Some(Deleted {
-                start: d.key.clone(),
-                end: (!d.range_end.is_empty()).then(|| d.range_end.clone()),
-            }),
+            Some(request_op::Request::RequestDeleteRange(d)) => {
+                Some(Deleted { start: d.key.clone(), end: (!d.range_end.is_empty()).then(|| d.range_end.clone()) })
+            }
             _ => None,
         })
         .collect();
@@ -144,26 +139,20 @@ pub fn check_size(encoded_len: usize, max_request_bytes: usize) -> Result<(), Et
 
 /// Whether a transaction only reads (it is then served without Raft).
 pub fn is_read_only(t: &TxnRequest) -> bool {
-    t.success
-        .iter()
-        .chain(&t.failure)
-        .all(|op| match &op.request {
-            Some(request_op::Request::RequestRange(_)) => true,
-            Some(request_op::Request::RequestTxn(nested)) => is_read_only(nested),
-            _ => false,
-        })
+    t.success.iter().chain(&t.failure).all(|op| match &op.request {
+        Some(request_op::Request::RequestRange(_)) => true,
+        Some(request_op::Request::RequestTxn(nested)) => is_read_only(nested),
+        _ => false,
+    })
 }
 
 /// Whether every read of a read-only transaction asked to be serializable.
 pub fn is_serializable(t: &TxnRequest) -> bool {
-    t.success
-        .iter()
-        .chain(&t.failure)
-        .all(|op| match &op.request {
-            Some(request_op::Request::RequestRange(r)) => r.serializable,
-            Some(request_op::Request::RequestTxn(nested)) => is_serializable(nested),
-            _ => true,
-        })
+    t.success.iter().chain(&t.failure).all(|op| match &op.request {
+        Some(request_op::Request::RequestRange(r)) => r.serializable,
+        Some(request_op::Request::RequestTxn(nested)) => is_serializable(nested),
+        _ => true,
+    })
 }
 
 #[cfg(test)]
@@ -172,73 +161,41 @@ mod tests {
 
     fn put(key: &str) -> RequestOp {
         RequestOp {
-            request: Some(request_op::Request::RequestPut(PutRequest {
-                key: key.into(),
-                ..Default::default()
-            })),
+            request: Some(request_op::Request::RequestPut(PutRequest { key: key.into(), ..Default::default() })),
         }
     }
 
     fn del(key: &str, end: &str) -> RequestOp {
         RequestOp {
-            request: Some(request_op::Request::RequestDeleteRange(
-                DeleteRangeRequest {
-                    key: key.into(),
-                    range_end: end.into(),
-                    ..Default::default()
-                },
-            )),
+            request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
+                key: key.into(),
+                range_end: end.into(),
+                ..Default::default()
+            })),
         }
     }
 
     fn txn(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> TxnRequest {
-        TxnRequest {
-            compare: vec![],
-            success,
-            failure,
-        }
+        TxnRequest { compare: vec![], success, failure }
     }
 
     #[test]
     fn duplicate_keys_are_refused_like_etcd() {
-        assert_eq!(
-            check_txn(&txn(vec![put("a"), put("a")], vec![]), 128),
-            Err(EtcdError::DuplicateKey)
-        );
-        assert_eq!(
-            check_txn(&txn(vec![del("a", "c"), put("b")], vec![]), 128),
-            Err(EtcdError::DuplicateKey)
-        );
+        assert_eq!(check_txn(&txn(vec![put("a"), put("a")], vec![]), 128), Err(EtcdError::DuplicateKey));
+        assert_eq!(check_txn(&txn(vec![del("a", "c"), put("b")], vec![]), 128), Err(EtcdError::DuplicateKey));
         assert_eq!(check_txn(&txn(vec![put("a")], vec![put("a")]), 128), Ok(()));
-        let nested = RequestOp {
-            request: Some(request_op::Request::RequestTxn(txn(
-                vec![put("a")],
-                vec![put("a")],
-            ))),
-        };
+        let nested = RequestOp { request: Some(request_op::Request::RequestTxn(txn(vec![put("a")], vec![put("a")]))) };
         assert_eq!(check_txn(&txn(vec![nested.clone()], vec![]), 128), Ok(()));
-        assert_eq!(
-            check_txn(&txn(vec![nested, put("a")], vec![]), 128),
-            Err(EtcdError::DuplicateKey)
-        );
+        assert_eq!(check_txn(&txn(vec![nested, put("a")], vec![]), 128), Err(EtcdError::DuplicateKey));
         // etcd compares a from-key delete's "\0" end bytewise, so it covers nothing.
-        assert_eq!(
-            check_txn(&txn(vec![del("a", "\0"), put("b")], vec![]), 128),
-            Ok(())
-        );
+        assert_eq!(check_txn(&txn(vec![del("a", "\0"), put("b")], vec![]), 128), Ok(()));
     }
 
     #[test]
     fn op_limits_and_empty_ops() {
         let many = txn((0..129).map(|i| put(&format!("k{i}"))).collect(), vec![]);
         assert_eq!(check_txn(&many, 128), Err(EtcdError::TooManyOps));
-        assert_eq!(
-            check_txn(&txn(vec![RequestOp { request: None }], vec![]), 128),
-            Err(EtcdError::KeyNotFound)
-        );
-        assert_eq!(
-            check_txn(&txn(vec![put("")], vec![]), 128),
-            Err(EtcdError::EmptyKey)
-        );
+        assert_eq!(check_txn(&txn(vec![RequestOp { request: None }], vec![]), 128), Err(EtcdError::KeyNotFound));
+        assert_eq!(check_txn(&txn(vec![put("")], vec![]), 128), Err(EtcdError::EmptyKey));
     }
 }

@@ -51,11 +51,7 @@ impl Compactor {
                 move || run(&db, &gate, &wanted, &done)
             })
             .map_err(StorageError::io("compactor thread"))?;
-        Ok(Compactor {
-            wanted,
-            done,
-            thread: Mutex::new(Some(thread)),
-        })
+        Ok(Compactor { wanted, done, thread: Mutex::new(Some(thread)) })
     }
 
     pub fn schedule(&self, target: i64) {
@@ -88,12 +84,7 @@ impl Drop for Compactor {
     }
 }
 
-fn run(
-    db: &DB,
-    gate: &RwLock<()>,
-    wanted: &(Mutex<Wanted>, Condvar),
-    done: &tokio::sync::watch::Sender<i64>,
-) {
+fn run(db: &DB, gate: &RwLock<()>, wanted: &(Mutex<Wanted>, Condvar), done: &tokio::sync::watch::Sender<i64>) {
     let (lock, cvar) = wanted;
     loop {
         let target = {
@@ -145,8 +136,7 @@ fn compact_batch(db: &DB, gate: &RwLock<()>, target: i64) -> Result<i64, Storage
         batch.delete_cf(revs_cf, rev);
         it.next();
     }
-    it.status()
-        .map_err(StorageError::rocks("compaction scan"))?;
+    it.status().map_err(StorageError::rocks("compaction scan"))?;
     let finished = !it.valid();
     for key in &keys {
         delete_superseded(db, &mut batch, key, target)?;
@@ -155,23 +145,14 @@ fn compact_batch(db: &DB, gate: &RwLock<()>, target: i64) -> Result<i64, Storage
         Some(last) if !finished => last.main,
         _ => target,
     };
-    batch.put_cf(
-        storage::cf(db, columns::META),
-        columns::COMPACT_DONE,
-        reached.to_be_bytes(),
-    );
+    batch.put_cf(storage::cf(db, columns::META), columns::COMPACT_DONE, reached.to_be_bytes());
     storage::write_buffered(db, batch)?;
     Ok(reached)
 }
 
 /// Deletes every version of `key` older than its newest one at or below
 /// `target`, and that one too when it is a tombstone.
-fn delete_superseded(
-    db: &DB,
-    batch: &mut WriteBatch,
-    key: &[u8],
-    target: i64,
-) -> Result<(), StorageError> {
+fn delete_superseded(db: &DB, batch: &mut WriteBatch, key: &[u8], target: i64) -> Result<(), StorageError> {
     let kv_cf = storage::cf(db, columns::KV);
     let mut opts = ReadOptions::default();
     opts.set_iterate_upper_bound(key_codec::after_versions(key));
@@ -187,6 +168,5 @@ fn delete_superseded(
         batch.delete_cf(kv_cf, older);
         it.next();
     }
-    it.status()
-        .map_err(StorageError::rocks("compaction key scan"))
+    it.status().map_err(StorageError::rocks("compaction key scan"))
 }

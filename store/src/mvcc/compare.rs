@@ -28,11 +28,7 @@ fn push_path(view: &ReadView<'_>, txn: &TxnRequest, path: &mut Vec<bool>) -> Res
         }
     }
     path.push(succeeded);
-    let ops = if succeeded {
-        &txn.success
-    } else {
-        &txn.failure
-    };
+    let ops = if succeeded { &txn.success } else { &txn.failure };
     for op in ops {
         if let Some(request_op::Request::RequestTxn(nested)) = &op.request {
             push_path(view, nested, path)?;
@@ -44,12 +40,9 @@ fn push_path(view: &ReadView<'_>, txn: &TxnRequest, path: &mut Vec<bool>) -> Res
 fn holds(view: &ReadView<'_>, compare: &Compare) -> Result<bool, MvccError> {
     let mut kvs = Vec::new();
     let with_value = compare.target == CompareTarget::Value as i32;
-    view.scan(
-        KeyRange::new(&compare.key, &compare.range_end),
-        view.current,
-        with_value,
-        |key, rev, record| kvs.push(record.into_key_value(key.to_vec(), rev.main)),
-    )?;
+    view.scan(KeyRange::new(&compare.key, &compare.range_end), view.current, with_value, |key, rev, record| {
+        kvs.push(record.into_key_value(key.to_vec(), rev.main))
+    })?;
     if kvs.is_empty() {
         // A value cannot be compared on a missing key; other targets compare
         // against a zero key-value, as in etcd.
@@ -72,22 +65,12 @@ fn compare_kv(compare: &Compare, kv: &KeyValue) -> bool {
             };
             kv.value.as_slice().cmp(wanted)
         }
-        Ok(CompareTarget::Create) => int(
-            as_int(union, |u| matches!(u, TargetUnion::CreateRevision(_))),
-            kv.create_revision,
-        ),
-        Ok(CompareTarget::Mod) => int(
-            as_int(union, |u| matches!(u, TargetUnion::ModRevision(_))),
-            kv.mod_revision,
-        ),
-        Ok(CompareTarget::Version) => int(
-            as_int(union, |u| matches!(u, TargetUnion::Version(_))),
-            kv.version,
-        ),
-        Ok(CompareTarget::Lease) => int(
-            as_int(union, |u| matches!(u, TargetUnion::Lease(_))),
-            kv.lease,
-        ),
+        Ok(CompareTarget::Create) => {
+            int(as_int(union, |u| matches!(u, TargetUnion::CreateRevision(_))), kv.create_revision)
+        }
+        Ok(CompareTarget::Mod) => int(as_int(union, |u| matches!(u, TargetUnion::ModRevision(_))), kv.mod_revision),
+        Ok(CompareTarget::Version) => int(as_int(union, |u| matches!(u, TargetUnion::Version(_))), kv.version),
+        Ok(CompareTarget::Lease) => int(as_int(union, |u| matches!(u, TargetUnion::Lease(_))), kv.lease),
         Err(_) => return false,
     };
     match CompareResult::try_from(compare.result) {
@@ -101,10 +84,7 @@ fn compare_kv(compare: &Compare, kv: &KeyValue) -> bool {
 
 /// The integer in the union when it is of the kind the target expects, as
 /// etcd reads it (a mismatched kind compares against zero).
-fn as_int(
-    union: Option<&TargetUnion>,
-    matches_target: impl Fn(&TargetUnion) -> bool,
-) -> Option<i64> {
+fn as_int(union: Option<&TargetUnion>, matches_target: impl Fn(&TargetUnion) -> bool) -> Option<i64> {
     match union {
         Some(u) if matches_target(u) => match u {
             TargetUnion::Version(v)

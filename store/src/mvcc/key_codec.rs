@@ -99,10 +99,7 @@ fn decode_revision(tail: &[u8]) -> Option<Revision> {
     }
     let main: [u8; 8] = tail[..8].try_into().ok()?;
     let sub: [u8; 8] = tail[8..].try_into().ok()?;
-    Some(Revision::new(
-        !u64::from_be_bytes(main) as i64,
-        !u64::from_be_bytes(sub) as i64,
-    ))
+    Some(Revision::new(!u64::from_be_bytes(main) as i64, !u64::from_be_bytes(sub) as i64))
 }
 
 #[cfg(test)]

@@ -73,9 +73,7 @@ impl MvccError {
         match code {
             ApplyErrorCode::Compacted => MvccError::Compacted,
             ApplyErrorCode::FutureRevision => MvccError::FutureRevision,
-            ApplyErrorCode::KeyNotFound | ApplyErrorCode::ApplyErrorUnspecified => {
-                MvccError::KeyNotFound
-            }
+            ApplyErrorCode::KeyNotFound | ApplyErrorCode::ApplyErrorUnspecified => MvccError::KeyNotFound,
             ApplyErrorCode::LeaseNotFound => MvccError::LeaseNotFound,
         }
     }

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use shoal_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use shoal_proto::etcdserverpb::{
-    request_op, CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest,
-    RequestOp, TxnRequest,
+    request_op, CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use shoal_proto::mvccpb::KeyValue;
 use shoal_proto::peerpb::internal_request::Request;
@@ -90,13 +89,7 @@ impl Model {
                 let end = end.map(|e| KEYS[e].as_bytes());
                 next.retain(|key, _| !Self::in_range(key, KEYS[*k].as_bytes(), end));
             }
-            Op::Txn {
-                key,
-                version,
-                put,
-                value,
-                delete,
-            } => {
+            Op::Txn { key, version, put, value, delete } => {
                 let actual = next.get(KEYS[*key].as_bytes()).map_or(0, |kv| kv.version);
                 if actual == *version {
                     Self::put(&mut next, rev, KEYS[*put].as_bytes(), *value);
@@ -120,11 +113,7 @@ impl Model {
 }
 
 fn request(op: &Op) -> Request {
-    let put = |k: usize, v: u8| PutRequest {
-        key: KEYS[k].into(),
-        value: vec![v],
-        ..Default::default()
-    };
+    let put = |k: usize, v: u8| PutRequest { key: KEYS[k].into(), value: vec![v], ..Default::default() };
     match op {
         Op::Put(k, v) => Request::Put(put(*k, *v)),
         Op::Delete(k, end) => Request::DeleteRange(DeleteRangeRequest {
@@ -133,13 +122,7 @@ fn request(op: &Op) -> Request {
             range_end: end.map(|e| KEYS[e].as_bytes().to_vec()).unwrap_or_default(),
             prev_kv: false,
         }),
-        Op::Txn {
-            key,
-            version,
-            put: p,
-            value,
-            delete,
-        } => Request::Txn(TxnRequest {
+        Op::Txn { key, version, put: p, value, delete } => Request::Txn(TxnRequest {
             compare: vec![Compare {
                 result: CompareResult::Equal as i32,
                 target: CompareTarget::Version as i32,
@@ -147,16 +130,12 @@ fn request(op: &Op) -> Request {
                 target_union: Some(TargetUnion::Version(*version)),
                 range_end: vec![],
             }],
-            success: vec![RequestOp {
-                request: Some(request_op::Request::RequestPut(put(*p, *value))),
-            }],
+            success: vec![RequestOp { request: Some(request_op::Request::RequestPut(put(*p, *value))) }],
             failure: vec![RequestOp {
-                request: Some(request_op::Request::RequestDeleteRange(
-                    DeleteRangeRequest {
-                        key: KEYS[*delete].into(),
-                        ..Default::default()
-                    },
-                )),
+                request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
+                    key: KEYS[*delete].into(),
+                    ..Default::default()
+                })),
             }],
         }),
         Op::Compact(_) => unreachable!("compactions are built by the test"),

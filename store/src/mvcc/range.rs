@@ -25,11 +25,7 @@ impl ReadView<'_> {
         if requested > self.current {
             return Err(MvccError::FutureRevision);
         }
-        let rev = if requested <= 0 {
-            self.current
-        } else {
-            requested
-        };
+        let rev = if requested <= 0 { self.current } else { requested };
         if rev < self.compacted {
             return Err(MvccError::Compacted);
         }
@@ -45,13 +41,8 @@ impl ReadView<'_> {
         visit: impl FnMut(&[u8], super::Revision, super::Record),
     ) -> Result<(), MvccError> {
         // Staged changes are at `current`; older reads must not see them.
-        let overlay = if rev == self.current {
-            self.overlay
-        } else {
-            None
-        };
-        scan_with_overlay(self.reader, overlay, range, rev, with_value, visit)
-            .map_err(MvccError::Storage)
+        let overlay = if rev == self.current { self.overlay } else { None };
+        scan_with_overlay(self.reader, overlay, range, rev, with_value, visit).map_err(MvccError::Storage)
     }
 }
 
@@ -68,24 +59,17 @@ pub fn range(view: &ReadView<'_>, req: &RangeRequest) -> Result<RangeResponse, M
     } else if req.sort_order != SortOrder::None as i32 || filtered || req.limit <= 0 {
         usize::MAX
     } else {
-        usize::try_from(req.limit)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1)
+        usize::try_from(req.limit).unwrap_or(usize::MAX).saturating_add(1)
     };
     let with_value = !req.keys_only && !req.count_only;
     let mut count = 0i64;
     let mut kvs: Vec<KeyValue> = Vec::new();
-    view.scan(
-        KeyRange::new(&req.key, &req.range_end),
-        rev,
-        with_value,
-        |key, revision, record| {
-            count += 1;
-            if kvs.len() < keep {
-                kvs.push(record.into_key_value(key.to_vec(), revision.main));
-            }
-        },
-    )?;
+    view.scan(KeyRange::new(&req.key, &req.range_end), rev, with_value, |key, revision, record| {
+        count += 1;
+        if kvs.len() < keep {
+            kvs.push(record.into_key_value(key.to_vec(), revision.main));
+        }
+    })?;
 
     if filtered {
         kvs.retain(|kv| {
@@ -103,10 +87,7 @@ pub fn range(view: &ReadView<'_>, req: &RangeRequest) -> Result<RangeResponse, M
         more = true;
     }
     Ok(RangeResponse {
-        header: Some(ResponseHeader {
-            revision: view.current,
-            ..Default::default()
-        }),
+        header: Some(ResponseHeader { revision: view.current, ..Default::default() }),
         kvs,
         more,
         count,

@@ -21,24 +21,15 @@ pub type Overlay = BTreeMap<Vec<u8>, (Revision, Record)>;
 #[derive(Clone, Copy, Debug)]
 pub enum KeyRange<'a> {
     Single(&'a [u8]),
-    Span {
-        start: &'a [u8],
-        end: Option<&'a [u8]>,
-    },
+    Span { start: &'a [u8], end: Option<&'a [u8]> },
 }
 
 impl<'a> KeyRange<'a> {
     pub fn new(key: &'a [u8], range_end: &'a [u8]) -> KeyRange<'a> {
         match range_end {
             [] => KeyRange::Single(key),
-            [0] => KeyRange::Span {
-                start: key,
-                end: None,
-            },
-            end => KeyRange::Span {
-                start: key,
-                end: Some(end),
-            },
+            [0] => KeyRange::Span { start: key, end: None },
+            end => KeyRange::Span { start: key, end: Some(end) },
         }
     }
 
@@ -57,10 +48,7 @@ impl<'a> KeyRange<'a> {
         match *self {
             KeyRange::Single(k) => (Bound::Included(k), Bound::Included(k)),
             KeyRange::Span { start, end: None } => (Bound::Included(start), Bound::Unbounded),
-            KeyRange::Span {
-                start,
-                end: Some(end),
-            } => (Bound::Included(start), Bound::Excluded(end)),
+            KeyRange::Span { start, end: Some(end) } => (Bound::Included(start), Bound::Excluded(end)),
         }
     }
 }
@@ -89,8 +77,7 @@ impl<'a> KvReader<'a> {
         if let Some(upper) = upper_bound {
             opts.set_iterate_upper_bound(upper);
         }
-        self.db
-            .raw_iterator_cf_opt(storage::cf(self.db, columns::KV), opts)
+        self.db.raw_iterator_cf_opt(storage::cf(self.db, columns::KV), opts)
     }
 
     /// Reads a fixed key of another column family through the same view.
@@ -119,21 +106,14 @@ impl<'a> KvReader<'a> {
         };
         let revision = key_codec::revision_after_prefix(found, prefix.len())
             .ok_or_else(|| StorageError::corrupt("kv key", "bad revision"))?;
-        let record = Record::decode(value, with_value)
-            .ok_or_else(|| StorageError::corrupt("kv record", "too short"))?;
+        let record =
+            Record::decode(value, with_value).ok_or_else(|| StorageError::corrupt("kv record", "too short"))?;
         Ok(Some((revision, record)))
     }
 
     /// The newest live version of `key` at or below `rev`.
-    pub fn live_at(
-        &self,
-        key: &[u8],
-        rev: i64,
-        with_value: bool,
-    ) -> Result<Option<(Revision, Record)>, StorageError> {
-        Ok(self
-            .version_at(key, rev, with_value)?
-            .filter(|(_, record)| !record.tombstone))
+    pub fn live_at(&self, key: &[u8], rev: i64, with_value: bool) -> Result<Option<(Revision, Record)>, StorageError> {
+        Ok(self.version_at(key, rev, with_value)?.filter(|(_, record)| !record.tombstone))
     }
 
     /// Visits, in key order, the newest live version at or below `rev` of every
@@ -158,8 +138,8 @@ impl<'a> KvReader<'a> {
         let mut it = self.iterator(end.map(key_codec::bound));
         it.seek(key_codec::bound(start));
         while let (Some(encoded), Some(value)) = (it.key(), it.value()) {
-            let (key, revision) = key_codec::decode(encoded)
-                .ok_or_else(|| StorageError::corrupt("kv key", "undecodable"))?;
+            let (key, revision) =
+                key_codec::decode(encoded).ok_or_else(|| StorageError::corrupt("kv key", "undecodable"))?;
             if revision.main > rev {
                 // Too new: jump to this key's newest version at or below `rev`
                 // (or to the next key when it has none).
@@ -167,8 +147,8 @@ impl<'a> KvReader<'a> {
                 continue;
             }
             if !Record::is_tombstone(value) {
-                let record = Record::decode(value, with_value)
-                    .ok_or_else(|| StorageError::corrupt("kv record", "too short"))?;
+                let record =
+                    Record::decode(value, with_value).ok_or_else(|| StorageError::corrupt("kv record", "too short"))?;
                 visit(&key, revision, record);
             }
             skip_older_versions(&mut it, &key);
@@ -205,26 +185,17 @@ pub fn scan_with_overlay(
         return reader.scan(range, rev, with_value, visit);
     };
     let mut staged = overlay.range::<[u8], _>(range.bounds()).peekable();
-    fn emit(
-        key: &[u8],
-        revision: Revision,
-        record: &Record,
-        visit: &mut dyn FnMut(&[u8], Revision, Record),
-    ) {
+    fn emit(key: &[u8], revision: Revision, record: &Record, visit: &mut dyn FnMut(&[u8], Revision, Record)) {
         if !record.tombstone {
             visit(key, revision, record.clone());
         }
     }
     reader.scan(range, rev, with_value, |key, revision, record| {
-        while let Some((staged_key, (staged_rev, staged_record))) =
-            staged.next_if(|(k, _)| k.as_slice() < key)
-        {
+        while let Some((staged_key, (staged_rev, staged_record))) = staged.next_if(|(k, _)| k.as_slice() < key) {
             emit(staged_key, *staged_rev, staged_record, &mut visit);
         }
         match staged.next_if(|(k, _)| k.as_slice() == key) {
-            Some((_, (staged_rev, staged_record))) => {
-                emit(key, *staged_rev, staged_record, &mut visit)
-            }
+            Some((_, (staged_rev, staged_record))) => emit(key, *staged_rev, staged_record, &mut visit),
             None => visit(key, revision, record),
         }
     })?;

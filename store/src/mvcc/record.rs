@@ -22,10 +22,7 @@ pub struct Record {
 
 impl Record {
     pub fn tombstone() -> Record {
-        Record {
-            tombstone: true,
-            ..Record::default()
-        }
+        Record { tombstone: true, ..Record::default() }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -44,19 +41,13 @@ impl Record {
         if bytes.len() < HEADER {
             return None;
         }
-        let int = |at: usize| -> Option<i64> {
-            Some(i64::from_be_bytes(bytes[at..at + 8].try_into().ok()?))
-        };
+        let int = |at: usize| -> Option<i64> { Some(i64::from_be_bytes(bytes[at..at + 8].try_into().ok()?)) };
         Some(Record {
             tombstone: bytes[0] & TOMBSTONE != 0,
             create_revision: int(1)?,
             version: int(9)?,
             lease: int(17)?,
-            value: if with_value {
-                bytes[HEADER..].to_vec()
-            } else {
-                Vec::new()
-            },
+            value: if with_value { bytes[HEADER..].to_vec() } else { Vec::new() },
         })
     }
 
@@ -83,18 +74,9 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let rec = Record {
-            tombstone: false,
-            create_revision: 3,
-            version: 2,
-            lease: 77,
-            value: b"v".to_vec(),
-        };
+        let rec = Record { tombstone: false, create_revision: 3, version: 2, lease: 77, value: b"v".to_vec() };
         assert_eq!(Record::decode(&rec.encode(), true), Some(rec.clone()));
-        assert_eq!(
-            Record::decode(&rec.encode(), false).map(|r| r.value),
-            Some(vec![])
-        );
+        assert_eq!(Record::decode(&rec.encode(), false).map(|r| r.value), Some(vec![]));
         assert!(Record::is_tombstone(&Record::tombstone().encode()));
         assert_eq!(Record::decode(b"short", true), None);
     }

@@ -24,12 +24,7 @@ impl Revision {
     pub fn from_bytes(bytes: &[u8]) -> Option<Revision> {
         let main: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
         let sub: [u8; 8] = bytes.get(8..16)?.try_into().ok()?;
-        (bytes.len() == 16).then(|| {
-            Revision::new(
-                u64::from_be_bytes(main) as i64,
-                u64::from_be_bytes(sub) as i64,
-            )
-        })
+        (bytes.len() == 16).then(|| Revision::new(u64::from_be_bytes(main) as i64, u64::from_be_bytes(sub) as i64))
     }
 }
 
@@ -39,12 +34,7 @@ mod tests {
 
     #[test]
     fn bytes_order_is_revision_order() {
-        let revs = [
-            Revision::new(1, 0),
-            Revision::new(1, 7),
-            Revision::new(2, 0),
-            Revision::new(300, 1),
-        ];
+        let revs = [Revision::new(1, 0), Revision::new(1, 7), Revision::new(2, 0), Revision::new(300, 1)];
         for pair in revs.windows(2) {
             assert!(pair[0].to_bytes() < pair[1].to_bytes());
             assert_eq!(Revision::from_bytes(&pair[0].to_bytes()), Some(pair[0]));

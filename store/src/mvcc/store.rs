@@ -61,10 +61,9 @@ impl KvStore {
 
     /// Re-reads the counters from disk (at open, and after a snapshot install).
     pub fn reload(&self) -> Result<(), StorageError> {
-        let current =
-            storage::get_i64(&self.db, columns::META, columns::CURRENT_REVISION)?.unwrap_or(1);
-        let compacted = storage::get_i64(&self.db, columns::META, columns::COMPACT_REVISION)?
-            .unwrap_or(NEVER_COMPACTED);
+        let current = storage::get_i64(&self.db, columns::META, columns::CURRENT_REVISION)?.unwrap_or(1);
+        let compacted =
+            storage::get_i64(&self.db, columns::META, columns::COMPACT_REVISION)?.unwrap_or(NEVER_COMPACTED);
         self.current.store(current, Ordering::Release);
         self.compacted.store(compacted, Ordering::Release);
         self.compactor.schedule(compacted);
@@ -85,22 +84,14 @@ impl KvStore {
 
     /// Runs `f` on a consistent point-in-time view of the store.
     pub fn read<T>(&self, f: impl FnOnce(&ReadView<'_>) -> T) -> T {
-        let _shared = self
-            .gate
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _shared = self.gate.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Order matters: the revision is read before the snapshot is taken, so
         // the snapshot holds everything up to it.
         let current = self.current_revision();
         let snapshot = self.db.snapshot();
         let compacted = self.compact_revision();
         let reader = KvReader::new(&self.db, Some(&snapshot));
-        f(&ReadView {
-            reader: &reader,
-            overlay: None,
-            current,
-            compacted,
-        })
+        f(&ReadView { reader: &reader, overlay: None, current, compacted })
     }
 
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
@@ -115,11 +106,7 @@ impl KvStore {
     /// Executes a replicated command and stages its writes into `batch`.
     /// Verdicts on the request become an error response; only storage
     /// failures are returned as errors.
-    pub fn execute(
-        &self,
-        req: &InternalRequest,
-        batch: &mut WriteBatch,
-    ) -> Result<Applied, StorageError> {
+    pub fn execute(&self, req: &InternalRequest, batch: &mut WriteBatch) -> Result<Applied, StorageError> {
         let base = self.current_revision();
         let compacted = self.compact_revision();
         let reader = KvReader::new(&self.db, None);
@@ -137,9 +124,7 @@ impl KvStore {
                 Some(internal_request::Request::DeleteRange(del)) => {
                     internal_response::Response::DeleteRange(txn.delete_range(del)?)
                 }
-                Some(internal_request::Request::Txn(t)) => {
-                    internal_response::Response::Txn(txn.txn(t)?)
-                }
+                Some(internal_request::Request::Txn(t)) => internal_response::Response::Txn(txn.txn(t)?),
                 Some(internal_request::Request::Compaction(c)) => {
                     if c.revision <= compacted {
                         return Err(MvccError::Compacted);
@@ -154,19 +139,13 @@ impl KvStore {
                     );
                     accepted_compaction = Some(c.revision);
                     internal_response::Response::Compaction(CompactionResponse {
-                        header: Some(ResponseHeader {
-                            revision: base,
-                            ..Default::default()
-                        }),
+                        header: Some(ResponseHeader { revision: base, ..Default::default() }),
                     })
                 }
                 // Not a key-value command (member attributes): nothing to do here.
                 Some(internal_request::Request::Publish(_)) | None => {
                     internal_response::Response::Compaction(CompactionResponse {
-                        header: Some(ResponseHeader {
-                            revision: base,
-                            ..Default::default()
-                        }),
+                        header: Some(ResponseHeader { revision: base, ..Default::default() }),
                     })
                 }
             })
@@ -175,13 +154,9 @@ impl KvStore {
             Ok(response) => response,
             Err(MvccError::Storage(e)) => return Err(e),
             Err(verdict) => {
-                let code = verdict
-                    .code()
-                    .expect("invariant: non-storage errors have a code");
+                let code = verdict.code().expect("invariant: non-storage errors have a code");
                 return Ok(Applied {
-                    response: InternalResponse {
-                        response: Some(internal_response::Response::Error(code as i32)),
-                    },
+                    response: InternalResponse { response: Some(internal_response::Response::Error(code as i32)) },
                     revision: base,
                     changes: Vec::new(),
                     compacted: None,
@@ -192,9 +167,7 @@ impl KvStore {
         let changes = txn.into_changes();
         self.stage(batch, &changes, revision);
         Ok(Applied {
-            response: InternalResponse {
-                response: Some(response),
-            },
+            response: InternalResponse { response: Some(response) },
             revision,
             changes,
             compacted: accepted_compaction,
@@ -208,18 +181,10 @@ impl KvStore {
         let kv = storage::cf(&self.db, columns::KV);
         let revs = storage::cf(&self.db, columns::REVS);
         for change in changes {
-            batch.put_cf(
-                kv,
-                key_codec::version_key(&change.key, change.revision),
-                change.record.encode(),
-            );
+            batch.put_cf(kv, key_codec::version_key(&change.key, change.revision), change.record.encode());
             batch.put_cf(revs, change.revision.to_bytes(), &change.key);
         }
-        batch.put_cf(
-            storage::cf(&self.db, columns::META),
-            columns::CURRENT_REVISION,
-            revision.to_be_bytes(),
-        );
+        batch.put_cf(storage::cf(&self.db, columns::META), columns::CURRENT_REVISION, revision.to_be_bytes());
     }
 
     /// Publishes the effects of a command once its batch is on disk.
@@ -233,9 +198,7 @@ impl KvStore {
 
     /// Blocks reads and compaction while a snapshot replaces the state.
     pub fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
-        self.gate
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.gate.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Waits until physical compaction has reached `revision`.

@@ -4,12 +4,10 @@ use rocksdb::WriteBatch;
 use shoal_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use shoal_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use shoal_proto::etcdserverpb::{
-    request_op, response_op, CompactionRequest, Compare, DeleteRangeRequest, PutRequest,
-    RangeRequest, RequestOp, TxnRequest,
+    request_op, response_op, CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
+    TxnRequest,
 };
-use shoal_proto::peerpb::{
-    internal_request::Request, internal_response::Response, InternalRequest,
-};
+use shoal_proto::peerpb::{internal_request::Request, internal_response::Response, InternalRequest};
 
 use super::*;
 use crate::storage;
@@ -23,51 +21,31 @@ impl TestStore {
     pub fn new() -> TestStore {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = storage::open(dir.path()).expect("open db");
-        TestStore {
-            store: KvStore::open(db).expect("open store"),
-            _dir: dir,
-        }
+        TestStore { store: KvStore::open(db).expect("open store"), _dir: dir }
     }
 
     pub fn apply(&self, request: Request) -> Response {
         let mut batch = WriteBatch::default();
-        let applied = self
-            .store
-            .execute(
-                &InternalRequest {
-                    request: Some(request),
-                },
-                &mut batch,
-            )
-            .expect("execute");
+        let applied = self.store.execute(&InternalRequest { request: Some(request) }, &mut batch).expect("execute");
         storage::write_buffered(self.store.db(), batch).expect("write");
         self.store.committed(&applied);
         applied.response.response.expect("a response")
     }
 
     pub fn put(&self, key: &str, value: &str) -> Response {
-        self.apply(Request::Put(PutRequest {
-            key: key.into(),
-            value: value.into(),
-            ..Default::default()
-        }))
+        self.apply(Request::Put(PutRequest { key: key.into(), value: value.into(), ..Default::default() }))
     }
 
-    pub fn get(
-        &self,
-        key: &str,
-        rev: i64,
-    ) -> Result<Vec<(String, String, i64, i64, i64)>, MvccError> {
-        let resp = self.store.range(&RangeRequest {
-            key: key.into(),
-            revision: rev,
-            ..Default::default()
-        })?;
+    pub fn get(&self, key: &str, rev: i64) -> Result<Vec<Summary>, MvccError> {
+        let resp = self.store.range(&RangeRequest { key: key.into(), revision: rev, ..Default::default() })?;
         Ok(resp.kvs.into_iter().map(summary).collect())
     }
 }
 
-fn summary(kv: shoal_proto::mvccpb::KeyValue) -> (String, String, i64, i64, i64) {
+/// (key, value, create revision, mod revision, version)
+type Summary = (String, String, i64, i64, i64);
+
+fn summary(kv: shoal_proto::mvccpb::KeyValue) -> Summary {
     (
         String::from_utf8_lossy(&kv.key).into_owned(),
         String::from_utf8_lossy(&kv.value).into_owned(),
@@ -80,11 +58,7 @@ fn summary(kv: shoal_proto::mvccpb::KeyValue) -> (String, String, i64, i64, i64)
 fn prefix(key: &str) -> RangeRequest {
     let mut end = key.as_bytes().to_vec();
     *end.last_mut().expect("non-empty") += 1;
-    RangeRequest {
-        key: key.into(),
-        range_end: end,
-        ..Default::default()
-    }
+    RangeRequest { key: key.into(), range_end: end, ..Default::default() }
 }
 
 #[test]
@@ -93,42 +67,21 @@ fn revisions_versions_and_tombstones_follow_etcd() {
     assert_eq!(t.store.current_revision(), 1);
     t.put("a", "1");
     t.put("a", "2");
-    assert_eq!(
-        t.get("a", 0).expect("read"),
-        vec![("a".into(), "2".into(), 2, 3, 2)]
-    );
-    assert_eq!(
-        t.get("a", 2).expect("read"),
-        vec![("a".into(), "1".into(), 2, 2, 1)]
-    );
-    let Response::DeleteRange(del) = t.apply(Request::DeleteRange(DeleteRangeRequest {
-        key: "a".into(),
-        prev_kv: true,
-        ..Default::default()
-    })) else {
+    assert_eq!(t.get("a", 0).expect("read"), vec![("a".into(), "2".into(), 2, 3, 2)]);
+    assert_eq!(t.get("a", 2).expect("read"), vec![("a".into(), "1".into(), 2, 2, 1)]);
+    let Response::DeleteRange(del) =
+        t.apply(Request::DeleteRange(DeleteRangeRequest { key: "a".into(), prev_kv: true, ..Default::default() }))
+    else {
         panic!("delete response")
     };
-    assert_eq!(
-        (
-            del.deleted,
-            del.prev_kvs.len(),
-            del.header.map(|h| h.revision)
-        ),
-        (1, 1, Some(4))
-    );
+    assert_eq!((del.deleted, del.prev_kvs.len(), del.header.map(|h| h.revision)), (1, 1, Some(4)));
     assert!(t.get("a", 0).expect("read").is_empty());
     // Deleting nothing does not bump the revision.
-    t.apply(Request::DeleteRange(DeleteRangeRequest {
-        key: "zz".into(),
-        ..Default::default()
-    }));
+    t.apply(Request::DeleteRange(DeleteRangeRequest { key: "zz".into(), ..Default::default() }));
     assert_eq!(t.store.current_revision(), 4);
     // Re-creation starts a new life: new create revision, version 1.
     t.put("a", "3");
-    assert_eq!(
-        t.get("a", 0).expect("read"),
-        vec![("a".into(), "3".into(), 5, 5, 1)]
-    );
+    assert_eq!(t.get("a", 0).expect("read"), vec![("a".into(), "3".into(), 5, 5, 1)]);
     assert!(matches!(t.get("a", 99), Err(MvccError::FutureRevision)));
 }
 
@@ -138,13 +91,7 @@ fn range_limit_count_sort_and_filters() {
     for (k, v) in [("p/c", "1"), ("p/a", "3"), ("p/b", "2"), ("q", "0")] {
         t.put(k, v);
     }
-    let resp = t
-        .store
-        .range(&RangeRequest {
-            limit: 2,
-            ..prefix("p/")
-        })
-        .expect("range");
+    let resp = t.store.range(&RangeRequest { limit: 2, ..prefix("p/") }).expect("range");
     assert_eq!((resp.kvs.len(), resp.more, resp.count), (2, true, 3));
     assert_eq!(resp.kvs[0].key, b"p/a");
     let resp = t
@@ -157,38 +104,14 @@ fn range_limit_count_sort_and_filters() {
         .expect("range");
     let values: Vec<_> = resp.kvs.iter().map(|kv| kv.value.clone()).collect();
     assert_eq!(values, vec![b"3".to_vec(), b"2".to_vec(), b"1".to_vec()]);
-    let resp = t
-        .store
-        .range(&RangeRequest {
-            min_mod_revision: 3,
-            ..prefix("p/")
-        })
-        .expect("range");
+    let resp = t.store.range(&RangeRequest { min_mod_revision: 3, ..prefix("p/") }).expect("range");
     assert_eq!((resp.kvs.len(), resp.count), (2, 3));
-    let resp = t
-        .store
-        .range(&RangeRequest {
-            count_only: true,
-            ..prefix("p/")
-        })
-        .expect("range");
+    let resp = t.store.range(&RangeRequest { count_only: true, ..prefix("p/") }).expect("range");
     assert_eq!((resp.kvs.len(), resp.count), (0, 3));
-    let resp = t
-        .store
-        .range(&RangeRequest {
-            key: b"p/b".to_vec(),
-            range_end: vec![0],
-            ..Default::default()
-        })
-        .expect("range");
+    let resp =
+        t.store.range(&RangeRequest { key: b"p/b".to_vec(), range_end: vec![0], ..Default::default() }).expect("range");
     assert_eq!(resp.count, 3, "from-key covers p/b, p/c and q");
-    let resp = t
-        .store
-        .range(&RangeRequest {
-            keys_only: true,
-            ..prefix("p/")
-        })
-        .expect("range");
+    let resp = t.store.range(&RangeRequest { keys_only: true, ..prefix("p/") }).expect("range");
     assert!(resp.kvs.iter().all(|kv| kv.value.is_empty()));
 }
 
@@ -204,10 +127,7 @@ fn put_op(key: &str, value: &str) -> RequestOp {
 
 fn get_op(key: &str) -> RequestOp {
     RequestOp {
-        request: Some(request_op::Request::RequestRange(RangeRequest {
-            key: key.into(),
-            ..Default::default()
-        })),
+        request: Some(request_op::Request::RequestRange(RangeRequest { key: key.into(), ..Default::default() })),
     }
 }
 
@@ -227,25 +147,15 @@ fn txn_compares_branches_and_sees_its_own_writes() {
         success: vec![put_op("k", "v2"), put_op("other", "x"), get_op("k")],
         failure: vec![get_op("k")],
     };
-    let Response::Txn(resp) = t.apply(Request::Txn(txn.clone())) else {
-        panic!("txn response")
-    };
+    let Response::Txn(resp) = t.apply(Request::Txn(txn.clone())) else { panic!("txn response") };
     assert!(resp.succeeded);
     assert_eq!(resp.header.map(|h| h.revision), Some(3));
-    let Some(response_op::Response::ResponseRange(read)) = &resp.responses[2].response else {
-        panic!("range")
-    };
+    let Some(response_op::Response::ResponseRange(read)) = &resp.responses[2].response else { panic!("range") };
     assert_eq!(read.kvs[0].value, b"v2", "a txn reads its own writes");
     assert_eq!(read.header.as_ref().map(|h| h.revision), Some(3));
-    assert_eq!(
-        t.get("other", 0).expect("read")[0].3,
-        3,
-        "one revision for the whole txn"
-    );
+    assert_eq!(t.get("other", 0).expect("read")[0].3, 3, "one revision for the whole txn");
     // Second time the compare fails: the failure branch runs and nothing changes.
-    let Response::Txn(resp) = t.apply(Request::Txn(txn)) else {
-        panic!("txn response")
-    };
+    let Response::Txn(resp) = t.apply(Request::Txn(txn)) else { panic!("txn response") };
     assert!(!resp.succeeded);
     assert_eq!(t.store.current_revision(), 3);
 }
@@ -268,9 +178,7 @@ fn txn_errors_change_nothing() {
         failure: vec![],
     };
     let resp = t.apply(Request::Txn(txn));
-    assert!(
-        matches!(resp, Response::Error(code) if code == shoal_proto::peerpb::ApplyErrorCode::LeaseNotFound as i32)
-    );
+    assert!(matches!(resp, Response::Error(code) if code == shoal_proto::peerpb::ApplyErrorCode::LeaseNotFound as i32));
     assert_eq!(t.store.current_revision(), 1);
     assert!(t.get("a", 0).expect("read").is_empty());
 }
@@ -281,33 +189,17 @@ fn compaction_keeps_the_newest_version_and_refuses_older_reads() {
     t.put("a", "1"); // 2
     t.put("a", "2"); // 3
     t.put("b", "1"); // 4
-    t.apply(Request::DeleteRange(DeleteRangeRequest {
-        key: "b".into(),
-        ..Default::default()
-    })); // 5
+    t.apply(Request::DeleteRange(DeleteRangeRequest { key: "b".into(), ..Default::default() })); // 5
     t.put("c", "1"); // 6
-    let Response::Compaction(_) = t.apply(Request::Compaction(CompactionRequest {
-        revision: 5,
-        physical: true,
-    })) else {
+    let Response::Compaction(_) = t.apply(Request::Compaction(CompactionRequest { revision: 5, physical: true }))
+    else {
         panic!("compaction accepted")
     };
     assert!(matches!(t.get("a", 4), Err(MvccError::Compacted)));
-    assert_eq!(
-        t.get("a", 5).expect("read at the compaction revision"),
-        vec![("a".into(), "2".into(), 2, 3, 2)]
-    );
-    let again = t.apply(Request::Compaction(CompactionRequest {
-        revision: 5,
-        physical: false,
-    }));
-    assert!(
-        matches!(again, Response::Error(code) if code == shoal_proto::peerpb::ApplyErrorCode::Compacted as i32)
-    );
-    let future = t.apply(Request::Compaction(CompactionRequest {
-        revision: 60,
-        physical: false,
-    }));
+    assert_eq!(t.get("a", 5).expect("read at the compaction revision"), vec![("a".into(), "2".into(), 2, 3, 2)]);
+    let again = t.apply(Request::Compaction(CompactionRequest { revision: 5, physical: false }));
+    assert!(matches!(again, Response::Error(code) if code == shoal_proto::peerpb::ApplyErrorCode::Compacted as i32));
+    let future = t.apply(Request::Compaction(CompactionRequest { revision: 60, physical: false }));
     assert!(
         matches!(future, Response::Error(code) if code == shoal_proto::peerpb::ApplyErrorCode::FutureRevision as i32)
     );
@@ -324,9 +216,5 @@ fn compaction_keeps_the_newest_version_and_refuses_older_reads() {
         it.next();
     }
     let kept: Vec<(Vec<u8>, i64)> = versions.into_iter().map(|(k, r)| (k, r.main)).collect();
-    assert_eq!(
-        kept,
-        vec![(b"a".to_vec(), 3), (b"c".to_vec(), 6)],
-        "old versions and the tombstone are gone"
-    );
+    assert_eq!(kept, vec![(b"a".to_vec(), 3), (b"c".to_vec(), 6)], "old versions and the tombstone are gone");
 }

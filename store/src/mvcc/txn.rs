@@ -3,8 +3,8 @@
 //! written out together once the whole command has succeeded.
 
 use shoal_proto::etcdserverpb::{
-    request_op, response_op, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    request_op, response_op, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use shoal_proto::mvccpb::KeyValue;
 
@@ -35,13 +35,7 @@ pub struct WriteTxn<'a> {
 
 impl<'a> WriteTxn<'a> {
     pub fn new(reader: &'a KvReader<'a>, base: i64, compacted: i64) -> WriteTxn<'a> {
-        WriteTxn {
-            reader,
-            base,
-            compacted,
-            overlay: Overlay::new(),
-            changes: Vec::new(),
-        }
+        WriteTxn { reader, base, compacted, overlay: Overlay::new(), changes: Vec::new() }
     }
 
     /// The revision as this transaction sees it: one more than the base once
@@ -68,10 +62,7 @@ impl<'a> WriteTxn<'a> {
     }
 
     fn header(&self) -> Option<ResponseHeader> {
-        Some(ResponseHeader {
-            revision: self.current(),
-            ..Default::default()
-        })
+        Some(ResponseHeader { revision: self.current(), ..Default::default() })
     }
 
     /// The live version of `key` as this transaction sees it.
@@ -79,28 +70,18 @@ impl<'a> WriteTxn<'a> {
         if let Some((rev, record)) = self.overlay.get(key) {
             return Ok((!record.tombstone).then(|| (*rev, record.clone())));
         }
-        self.reader
-            .live_at(key, self.base, true)
-            .map_err(MvccError::Storage)
+        self.reader.live_at(key, self.base, true).map_err(MvccError::Storage)
     }
 
     fn stage(&mut self, key: Vec<u8>, record: Record) -> Revision {
         let revision = Revision::new(self.base + 1, self.changes.len() as i64);
         self.overlay.insert(key.clone(), (revision, record.clone()));
-        self.changes.push(Change {
-            key,
-            revision,
-            record,
-        });
+        self.changes.push(Change { key, revision, record });
         revision
     }
 
     pub fn lease_exists(&self, lease: i64) -> Result<bool, MvccError> {
-        Ok(self
-            .reader
-            .get(columns::LEASES, &lease.to_be_bytes())
-            .map_err(MvccError::Storage)?
-            .is_some())
+        Ok(self.reader.get(columns::LEASES, &lease.to_be_bytes()).map_err(MvccError::Storage)?.is_some())
     }
 
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
@@ -112,24 +93,14 @@ impl<'a> WriteTxn<'a> {
         let (value, lease) = match &prev {
             None if req.ignore_value || req.ignore_lease => return Err(MvccError::KeyNotFound),
             Some((_, old)) => (
-                if req.ignore_value {
-                    old.value.clone()
-                } else {
-                    req.value.clone()
-                },
-                if req.ignore_lease {
-                    old.lease
-                } else {
-                    req.lease
-                },
+                if req.ignore_value { old.value.clone() } else { req.value.clone() },
+                if req.ignore_lease { old.lease } else { req.lease },
             ),
             None => (req.value.clone(), req.lease),
         };
         let record = Record {
             tombstone: false,
-            create_revision: prev
-                .as_ref()
-                .map_or(self.base + 1, |(_, old)| old.create_revision),
+            create_revision: prev.as_ref().map_or(self.base + 1, |(_, old)| old.create_revision),
             version: prev.as_ref().map_or(1, |(_, old)| old.version + 1),
             lease,
             value,
@@ -139,24 +110,15 @@ impl<'a> WriteTxn<'a> {
             Some((rev, old)) if req.prev_kv => Some(old.into_key_value(req.key.clone(), rev.main)),
             _ => None,
         };
-        Ok(PutResponse {
-            header: self.header(),
-            prev_kv,
-        })
+        Ok(PutResponse { header: self.header(), prev_kv })
     }
 
-    pub fn delete_range(
-        &mut self,
-        req: &DeleteRangeRequest,
-    ) -> Result<DeleteRangeResponse, MvccError> {
+    pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse, MvccError> {
         let mut doomed: Vec<KeyValue> = Vec::new();
         let current = self.current();
-        self.view().scan(
-            KeyRange::new(&req.key, &req.range_end),
-            current,
-            req.prev_kv,
-            |key, rev, record| doomed.push(record.into_key_value(key.to_vec(), rev.main)),
-        )?;
+        self.view().scan(KeyRange::new(&req.key, &req.range_end), current, req.prev_kv, |key, rev, record| {
+            doomed.push(record.into_key_value(key.to_vec(), rev.main))
+        })?;
         for kv in &doomed {
             self.stage(kv.key.clone(), Record::tombstone());
         }
@@ -185,26 +147,14 @@ impl<'a> WriteTxn<'a> {
         Ok(resp)
     }
 
-    fn run_txn(
-        &mut self,
-        req: &TxnRequest,
-        path: &mut impl Iterator<Item = bool>,
-    ) -> Result<TxnResponse, MvccError> {
+    fn run_txn(&mut self, req: &TxnRequest, path: &mut impl Iterator<Item = bool>) -> Result<TxnResponse, MvccError> {
         let succeeded = path.next().unwrap_or(false);
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops = if succeeded { &req.success } else { &req.failure };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let response = match &op.request {
-                Some(request_op::Request::RequestRange(r)) => {
-                    response_op::Response::ResponseRange(self.range(r)?)
-                }
-                Some(request_op::Request::RequestPut(r)) => {
-                    response_op::Response::ResponsePut(self.put(r)?)
-                }
+                Some(request_op::Request::RequestRange(r)) => response_op::Response::ResponseRange(self.range(r)?),
+                Some(request_op::Request::RequestPut(r)) => response_op::Response::ResponsePut(self.put(r)?),
                 Some(request_op::Request::RequestDeleteRange(r)) => {
                     response_op::Response::ResponseDeleteRange(self.delete_range(r)?)
                 }
@@ -215,15 +165,9 @@ impl<'a> WriteTxn<'a> {
                 }
                 None => return Err(MvccError::KeyNotFound),
             };
-            responses.push(ResponseOp {
-                response: Some(response),
-            });
+            responses.push(ResponseOp { response: Some(response) });
         }
-        Ok(TxnResponse {
-            header: None,
-            succeeded,
-            responses,
-        })
+        Ok(TxnResponse { header: None, succeeded, responses })
     }
 
     /// etcd's `checkPut`: the key must exist for `ignore_value`/`ignore_lease`,
@@ -260,16 +204,8 @@ impl<'a> WriteTxn<'a> {
 }
 
 /// Flattens the operations of the taken branches, nested ones included.
-fn collect_taken_ops<'r>(
-    req: &'r TxnRequest,
-    path: &mut impl Iterator<Item = bool>,
-    out: &mut Vec<&'r RequestOp>,
-) {
-    let ops = if path.next().unwrap_or(false) {
-        &req.success
-    } else {
-        &req.failure
-    };
+fn collect_taken_ops<'r>(req: &'r TxnRequest, path: &mut impl Iterator<Item = bool>, out: &mut Vec<&'r RequestOp>) {
+    let ops = if path.next().unwrap_or(false) { &req.success } else { &req.failure };
     for op in ops {
         match &op.request {
             Some(request_op::Request::RequestTxn(nested)) => collect_taken_ops(nested, path, out),

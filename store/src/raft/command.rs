@@ -38,9 +38,7 @@ macro_rules! protobuf_serde {
         impl<'de> Deserialize<'de> for $wrapper {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let bytes = deserializer.deserialize_byte_buf(BytesVisitor)?;
-                <$message>::decode(bytes.as_slice())
-                    .map($wrapper)
-                    .map_err(serde::de::Error::custom)
+                <$message>::decode(bytes.as_slice()).map($wrapper).map_err(serde::de::Error::custom)
             }
         }
     };
@@ -84,11 +82,7 @@ mod tests {
     #[test]
     fn command_round_trips_through_bincode() {
         let cmd = Command(InternalRequest {
-            request: Some(Request::Put(PutRequest {
-                key: b"k".to_vec(),
-                value: b"v".to_vec(),
-                ..Default::default()
-            })),
+            request: Some(Request::Put(PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() })),
         });
         let bytes = crate::storage::encode_bincode(&cmd);
         let back: Command = crate::storage::decode_bincode("test", &bytes).expect("decodes");

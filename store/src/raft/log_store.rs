@@ -35,11 +35,7 @@ async fn blocking<T: Send + 'static>(
     let db = db.clone();
     tokio::task::spawn_blocking(move || work(&db))
         .await
-        .unwrap_or_else(|join| {
-            Err(StorageError::io("log store task")(std::io::Error::other(
-                join.to_string(),
-            )))
-        })
+        .unwrap_or_else(|join| Err(StorageError::io("log store task")(std::io::Error::other(join.to_string()))))
 }
 
 fn read_range(db: &DB, start: u64, end: Option<u64>) -> Result<Vec<Entry>, StorageError> {
@@ -62,9 +58,7 @@ fn last_entry_log_id(db: &DB) -> Result<Option<LogId>, StorageError> {
     let mut it = db.raw_iterator_cf(storage::cf(db, columns::RAFT_LOG));
     it.seek_to_last();
     match it.value() {
-        Some(value) => Ok(Some(
-            storage::decode_bincode::<Entry>("raft log entry", value)?.log_id,
-        )),
+        Some(value) => Ok(Some(storage::decode_bincode::<Entry>("raft log entry", value)?.log_id)),
         None => {
             it.status().map_err(StorageError::rocks("read last log"))?;
             Ok(None)
@@ -87,9 +81,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&e) => Some(e),
             Bound::Unbounded => None,
         };
-        blocking(&self.db, move |db| read_range(db, start, end))
-            .await
-            .map_err(io_error(StorageIOError::read_logs))
+        blocking(&self.db, move |db| read_range(db, start, end)).await.map_err(io_error(StorageIOError::read_logs))
     }
 }
 
@@ -98,13 +90,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, RaftStorageError> {
         blocking(&self.db, |db| {
-            let last_purged: Option<LogId> =
-                storage::get_bincode(db, columns::RAFT_STATE, columns::LAST_PURGED)?;
+            let last_purged: Option<LogId> = storage::get_bincode(db, columns::RAFT_STATE, columns::LAST_PURGED)?;
             let last = last_entry_log_id(db)?.or(last_purged);
-            Ok(LogState {
-                last_purged_log_id: last_purged,
-                last_log_id: last,
-            })
+            Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
         })
         .await
         .map_err(io_error(StorageIOError::read_logs))
@@ -126,11 +114,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, RaftStorageError> {
-        blocking(&self.db, |db| {
-            storage::get_bincode(db, columns::RAFT_STATE, columns::VOTE)
-        })
-        .await
-        .map_err(io_error(StorageIOError::read_vote))
+        blocking(&self.db, |db| storage::get_bincode(db, columns::RAFT_STATE, columns::VOTE))
+            .await
+            .map_err(io_error(StorageIOError::read_vote))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
@@ -139,11 +125,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // re-learns it from the leader when it is lost.
         blocking(&self.db, move |db| {
             let mut batch = WriteBatch::default();
-            batch.put_cf(
-                storage::cf(db, columns::RAFT_STATE),
-                columns::COMMITTED,
-                bytes,
-            );
+            batch.put_cf(storage::cf(db, columns::RAFT_STATE), columns::COMMITTED, bytes);
             storage::write_buffered(db, batch)
         })
         .await
@@ -152,28 +134,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
         blocking(&self.db, |db| {
-            Ok(
-                storage::get_bincode::<Option<LogId>>(db, columns::RAFT_STATE, columns::COMMITTED)?
-                    .flatten(),
-            )
+            Ok(storage::get_bincode::<Option<LogId>>(db, columns::RAFT_STATE, columns::COMMITTED)?.flatten())
         })
         .await
         .map_err(io_error(StorageIOError::read))
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), RaftStorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), RaftStorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let encoded: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|entry| (entry.log_id.index, storage::encode_bincode(&entry)))
-            .collect();
+        let encoded: Vec<(u64, Vec<u8>)> =
+            entries.into_iter().map(|entry| (entry.log_id.index, storage::encode_bincode(&entry))).collect();
         let result = blocking(&self.db, move |db| {
             let cf = storage::cf(db, columns::RAFT_LOG);
             let mut batch = WriteBatch::default();
@@ -214,16 +187,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut batch = WriteBatch::default();
             // The marker is written first in the same batch: a crash never leaves
             // a purged prefix without it.
-            batch.put_cf(
-                storage::cf(db, columns::RAFT_STATE),
-                columns::LAST_PURGED,
-                marker,
-            );
-            batch.delete_range_cf(
-                storage::cf(db, columns::RAFT_LOG),
-                index_key(0),
-                index_key(log_id.index + 1),
-            );
+            batch.put_cf(storage::cf(db, columns::RAFT_STATE), columns::LAST_PURGED, marker);
+            batch.delete_range_cf(storage::cf(db, columns::RAFT_LOG), index_key(0), index_key(log_id.index + 1));
             storage::write_synced(db, batch)
         })
         .await

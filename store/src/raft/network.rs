@@ -6,13 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
-    Unreachable,
+    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
-};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use shoal_proto::peerpb::peer_client::PeerClient;
 use shoal_proto::peerpb::{RaftMessage, SnapshotChunk};
 use tokio::io::AsyncReadExt;
@@ -44,9 +41,7 @@ impl PeerClients {
             .keep_alive_timeout(Duration::from_secs(5))
             .connect_lazy();
         channels.insert(url.to_string(), channel.clone());
-        Ok(PeerClient::new(channel)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX))
+        Ok(PeerClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
     }
 }
 
@@ -89,25 +84,16 @@ type RpcResult<T> = Result<T, RPCError<u64, MemberNode, RaftError<u64>>>;
 
 impl PeerConnection {
     fn client(&self) -> Result<PeerClient<Channel>, Unreachable> {
-        self.clients
-            .client(&self.url)
-            .map_err(|e| Unreachable::new(&e))
+        self.clients.client(&self.url).map_err(|e| Unreachable::new(&e))
     }
 
-    async fn call<Req, Resp>(
-        &self,
-        kind: RpcKind,
-        request: &Req,
-        option: &RPCOption,
-    ) -> RpcResult<Resp>
+    async fn call<Req, Resp>(&self, kind: RpcKind, request: &Req, option: &RPCOption) -> RpcResult<Resp>
     where
         Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
     {
         let mut client = self.client().map_err(RPCError::Unreachable)?;
-        let message = RaftMessage {
-            payload: storage::encode_bincode(request),
-        };
+        let message = RaftMessage { payload: storage::encode_bincode(request) };
         let send = async {
             match kind {
                 RpcKind::AppendEntries => client.append_entries(message).await,
@@ -119,16 +105,13 @@ impl PeerConnection {
             Ok(Err(status)) => return Err(status_to_rpc_error(&status)),
             Ok(Ok(reply)) => reply.into_inner(),
         };
-        let result: Result<Resp, RaftError<u64>> =
-            storage::decode_bincode("raft reply", &reply.payload)
-                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<u64>> = storage::decode_bincode("raft reply", &reply.payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 
-fn status_to_rpc_error<E: std::error::Error>(
-    status: &tonic::Status,
-) -> RPCError<u64, MemberNode, E> {
+fn status_to_rpc_error<E: std::error::Error>(status: &tonic::Status) -> RPCError<u64, MemberNode, E> {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
             RPCError::Unreachable(Unreachable::new(status))
@@ -146,11 +129,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         self.call(RpcKind::AppendEntries, &rpc, &option).await
     }
 
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<u64>,
-        option: RPCOption,
-    ) -> RpcResult<VoteResponse<u64>> {
+    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>> {
         self.call(RpcKind::Vote, &rpc, &option).await
     }
 
@@ -163,9 +142,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
         let mut client = self.client()?;
         let path = snapshot.snapshot.path.clone();
-        let mut file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let mut file =
+            tokio::fs::File::open(&path).await.map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
         let header = storage::encode_bincode(&(vote, snapshot.meta.clone()));
         let reader = tokio::spawn(async move {
@@ -180,15 +158,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 if n == 0 && meta.is_empty() {
                     return Ok(());
                 }
-                if tx
-                    .send(SnapshotChunk {
-                        meta: std::mem::take(&mut meta),
-                        data,
-                    })
-                    .await
-                    .is_err()
-                    || n == 0
-                {
+                if tx.send(SnapshotChunk { meta: std::mem::take(&mut meta), data }).await.is_err() || n == 0 {
                     return Ok(());
                 }
             }
@@ -206,13 +176,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             Ok(Err(e)) => return Err(StreamingError::Network(NetworkError::new(&e))),
             Err(e) => return Err(StreamingError::Network(NetworkError::new(&e))),
         }
-        let reply =
-            reply.map_err(
-                |status| match status_to_rpc_error::<RaftError<u64>>(&status) {
-                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
-                    _ => StreamingError::Network(NetworkError::new(&status)),
-                },
-            )?;
+        let reply = reply.map_err(|status| match status_to_rpc_error::<RaftError<u64>>(&status) {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            _ => StreamingError::Network(NetworkError::new(&status)),
+        })?;
         let result: Result<SnapshotResponse<u64>, Fatal<u64>> =
             storage::decode_bincode("snapshot reply", &reply.into_inner().payload)
                 .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;

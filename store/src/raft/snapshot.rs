@@ -64,8 +64,7 @@ impl<R: Read> Read for CrcReader<R> {
 }
 
 fn write_chunk(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
-    let len = u32::try_from(bytes.len())
-        .map_err(|_| std::io::Error::other("snapshot record over 4 GiB"))?;
+    let len = u32::try_from(bytes.len()).map_err(|_| std::io::Error::other("snapshot record over 4 GiB"))?;
     out.write_all(&len.to_be_bytes())?;
     out.write_all(bytes)
 }
@@ -76,8 +75,14 @@ fn read_u32(input: &mut impl Read) -> std::io::Result<u32> {
     Ok(u32::from_be_bytes(raw))
 }
 
+/// No key or value comes near this; a larger length means a corrupt file.
+const MAX_RECORD: usize = 256 << 20;
+
 fn read_chunk(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
     let len = read_u32(input)? as usize;
+    if len > MAX_RECORD {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "snapshot record length out of range"));
+    }
     let mut buf = vec![0u8; len];
     input.read_exact(&mut buf)?;
     Ok(buf)
@@ -87,41 +92,27 @@ fn read_chunk(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
 pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageError> {
     // Everything applied so far becomes durable before a snapshot can let
     // Raft purge the log entries that produced it.
-    db.flush_wal(true)
-        .map_err(StorageError::rocks("flush wal"))?;
+    db.flush_wal(true).map_err(StorageError::rocks("flush wal"))?;
     let view = db.snapshot();
-    let get = |key: &[u8]| {
-        view.get_cf(storage::cf(db, columns::META), key)
-            .map_err(StorageError::rocks("snapshot meta"))
-    };
-    let last_log_id: Option<LogId> = get(columns::LAST_APPLIED)?
-        .map(|b| storage::decode_bincode("last applied", &b))
-        .transpose()?;
+    let get =
+        |key: &[u8]| view.get_cf(storage::cf(db, columns::META), key).map_err(StorageError::rocks("snapshot meta"));
+    let last_log_id: Option<LogId> =
+        get(columns::LAST_APPLIED)?.map(|b| storage::decode_bincode("last applied", &b)).transpose()?;
     let last_membership: StoredMembership = get(columns::LAST_MEMBERSHIP)?
         .map(|b| storage::decode_bincode("last membership", &b))
         .transpose()?
         .unwrap_or_default();
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let snapshot_id = match &last_log_id {
         Some(id) => format!("{}-{}-{millis}", id.leader_id.term, id.index),
         None => format!("0-0-{millis}"),
     };
-    let meta = SnapshotMeta {
-        last_log_id,
-        last_membership,
-        snapshot_id,
-    };
+    let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
 
     fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
     let tmp = dir.join(format!("{}.tmp", meta.snapshot_id));
     let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
-    let mut out = CrcWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        crc: crc32fast::Hasher::new(),
-    };
+    let mut out = CrcWriter { inner: BufWriter::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
     let io = StorageError::io(&tmp);
     let result = (|| -> Result<(), StorageError> {
         let header = |out: &mut CrcWriter<_>| -> std::io::Result<()> {
@@ -147,13 +138,8 @@ pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageErro
     result?;
     let crc = out.crc.clone().finalize();
     let mut inner = out.inner;
-    inner
-        .write_all(&crc.to_be_bytes())
-        .and_then(|_| inner.flush())
-        .map_err(StorageError::io(&tmp))?;
-    let file = inner
-        .into_inner()
-        .map_err(|e| StorageError::io(&tmp)(e.into_error()))?;
+    inner.write_all(&crc.to_be_bytes()).and_then(|_| inner.flush()).map_err(StorageError::io(&tmp))?;
+    let file = inner.into_inner().map_err(|e| StorageError::io(&tmp)(e.into_error()))?;
     file.sync_all().map_err(io)?;
     let path = dir.join(format!("{}.{SUFFIX}", meta.snapshot_id));
     fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
@@ -163,9 +149,7 @@ pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageErro
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StorageError::io(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io(dir))
 }
 
 /// Deletes every snapshot file in `dir` but `keep`.
@@ -183,19 +167,11 @@ pub fn remove_others(dir: &Path, keep: &Path) {
 
 fn open_reader(path: &Path) -> Result<(SnapshotMeta, CrcReader<BufReader<File>>), StorageError> {
     let file = File::open(path).map_err(StorageError::io(path))?;
-    let mut input = CrcReader {
-        inner: BufReader::with_capacity(1 << 20, file),
-        crc: crc32fast::Hasher::new(),
-    };
+    let mut input = CrcReader { inner: BufReader::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
     let mut magic = [0u8; 8];
-    input
-        .read_exact(&mut magic)
-        .map_err(StorageError::io(path))?;
+    input.read_exact(&mut magic).map_err(StorageError::io(path))?;
     if &magic != MAGIC {
-        return Err(StorageError::corrupt(
-            "snapshot",
-            format!("{} is not a Shoal snapshot", path.display()),
-        ));
+        return Err(StorageError::corrupt("snapshot", format!("{} is not a Shoal snapshot", path.display())));
     }
     let meta_bytes = read_chunk(&mut input).map_err(StorageError::io(path))?;
     let meta = storage::decode_bincode("snapshot meta", &meta_bytes)?;
@@ -217,9 +193,9 @@ fn for_each_record(
         if tag[0] == END {
             break;
         }
-        let family = columns::STATE_MACHINE.get(tag[0] as usize).ok_or_else(|| {
-            StorageError::corrupt("snapshot", format!("unknown family tag {}", tag[0]))
-        })?;
+        let family = columns::STATE_MACHINE
+            .get(tag[0] as usize)
+            .ok_or_else(|| StorageError::corrupt("snapshot", format!("unknown family tag {}", tag[0])))?;
         let key = read_chunk(&mut input).map_err(io)?;
         let value = read_chunk(&mut input).map_err(io)?;
         record(family, key, value)?;
@@ -227,10 +203,7 @@ fn for_each_record(
     let computed = input.crc.clone().finalize();
     let stored = read_u32(&mut input.inner).map_err(io)?;
     if computed != stored {
-        return Err(StorageError::corrupt(
-            "snapshot",
-            format!("{}: checksum mismatch", path.display()),
-        ));
+        return Err(StorageError::corrupt("snapshot", format!("{}: checksum mismatch", path.display())));
     }
     Ok(meta)
 }
@@ -257,10 +230,7 @@ pub fn latest(dir: &Path) -> Result<Option<(SnapshotMeta, PathBuf)>, StorageErro
             continue;
         }
         let meta = read_meta(&path)?;
-        if best
-            .as_ref()
-            .is_none_or(|(b, _)| meta.last_log_id > b.last_log_id)
-        {
+        if best.as_ref().is_none_or(|(b, _)| meta.last_log_id > b.last_log_id) {
             best = Some((meta, path));
         }
     }
@@ -271,11 +241,7 @@ pub fn latest(dir: &Path) -> Result<Option<(SnapshotMeta, PathBuf)>, StorageErro
 pub fn install(db: &DB, path: &Path) -> Result<SnapshotMeta, StorageError> {
     verify(path)?;
     let mut marker = WriteBatch::default();
-    marker.put_cf(
-        storage::cf(db, columns::RAFT_STATE),
-        columns::INSTALLING,
-        path.to_string_lossy().as_bytes(),
-    );
+    marker.put_cf(storage::cf(db, columns::RAFT_STATE), columns::INSTALLING, path.to_string_lossy().as_bytes());
     storage::write_synced(db, marker)?;
 
     let mut batch = WriteBatch::default();
@@ -290,8 +256,7 @@ pub fn install(db: &DB, path: &Path) -> Result<SnapshotMeta, StorageError> {
         Ok(())
     })?;
     storage::write_buffered(db, batch)?;
-    db.flush_wal(true)
-        .map_err(StorageError::rocks("flush wal"))?;
+    db.flush_wal(true).map_err(StorageError::rocks("flush wal"))?;
 
     let mut done = WriteBatch::default();
     done.delete_cf(storage::cf(db, columns::RAFT_STATE), columns::INSTALLING);

@@ -1,19 +1,18 @@
 //! The replicated state machine: applies committed commands to the MVCC
 //! store, and builds and installs snapshots.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use prost::Message;
 use rocksdb::{WriteBatch, DB};
-use shoal_proto::peerpb::{internal_request, InternalResponse};
+use shoal_proto::peerpb::internal_request;
 
 use super::snapshot::{self, SnapshotFile};
 use super::{
-    io_error, CommandResponse, Entry, LogId, RaftStorageError, Snapshot, SnapshotMeta,
-    StoredMembership, TypeConfig,
+    io_error, CommandResponse, Entry, LogId, RaftStorageError, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
 };
 use crate::mvcc::{Applied, KvStore};
 use crate::storage::{self, columns, StorageError};
@@ -34,26 +33,15 @@ pub struct StateMachine {
 impl StateMachine {
     /// Opens the state machine on `db`, finishing a snapshot install that a
     /// crash interrupted.
-    pub fn open(
-        db: Arc<DB>,
-        snap_dir: PathBuf,
-    ) -> Result<(StateMachine, Arc<KvStore>), StorageError> {
+    pub fn open(db: Arc<DB>, snap_dir: PathBuf) -> Result<(StateMachine, Arc<KvStore>), StorageError> {
         if let Some(path) = snapshot::interrupted_install(&db)? {
             tracing::warn!(path = %path.display(), "finishing an interrupted snapshot install");
             snapshot::install(&db, &path)?;
         }
         let kv = KvStore::open(db.clone())?;
         let last_applied = storage::get_bincode(&db, columns::META, columns::LAST_APPLIED)?;
-        let last_membership =
-            storage::get_bincode(&db, columns::META, columns::LAST_MEMBERSHIP)?.unwrap_or_default();
-        let sm = StateMachine {
-            db,
-            kv: kv.clone(),
-            snap_dir,
-            last_applied,
-            last_membership,
-            observer: None,
-        };
+        let last_membership = storage::get_bincode(&db, columns::META, columns::LAST_MEMBERSHIP)?.unwrap_or_default();
+        let sm = StateMachine { db, kv: kv.clone(), snap_dir, last_applied, last_membership, observer: None };
         Ok((sm, kv))
     }
 
@@ -61,9 +49,6 @@ impl StateMachine {
         self.observer = Some(observer);
     }
 
-    pub fn snap_dir(&self) -> &Path {
-        &self.snap_dir
-    }
 }
 
 /// Applies `entries` in order; each one's changes and `last_applied` go to
@@ -81,38 +66,20 @@ fn apply_blocking(
     for entry in entries {
         let mut batch = WriteBatch::default();
         let applied = match &entry.payload {
-            EntryPayload::Blank => Applied {
-                revision: kv.current_revision(),
-                ..Applied::default()
-            },
+            EntryPayload::Blank => Applied { revision: kv.current_revision(), ..Applied::default() },
             EntryPayload::Membership(m) => {
                 *membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                batch.put_cf(
-                    meta,
-                    columns::LAST_MEMBERSHIP,
-                    storage::encode_bincode(&*membership),
-                );
-                Applied {
-                    revision: kv.current_revision(),
-                    ..Applied::default()
-                }
+                batch.put_cf(meta, columns::LAST_MEMBERSHIP, storage::encode_bincode(&*membership));
+                Applied { revision: kv.current_revision(), ..Applied::default() }
             }
             EntryPayload::Normal(command) => {
                 if let Some(internal_request::Request::Publish(member)) = &command.0.request {
-                    batch.put_cf(
-                        storage::cf(db, columns::MEMBERS),
-                        member.id.to_be_bytes(),
-                        member.encode_to_vec(),
-                    );
+                    batch.put_cf(storage::cf(db, columns::MEMBERS), member.id.to_be_bytes(), member.encode_to_vec());
                 }
                 kv.execute(&command.0, &mut batch)?
             }
         };
-        batch.put_cf(
-            meta,
-            columns::LAST_APPLIED,
-            storage::encode_bincode(&entry.log_id),
-        );
+        batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&entry.log_id));
         storage::write_buffered(db, batch)?;
         kv.committed(&applied);
         if let Some(observer) = observer {
@@ -129,19 +96,13 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(work)
         .await
-        .unwrap_or_else(|join| {
-            Err(StorageError::io("state machine task")(
-                std::io::Error::other(join.to_string()),
-            ))
-        })
+        .unwrap_or_else(|join| Err(StorageError::io("state machine task")(std::io::Error::other(join.to_string()))))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 
@@ -154,8 +115,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let (db, kv, observer) = (self.db.clone(), self.kv.clone(), self.observer.clone());
         let mut membership = self.last_membership.clone();
         let (responses, last, membership) = blocking(move || {
-            let (responses, last) =
-                apply_blocking(&db, &kv, observer.as_ref(), entries, &mut membership)?;
+            let (responses, last) = apply_blocking(&db, &kv, observer.as_ref(), entries, &mut membership)?;
             Ok((responses, last, membership))
         })
         .await
@@ -168,16 +128,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder {
-            db: self.db.clone(),
-            snap_dir: self.snap_dir.clone(),
-        }
+        SnapshotBuilder { db: self.db.clone(), snap_dir: self.snap_dir.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, RaftStorageError> {
-        Ok(Box::new(SnapshotFile {
-            path: self.snap_dir.join("receiving.tmp"),
-        }))
+        Ok(Box::new(SnapshotFile { path: self.snap_dir.join("receiving.tmp") }))
     }
 
     async fn install_snapshot(
@@ -219,10 +174,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let latest = blocking(move || snapshot::latest(&dir))
             .await
             .map_err(io_error(|e| StorageIOError::read_snapshot(None, e)))?;
-        Ok(latest.map(|(meta, path)| Snapshot {
-            meta,
-            snapshot: Box::new(SnapshotFile { path }),
-        }))
+        Ok(latest.map(|(meta, path)| Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) }))
     }
 }
 
@@ -238,17 +190,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .await
             .map_err(io_error(|e| StorageIOError::write_snapshot(None, e)))?;
         tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(SnapshotFile { path }),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) })
     }
 }
 
 /// Reads the attributes every member has published, by member id.
-pub fn published_members(
-    db: &DB,
-) -> Result<Vec<shoal_proto::peerpb::MemberAttributes>, StorageError> {
+pub fn published_members(db: &DB) -> Result<Vec<shoal_proto::peerpb::MemberAttributes>, StorageError> {
     let mut it = db.raw_iterator_cf(storage::cf(db, columns::MEMBERS));
     it.seek_to_first();
     let mut out = Vec::new();
@@ -261,9 +208,4 @@ pub fn published_members(
     }
     it.status().map_err(StorageError::rocks("read members"))?;
     Ok(out)
-}
-
-/// An empty response, for entries that carry no client request.
-pub fn empty_response() -> CommandResponse {
-    CommandResponse(InternalResponse::default())
 }

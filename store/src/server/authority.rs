@@ -118,9 +118,7 @@ impl ClientStream {
         if self.raw.len() < FRAME_HEADER_LEN {
             return false;
         }
-        let len = (usize::from(self.raw[0]) << 16)
-            | (usize::from(self.raw[1]) << 8)
-            | usize::from(self.raw[2]);
+        let len = (usize::from(self.raw[0]) << 16) | (usize::from(self.raw[1]) << 8) | usize::from(self.raw[2]);
         if len > MAX_BUFFERED_FRAME {
             self.pass_through_rest();
             return true;
@@ -179,26 +177,16 @@ impl ClientStream {
             self.pass_through_rest();
             return;
         };
-        let authority = headers
-            .iter()
-            .find(|(name, _)| name == b":authority")
-            .map(|(_, value)| value.as_slice());
+        let authority = headers.iter().find(|(name, _)| name == b":authority").map(|(_, value)| value.as_slice());
         match (self.mode, authority) {
             (Mode::FirstRequest, None) => self.keep_original(pending),
-            (Mode::FirstRequest, Some(value)) if valid_authority(value) => {
-                self.keep_original(pending)
-            }
+            (Mode::FirstRequest, Some(value)) if valid_authority(value) => self.keep_original(pending),
             _ => {
                 if self.mode == Mode::FirstRequest {
                     tracing::debug!("client sent a malformed :authority; fixing its header blocks");
                 }
                 self.mode = Mode::Rewrite;
-                write_headers(
-                    &mut self.out,
-                    pending.stream_id,
-                    pending.end_stream,
-                    &encode(&headers),
-                );
+                write_headers(&mut self.out, pending.stream_id, pending.end_stream, &encode(&headers));
             }
         }
     }
@@ -231,11 +219,7 @@ fn valid_authority(value: &[u8]) -> bool {
 /// `http://host:port/` → `host:port`; anything still malformed → `localhost`.
 fn fixed_authority(value: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(value);
-    let stripped = text
-        .split_once("://")
-        .map_or(text.as_ref(), |(_, rest)| rest)
-        .trim_end_matches('/')
-        .to_string();
+    let stripped = text.split_once("://").map_or(text.as_ref(), |(_, rest)| rest).trim_end_matches('/').to_string();
     if valid_authority(stripped.as_bytes()) {
         stripped.into_bytes()
     } else {
@@ -264,11 +248,7 @@ fn put_int(out: &mut Vec<u8>, first: u8, prefix_bits: u32, mut value: usize) {
 fn encode(headers: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     let mut block = Vec::new();
     for (name, value) in headers {
-        let value = if name == b":authority" {
-            fixed_authority(value)
-        } else {
-            value.clone()
-        };
+        let value = if name == b":authority" { fixed_authority(value) } else { value.clone() };
         block.push(0x00);
         put_int(&mut block, 0x00, 7, name.len());
         block.extend_from_slice(name);
@@ -280,11 +260,7 @@ fn encode(headers: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 
 /// Writes a header block as one HEADERS frame and as many CONTINUATION frames as needed.
 fn write_headers(out: &mut BytesMut, stream_id: u32, end_stream: bool, block: &[u8]) {
-    let chunks: Vec<&[u8]> = if block.is_empty() {
-        vec![&[][..]]
-    } else {
-        block.chunks(MAX_FRAME).collect()
-    };
+    let chunks: Vec<&[u8]> = if block.is_empty() { vec![&[][..]] } else { block.chunks(MAX_FRAME).collect() };
     let last = chunks.len() - 1;
     for (i, chunk) in chunks.iter().enumerate() {
         let kind = if i == 0 { HEADERS } else { CONTINUATION };
@@ -305,11 +281,7 @@ fn write_headers(out: &mut BytesMut, stream_id: u32, end_stream: bool, block: &[
 }
 
 impl AsyncRead for ClientStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
             if !this.out.is_empty() {
@@ -347,11 +319,7 @@ impl AsyncRead for ClientStream {
 }
 
 impl AsyncWrite for ClientStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -392,10 +360,7 @@ mod tests {
     fn fixes_url_authorities() {
         assert!(!valid_authority(b"http://127.0.0.1:2379"));
         assert_eq!(fixed_authority(b"http://127.0.0.1:2379"), b"127.0.0.1:2379");
-        assert_eq!(
-            fixed_authority(b"https://example.com:2379/"),
-            b"example.com:2379"
-        );
+        assert_eq!(fixed_authority(b"https://example.com:2379/"), b"example.com:2379");
         assert_eq!(fixed_authority(b"unix:///tmp/x"), b"localhost");
     }
 
@@ -406,9 +371,7 @@ mod tests {
             (b":authority".to_vec(), b"http://127.0.0.1:2379".to_vec()),
             (b"x-long".to_vec(), vec![b'v'; 300]),
         ];
-        let decoded = loona_hpack::Decoder::new()
-            .decode(&encode(&headers))
-            .expect("valid HPACK");
+        let decoded = loona_hpack::Decoder::new().decode(&encode(&headers)).expect("valid HPACK");
         assert_eq!(decoded[1].1, b"127.0.0.1:2379");
         assert_eq!(decoded[2].1.len(), 300);
     }
@@ -420,9 +383,6 @@ mod tests {
         assert_eq!(out.len(), 2 * FRAME_HEADER_LEN + MAX_FRAME + 10);
         assert_eq!((out[3], out[4]), (HEADERS, END_STREAM));
         let second = FRAME_HEADER_LEN + MAX_FRAME;
-        assert_eq!(
-            (out[second + 3], out[second + 4]),
-            (CONTINUATION, END_HEADERS)
-        );
+        assert_eq!((out[second + 3], out[second + 4]), (CONTINUATION, END_HEADERS));
     }
 }

@@ -15,9 +15,6 @@ use crate::storage::{self, columns, StorageError};
 pub struct Identity {
     pub member_id: u64,
     pub cluster_id: u64,
-    /// True on the first start of a member of a new cluster: it must
-    /// initialize Raft with the initial membership.
-    pub bootstrap: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,45 +29,31 @@ fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>, StorageError> {
     Ok(storage::get_i64(db, columns::RAFT_STATE, key)?.map(|v| v as u64))
 }
 
-pub async fn identity(
-    db: &DB,
-    config: &MemberConfig,
-    peers: &PeerClients,
-) -> Result<Identity, BootstrapError> {
-    if let (Some(member_id), Some(cluster_id)) = (
-        read_u64(db, columns::MEMBER_ID)?,
-        read_u64(db, columns::CLUSTER_ID)?,
-    ) {
+pub async fn identity(db: &DB, config: &MemberConfig, peers: &PeerClients) -> Result<Identity, BootstrapError> {
+    if let (Some(member_id), Some(cluster_id)) = (read_u64(db, columns::MEMBER_ID)?, read_u64(db, columns::CLUSTER_ID)?)
+    {
         if member_id != config.member_id() {
             tracing::warn!(
                 member_id = format_args!("{member_id:x}"),
                 "the data dir belongs to this member id; ignoring --initial-* flags that differ"
             );
         }
-        return Ok(Identity {
-            member_id,
-            cluster_id,
-            bootstrap: false,
-        });
+        return Ok(Identity { member_id, cluster_id });
     }
     let member_id = config.member_id();
-    let (cluster_id, bootstrap) = match config.cluster_state {
+    let cluster_id = match config.cluster_state {
         ClusterState::New => {
             let ids: Vec<u64> = config.initial_cluster.iter().map(|m| m.id).collect();
-            (ids::cluster_id(&ids), true)
+            ids::cluster_id(&ids)
         }
-        ClusterState::Existing => (ask_cluster_id(config, peers).await?, false),
+        ClusterState::Existing => ask_cluster_id(config, peers).await?,
     };
     let mut batch = WriteBatch::default();
     let cf = storage::cf(db, columns::RAFT_STATE);
     batch.put_cf(cf, columns::MEMBER_ID, (member_id as i64).to_be_bytes());
     batch.put_cf(cf, columns::CLUSTER_ID, (cluster_id as i64).to_be_bytes());
     storage::write_synced(db, batch)?;
-    Ok(Identity {
-        member_id,
-        cluster_id,
-        bootstrap,
-    })
+    Ok(Identity { member_id, cluster_id })
 }
 
 /// Asks the other members of --initial-cluster for the cluster id.
@@ -82,20 +65,14 @@ async fn ask_cluster_id(config: &MemberConfig, peers: &PeerClients) -> Result<u6
                 let Ok(mut client) = peers.client(url) else {
                     continue;
                 };
-                let asked = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    client.cluster_info(ClusterInfoRequest {}),
-                )
-                .await;
+                let asked =
+                    tokio::time::timeout(Duration::from_secs(1), client.cluster_info(ClusterInfoRequest {})).await;
                 if let Ok(Ok(reply)) = asked {
                     return Ok(reply.into_inner().cluster_id);
                 }
             }
         }
-        tracing::info!(
-            attempt,
-            "waiting for a member of the existing cluster to answer"
-        );
+        tracing::info!(attempt, "waiting for a member of the existing cluster to answer");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     Err(BootstrapError::NoPeerReachable)

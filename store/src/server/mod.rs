@@ -20,19 +20,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::etcdserverpb::{
-    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
-    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
-use shoal_proto::peerpb::{
-    internal_request, peer_server::PeerServer, InternalRequest, MemberAttributes,
-};
+use shoal_proto::peerpb::{internal_request, peer_server::PeerServer, InternalRequest, MemberAttributes};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api;
-use crate::config::MemberConfig;
+use crate::config::{ClusterState, MemberConfig};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{PeerClients, PeerNetwork};
 use crate::raft::state_machine::StateMachine;
@@ -87,23 +85,13 @@ fn raft_config(config: &MemberConfig) -> Result<openraft::Config, ServerError> {
 async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServerError> {
     let mut listeners = Vec::with_capacity(addrs.len());
     for addr in addrs {
-        listeners.push(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: *addr,
-                    source,
-                })?,
-        );
+        listeners.push(TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr: *addr, source })?);
     }
     Ok(listeners)
 }
 
 /// Runs a member until `shutdown` completes.
-pub async fn run(
-    config: MemberConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServerError> {
+pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let member_dir = config.data_dir.join("member");
     let db_dir = member_dir.join("db");
     std::fs::create_dir_all(&db_dir).map_err(StorageError::io(&db_dir))?;
@@ -139,10 +127,7 @@ pub async fn run(
         kv: kv.clone(),
         db: db.clone(),
         peers,
-        limits: Limits {
-            max_request_bytes: config.max_request_bytes,
-            max_txn_ops: config.max_txn_ops,
-        },
+        limits: Limits { max_request_bytes: config.max_request_bytes, max_txn_ops: config.max_txn_ops },
         request_timeout: config.request_timeout(),
     });
 
@@ -151,36 +136,20 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers: Vec<JoinHandle<()>> = Vec::new();
     for listener in peer_listeners {
-        servers.push(serve_peer(
-            node.clone(),
-            snap_dir.clone(),
-            listener,
-            stop_rx.clone(),
-        ));
+        servers.push(serve_peer(node.clone(), snap_dir.clone(), listener, stop_rx.clone()));
     }
     for listener in client_listeners {
-        servers.push(serve_clients(
-            node.clone(),
-            db_dir.clone(),
-            listener,
-            stop_rx.clone(),
-            config.max_request_bytes,
-        ));
+        servers.push(serve_clients(node.clone(), db_dir.clone(), listener, stop_rx.clone(), config.max_request_bytes));
     }
 
-    if identity.bootstrap {
+    // A member of a new cluster writes the initial membership until Raft has
+    // state; doing so on every member is safe (they write the same one).
+    let initialized = raft.is_initialized().await.map_err(|e| ServerError::Raft(e.to_string()))?;
+    if config.cluster_state == ClusterState::New && !initialized {
         let members: BTreeMap<u64, MemberNode> = config
             .initial_cluster
             .iter()
-            .map(|m| {
-                (
-                    m.id,
-                    MemberNode {
-                        name: m.name.clone(),
-                        peer_urls: m.peer_urls.clone(),
-                    },
-                )
-            })
+            .map(|m| (m.id, MemberNode { name: m.name.clone(), peer_urls: m.peer_urls.clone() }))
             .collect();
         if let Err(e) = raft.initialize(members).await {
             // Another member may have initialized first; Raft sorts it out.
@@ -204,8 +173,7 @@ pub async fn run(
         tracing::warn!(error = %e, "raft did not stop cleanly");
     }
     kv.shutdown();
-    db.flush_wal(true)
-        .map_err(StorageError::rocks("flush wal"))?;
+    db.flush_wal(true).map_err(StorageError::rocks("flush wal"))?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -246,21 +214,15 @@ fn serve_clients(
     tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(
-                KvServer::new(api::kv::KvService::new(node.clone())).max_decoding_message_size(max),
-            )
+            .add_service(KvServer::new(api::kv::KvService::new(node.clone())).max_decoding_message_size(max))
             .add_service(WatchServer::new(api::stubs::WatchService).max_decoding_message_size(max))
             .add_service(LeaseServer::new(api::stubs::LeaseService).max_decoding_message_size(max))
             .add_service(
-                ClusterServer::new(api::cluster::ClusterService::new(node.clone()))
-                    .max_decoding_message_size(max),
+                ClusterServer::new(api::cluster::ClusterService::new(node.clone())).max_decoding_message_size(max),
             )
             .add_service(
-                MaintenanceServer::new(api::maintenance::MaintenanceService::new(
-                    node.clone(),
-                    db_dir,
-                ))
-                .max_decoding_message_size(max),
+                MaintenanceServer::new(api::maintenance::MaintenanceService::new(node.clone(), db_dir))
+                    .max_decoding_message_size(max),
             )
             .add_service(AuthServer::new(api::stubs::AuthService).max_decoding_message_size(max))
             .serve_with_incoming_shutdown(client_connections(listener), stopped(stop))
@@ -287,14 +249,8 @@ fn client_connections(
 /// Publishes this member's name and client URLs through Raft, retrying
 /// until it lands, as etcd does when a member starts.
 async fn publish(node: Arc<Node>, stop: watch::Receiver<bool>) {
-    let attributes = MemberAttributes {
-        id: node.id,
-        name: node.name.clone(),
-        client_urls: node.client_urls.clone(),
-    };
-    let request = InternalRequest {
-        request: Some(internal_request::Request::Publish(attributes)),
-    };
+    let attributes = MemberAttributes { id: node.id, name: node.name.clone(), client_urls: node.client_urls.clone() };
+    let request = InternalRequest { request: Some(internal_request::Request::Publish(attributes)) };
     loop {
         if *stop.borrow() {
             return;

@@ -45,31 +45,18 @@ impl Node {
 
     /// The header every response carries.
     pub fn header(&self, revision: i64) -> ResponseHeader {
-        ResponseHeader {
-            cluster_id: self.cluster_id,
-            member_id: self.id,
-            revision,
-            raft_term: self.term(),
-        }
+        ResponseHeader { cluster_id: self.cluster_id, member_id: self.id, revision, raft_term: self.term() }
     }
 
     /// Fills the member-level fields of a header produced by the state machine.
     pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
-        let revision = header
-            .as_ref()
-            .map_or_else(|| self.kv.current_revision(), |h| h.revision);
+        let revision = header.as_ref().map_or_else(|| self.kv.current_revision(), |h| h.revision);
         *header = Some(self.header(revision));
     }
 
     /// The Raft node record of member `id`, from the current membership.
     pub fn member_node(&self, id: u64) -> Option<MemberNode> {
-        self.raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .cloned()
+        self.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned()
     }
 
     /// Waits until the known leader differs from `seen`, or `timeout` passes.

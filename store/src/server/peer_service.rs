@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use openraft::raft::AppendEntriesRequest;
 use shoal_proto::peerpb::peer_server::Peer;
 use shoal_proto::peerpb::{
-    ClusterInfoRequest, ClusterInfoResponse, ForwardResponse, InternalRequest, RaftMessage,
-    ReadIndexRequest, ReadIndexResponse, SnapshotChunk,
+    ClusterInfoRequest, ClusterInfoResponse, ForwardResponse, InternalRequest, RaftMessage, ReadIndexRequest,
+    ReadIndexResponse, SnapshotChunk,
 };
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
@@ -31,22 +31,16 @@ impl PeerService {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(msg: &RaftMessage) -> Result<T, Status> {
-    storage::decode_bincode("raft message", &msg.payload)
-        .map_err(|e| Status::invalid_argument(e.to_string()))
+    storage::decode_bincode("raft message", &msg.payload).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
-    Ok(Response::new(RaftMessage {
-        payload: storage::encode_bincode(value),
-    }))
+    Ok(Response::new(RaftMessage { payload: storage::encode_bincode(value) }))
 }
 
 #[tonic::async_trait]
 impl Peer for PeerService {
-    async fn append_entries(
-        &self,
-        request: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
+    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
         reply(&self.node.raft.append_entries(rpc).await)
     }
@@ -61,20 +55,11 @@ impl Peer for PeerService {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
         let mut chunks = request.into_inner();
-        let first = chunks
-            .next()
-            .await
-            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
-        let (vote, meta): (Vote, SnapshotMeta) =
-            storage::decode_bincode("snapshot header", &first.meta)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        tokio::fs::create_dir_all(&self.snap_dir)
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let first = chunks.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let (vote, meta): (Vote, SnapshotMeta) = storage::decode_bincode("snapshot header", &first.meta)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        tokio::fs::create_dir_all(&self.snap_dir).await.map_err(|e| Status::internal(e.to_string()))?;
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let path = self.snap_dir.join(format!("receiving-{nanos}.tmp"));
         let received = async {
             let mut file = tokio::fs::File::create(&path).await?;
@@ -90,32 +75,21 @@ impl Peer for PeerService {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(Status::unavailable(format!("receiving snapshot: {e}")));
         }
-        let snapshot = openraft::Snapshot {
-            meta,
-            snapshot: Box::new(SnapshotFile { path: path.clone() }),
-        };
+        let snapshot = openraft::Snapshot { meta, snapshot: Box::new(SnapshotFile { path: path.clone() }) };
         let result = self.node.raft.install_full_snapshot(vote, snapshot).await;
         // Installed snapshots are moved into place; anything left is stale.
         let _ = tokio::fs::remove_file(&path).await;
         reply(&result)
     }
 
-    async fn forward(
-        &self,
-        request: Request<InternalRequest>,
-    ) -> Result<Response<ForwardResponse>, Status> {
+    async fn forward(&self, request: Request<InternalRequest>) -> Result<Response<ForwardResponse>, Status> {
         if self.node.leader() != Some(self.node.id) {
             return Err(EtcdError::NotLeader.into());
         }
-        Ok(Response::new(
-            self.node.propose_local(request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.node.propose_local(request.into_inner()).await?))
     }
 
-    async fn read_index(
-        &self,
-        _request: Request<ReadIndexRequest>,
-    ) -> Result<Response<ReadIndexResponse>, Status> {
+    async fn read_index(&self, _request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
         let deadline = tokio::time::Instant::now() + self.node.request_timeout;
         match self.node.local_read_index(deadline).await? {
             Some(index) => Ok(Response::new(ReadIndexResponse { index })),
@@ -127,8 +101,6 @@ impl Peer for PeerService {
         &self,
         _request: Request<ClusterInfoRequest>,
     ) -> Result<Response<ClusterInfoResponse>, Status> {
-        Ok(Response::new(ClusterInfoResponse {
-            cluster_id: self.node.cluster_id,
-        }))
+        Ok(Response::new(ClusterInfoResponse { cluster_id: self.node.cluster_id }))
     }
 }

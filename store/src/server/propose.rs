@@ -25,17 +25,12 @@ enum Attempt {
 impl Node {
     /// Replicates `request` and returns the state machine's answer and the log
     /// index it was applied at.
-    pub async fn propose(
-        &self,
-        request: InternalRequest,
-    ) -> Result<(InternalResponse, u64), EtcdError> {
+    pub async fn propose(&self, request: InternalRequest) -> Result<(InternalResponse, u64), EtcdError> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let leader = self.leader();
             let attempt = match leader {
-                Some(id) if id == self.id => {
-                    self.propose_as_leader(request.clone(), deadline).await
-                }
+                Some(id) if id == self.id => self.propose_as_leader(request.clone(), deadline).await,
                 Some(id) => self.forward(id, &request).await,
                 None => Attempt::Retry,
             };
@@ -46,31 +41,17 @@ impl Node {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(if self.leader().is_none() {
-                    EtcdError::NoLeader
-                } else {
-                    EtcdError::Timeout
-                });
+                return Err(if self.leader().is_none() { EtcdError::NoLeader } else { EtcdError::Timeout });
             }
-            self.leader_change(leader, RETRY_WAIT.min(deadline - now))
-                .await;
+            self.leader_change(leader, RETRY_WAIT.min(deadline - now)).await;
         }
     }
 
     /// Proposes on this member, which must be the leader. Used for local
     /// writes and for writes forwarded by followers.
-    pub async fn propose_local(
-        &self,
-        request: InternalRequest,
-    ) -> Result<ForwardResponse, EtcdError> {
-        match self
-            .propose_as_leader(request, Instant::now() + self.request_timeout)
-            .await
-        {
-            Attempt::Done(response, index) => Ok(ForwardResponse {
-                response: Some(response),
-                log_index: index,
-            }),
+    pub async fn propose_local(&self, request: InternalRequest) -> Result<ForwardResponse, EtcdError> {
+        match self.propose_as_leader(request, Instant::now() + self.request_timeout).await {
+            Attempt::Done(response, index) => Ok(ForwardResponse { response: Some(response), log_index: index }),
             Attempt::Retry => Err(EtcdError::NotLeader),
             Attempt::Failed(e) => Err(e),
         }
@@ -89,10 +70,7 @@ impl Node {
     }
 
     async fn forward(&self, leader: u64, request: &InternalRequest) -> Attempt {
-        let Some(url) = self
-            .member_node(leader)
-            .and_then(|n| n.peer_urls.first().cloned())
-        else {
+        let Some(url) = self.member_node(leader).and_then(|n| n.peer_urls.first().cloned()) else {
             return Attempt::Retry;
         };
         let mut client = match self.peers.client(&url) {
@@ -104,9 +82,7 @@ impl Node {
                 let reply = reply.into_inner();
                 match reply.response {
                     Some(response) => Attempt::Done(response, reply.log_index),
-                    None => {
-                        Attempt::Failed(EtcdError::Internal("leader sent an empty reply".into()))
-                    }
+                    None => Attempt::Failed(EtcdError::Internal("leader sent an empty reply".into())),
                 }
             }
             Err(status) => match EtcdError::from_status(&status) {

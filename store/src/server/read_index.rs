@@ -35,14 +35,9 @@ impl Node {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(if self.leader().is_none() {
-                    EtcdError::NoLeader
-                } else {
-                    EtcdError::Timeout
-                });
+                return Err(if self.leader().is_none() { EtcdError::NoLeader } else { EtcdError::Timeout });
             }
-            self.leader_change(leader, RETRY_WAIT.min(deadline - now))
-                .await;
+            self.leader_change(leader, RETRY_WAIT.min(deadline - now)).await;
         }
     }
 

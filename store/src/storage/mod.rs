@@ -33,10 +33,7 @@ impl StorageError {
     }
 
     pub fn corrupt(what: &'static str, detail: impl ToString) -> StorageError {
-        StorageError::Corrupt {
-            what,
-            detail: detail.to_string(),
-        }
+        StorageError::Corrupt { what, detail: detail.to_string() }
     }
 
     pub fn io(path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> StorageError {
@@ -69,16 +66,14 @@ pub fn open(path: &Path) -> Result<Arc<DB>> {
 
 /// The handle of a column family opened by [`open`].
 pub fn cf<'a>(db: &'a DB, name: &'static str) -> &'a ColumnFamily {
-    db.cf_handle(name)
-        .expect("invariant: every column family is created by storage::open")
+    db.cf_handle(name).expect("invariant: every column family is created by storage::open")
 }
 
 /// Writes `batch` durably: the WAL is fsynced before this returns.
 pub fn write_synced(db: &DB, batch: WriteBatch) -> Result<()> {
     let mut opts = WriteOptions::default();
     opts.set_sync(true);
-    db.write_opt(batch, &opts)
-        .map_err(StorageError::rocks("synced write"))
+    db.write_opt(batch, &opts).map_err(StorageError::rocks("synced write"))
 }
 
 /// Writes `batch` to the WAL without waiting for fsync. Used by the state
@@ -88,8 +83,7 @@ pub fn write_buffered(db: &DB, batch: WriteBatch) -> Result<()> {
 }
 
 pub fn get(db: &DB, cf_name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-    db.get_cf(cf(db, cf_name), key)
-        .map_err(StorageError::rocks("get"))
+    db.get_cf(cf(db, cf_name), key).map_err(StorageError::rocks("get"))
 }
 
 pub fn encode_bincode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -97,10 +91,7 @@ pub fn encode_bincode<T: serde::Serialize>(value: &T) -> Vec<u8> {
         .expect("invariant: in-memory values always serialize")
 }
 
-pub fn decode_bincode<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    bytes: &[u8],
-) -> Result<T> {
+pub fn decode_bincode<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map(|(value, _)| value)
         .map_err(|e| StorageError::corrupt(what, e))
@@ -120,10 +111,8 @@ pub fn get_bincode<T: serde::de::DeserializeOwned>(
 pub fn get_i64(db: &DB, cf_name: &'static str, key: &[u8]) -> Result<Option<i64>> {
     match get(db, cf_name, key)? {
         Some(bytes) => {
-            let raw: [u8; 8] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| StorageError::corrupt(cf_name, "expected 8 bytes"))?;
+            let raw: [u8; 8] =
+                bytes.as_slice().try_into().map_err(|_| StorageError::corrupt(cf_name, "expected 8 bytes"))?;
             Ok(Some(i64::from_be_bytes(raw)))
         }
         None => Ok(None),
