@@ -133,3 +133,22 @@ async fn no_acknowledged_write_is_lost_when_every_member_crashes() {
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     assert_eq!(acknowledged.len(), 240, "every write was acknowledged before the crash");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_member_cleanly_and_it_rejoins() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(&[leader]);
+    assert!(cluster.stop(follower), "SIGTERM ends the member with a zero exit status");
+    let mut client = cluster.member_client(leader).await;
+    client.put("while-away", "1", None).await.expect("two of three still commit");
+    cluster.restart(follower);
+    wait::until(Duration::from_secs(30), "the restarted member to catch up", || async {
+        (serializable_value(&cluster, follower, "while-away").await? == b"1").then_some(())
+    })
+    .await;
+    // The leader stops cleanly too, and the others elect a new one.
+    assert!(cluster.stop(leader), "the leader exits cleanly on SIGTERM");
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+}

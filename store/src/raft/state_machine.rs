@@ -48,7 +48,6 @@ impl StateMachine {
     pub fn set_observer(&mut self, observer: ApplyObserver) {
         self.observer = Some(observer);
     }
-
 }
 
 /// Applies `entries` in order; each one's changes and `last_applied` go to
