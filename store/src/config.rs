@@ -90,6 +90,10 @@ pub struct MemberArgs {
     /// Log entries a lagging member can still catch up from before it is sent a snapshot.
     #[arg(long, default_value_t = 5_000)]
     pub experimental_snapshot_catchup_entries: u64,
+    /// How often idle watchers that asked for progress notifications get one
+    /// (a duration such as 10m, 30s or 500ms).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub experimental_watch_progress_notify_interval: Duration,
     /// Log level: debug, info, warn or error.
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -138,12 +142,19 @@ pub struct MemberConfig {
     pub election_timeout: Duration,
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,
+    pub watch_progress_interval: Duration,
 }
 
 impl MemberConfig {
     /// This member's id, from its advertised peer URLs and the token.
     pub fn member_id(&self) -> u64 {
         ids::member_id(&self.peer_urls, &self.token)
+    }
+
+    /// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to whole seconds.
+    pub fn min_lease_ttl(&self) -> i64 {
+        let millis = self.election_timeout.as_millis() as i64 * 3 / 2;
+        (millis + 999) / 1000
     }
 
     /// How long a client request may wait for Raft, as etcd computes it.
@@ -226,8 +237,24 @@ impl MemberArgs {
             election_timeout: Duration::from_millis(self.election_timeout),
             snapshot_count: self.snapshot_count.max(1),
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
+            watch_progress_interval: self.experimental_watch_progress_notify_interval.max(Duration::from_millis(10)),
         })
     }
+}
+
+/// Parses a Go-style duration: a number and a unit (`ms`, `s`, `m`, `h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("invalid duration unit in {text:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
 }
 
 /// Go's flag package accepts `-name value` as well as `--name value`; etcd

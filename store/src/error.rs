@@ -27,6 +27,10 @@ pub enum EtcdError {
     FutureRevision,
     #[error("lease not found")]
     LeaseNotFound,
+    #[error("lease already exists")]
+    LeaseExists,
+    #[error("lease TTL too large")]
+    LeaseTtlTooLarge,
     #[error("request too large")]
     RequestTooLarge,
     #[error("no leader")]
@@ -58,6 +62,8 @@ impl EtcdError {
             Compacted => (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
             FutureRevision => (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
             LeaseNotFound => (Code::NotFound, "etcdserver: requested lease not found"),
+            LeaseExists => (Code::FailedPrecondition, "etcdserver: lease already exists"),
+            LeaseTtlTooLarge => (Code::OutOfRange, "etcdserver: too large lease TTL"),
             RequestTooLarge => (Code::InvalidArgument, "etcdserver: request is too large"),
             NoLeader => (Code::Unavailable, "etcdserver: no leader"),
             NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
@@ -82,6 +88,8 @@ impl EtcdError {
             Compacted,
             FutureRevision,
             LeaseNotFound,
+            LeaseExists,
+            LeaseTtlTooLarge,
             RequestTooLarge,
             NoLeader,
             NotLeader,
@@ -111,6 +119,7 @@ impl From<MvccError> for EtcdError {
             MvccError::FutureRevision => EtcdError::FutureRevision,
             MvccError::KeyNotFound => EtcdError::KeyNotFound,
             MvccError::LeaseNotFound => EtcdError::LeaseNotFound,
+            MvccError::LeaseExists => EtcdError::LeaseExists,
             MvccError::Storage(e) => {
                 tracing::error!(error = %e, "storage failure while serving a request");
                 EtcdError::Internal(format!("etcdserver: storage failure: {e}"))

@@ -5,6 +5,8 @@
 //! - [`urls`], [`ids`]: etcd-style URL lists and member/cluster ids.
 //! - [`storage`]: the member's RocksDB instance; every column family is named in `storage::columns`.
 //! - [`mvcc`]: revisions, versions, range/put/delete/txn, compaction — etcd's data model on RocksDB.
+//! - [`watch`]: watchers fed by the apply loop, caught up from the revision log.
+//! - [`lease`]: lease clocks (leader-owned expiry) and server-chosen lease ids.
 //! - [`raft`]: openraft types, the log store, the state machine, snapshots, the peer network client.
 //! - [`server`]: a running member — identity, proposing and forwarding writes, read index, peer service.
 //! - [`api`]: the etcd gRPC services as thin handlers over the server.
@@ -15,9 +17,11 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod lease;
 pub mod mvcc;
 pub mod raft;
 pub mod server;
 pub mod storage;
 pub mod up;
 pub mod urls;
+pub mod watch;

@@ -3,5 +3,7 @@
 mod client_compat;
 mod errors;
 mod etcdctl_compat;
+mod lease_compat;
 mod replication;
 mod up;
+mod watch_compat;

@@ -19,9 +19,18 @@ impl Output {
         let field_ids = regex::Regex::new(r#""(ClusterID|MemberID|RaftTerm)" : \d+"#).expect("valid regex");
         // etcdctl's client-side retry log lines carry a timestamp and a random target.
         let log_noise = regex::Regex::new(r#""(ts|target)":"[^"]*""#).expect("valid regex");
+        // Lease ids are chosen by each server; remaining TTLs tick.
+        let lease_hex = regex::Regex::new(r"\b[0-9a-f]{16}\b").expect("valid regex");
+        let lease_json = regex::Regex::new(r#""(ID|id|lease)":-?[1-9]\d*"#).expect("valid regex");
+        let remaining = regex::Regex::new(r"remaining\(\d+s\)").expect("valid regex");
+        let ttl_json = regex::Regex::new(r#""ttl":\d+"#).expect("valid regex");
         let norm = |s: &str| {
             let s = json_ids.replace_all(s, "\"$1\":N");
             let s = field_ids.replace_all(&s, "\"$1\" : N");
+            let s = lease_hex.replace_all(&s, "LEASE");
+            let s = lease_json.replace_all(&s, "\"$1\":LEASE");
+            let s = remaining.replace_all(&s, "remaining(Ns)");
+            let s = ttl_json.replace_all(&s, "\"ttl\":N");
             log_noise.replace_all(&s, "\"$1\":\"-\"").into_owned()
         };
         Output { stdout: norm(&self.stdout), stderr: norm(&self.stderr), success: self.success }
@@ -62,5 +71,58 @@ impl Etcdctl {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             success: out.status.success(),
         }
+    }
+}
+
+/// A long-running `etcdctl watch`, killed (by pid) when dropped.
+pub struct WatchProcess {
+    process: crate::process::Process,
+    output: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl WatchProcess {
+    /// What it has printed so far (stdout and stderr, interleaved).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// Waits until the output satisfies `done`, then stops etcdctl and returns the output.
+    pub async fn finish(mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let text = self.output();
+            if done(&text) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; got:\n{text}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.process.kill();
+        self.output()
+    }
+
+    /// Waits for etcdctl to exit on its own (a canceled watch), then returns the output.
+    pub async fn exit(mut self) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.process.exited().is_none() {
+            assert!(std::time::Instant::now() < deadline, "etcdctl watch did not exit:\n{}", self.output());
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.output()
+    }
+}
+
+impl Etcdctl {
+    /// Starts `etcdctl watch <args>` in the background.
+    pub fn watch(&self, args: &[&str]) -> WatchProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = dir.path().join("watch.out");
+        let binary =
+            std::path::PathBuf::from(std::env::var("ETCDCTL_BIN").unwrap_or_else(|_| "/usr/bin/etcdctl".into()));
+        let mut all = vec![format!("--endpoints={}", self.endpoints), "watch".to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let process = crate::process::Process::spawn(&binary, &all, output.clone());
+        WatchProcess { process, output, _dir: dir }
     }
 }

@@ -3,9 +3,11 @@
 
 pub mod cluster;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod stubs;
 pub mod validate;
+pub mod watch;
 
 use shoal_proto::peerpb::{internal_response, ApplyErrorCode, InternalResponse};
 

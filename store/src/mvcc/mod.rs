@@ -27,6 +27,7 @@
 pub mod compactor;
 pub mod compare;
 pub mod key_codec;
+pub mod lease_keys;
 pub mod range;
 pub mod reader;
 pub mod record;
@@ -54,6 +55,8 @@ pub enum MvccError {
     KeyNotFound,
     #[error("requested lease not found")]
     LeaseNotFound,
+    #[error("lease already exists")]
+    LeaseExists,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -65,6 +68,7 @@ impl MvccError {
             MvccError::FutureRevision => Some(ApplyErrorCode::FutureRevision),
             MvccError::KeyNotFound => Some(ApplyErrorCode::KeyNotFound),
             MvccError::LeaseNotFound => Some(ApplyErrorCode::LeaseNotFound),
+            MvccError::LeaseExists => Some(ApplyErrorCode::LeaseExists),
             MvccError::Storage(_) => None,
         }
     }
@@ -75,6 +79,7 @@ impl MvccError {
             ApplyErrorCode::FutureRevision => MvccError::FutureRevision,
             ApplyErrorCode::KeyNotFound | ApplyErrorCode::ApplyErrorUnspecified => MvccError::KeyNotFound,
             ApplyErrorCode::LeaseNotFound => MvccError::LeaseNotFound,
+            ApplyErrorCode::LeaseExists => MvccError::LeaseExists,
         }
     }
 }

@@ -6,7 +6,8 @@ use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 use rocksdb::{WriteBatch, DB};
 use shoal_proto::etcdserverpb::{
-    CompactionResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, RangeRequest, RangeResponse, ResponseHeader,
+    TxnRequest, TxnResponse,
 };
 use shoal_proto::peerpb::{internal_request, internal_response, InternalRequest, InternalResponse};
 
@@ -42,6 +43,10 @@ pub struct Applied {
     pub changes: Vec<Change>,
     /// Set when the command was an accepted compaction.
     pub compacted: Option<i64>,
+    /// A lease this command granted: (id, TTL in seconds).
+    pub lease_granted: Option<(i64, i64)>,
+    /// A lease this command revoked.
+    pub lease_revoked: Option<i64>,
 }
 
 impl KvStore {
@@ -112,6 +117,7 @@ impl KvStore {
         let reader = KvReader::new(&self.db, None);
         let mut txn = WriteTxn::new(&reader, base, compacted);
         let mut accepted_compaction = None;
+        let (mut lease_granted, mut lease_revoked) = (None, None);
         let outcome = (|| -> Result<internal_response::Response, MvccError> {
             Ok(match &req.request {
                 // A plain put checks its lease first, as etcd does.
@@ -142,6 +148,34 @@ impl KvStore {
                         header: Some(ResponseHeader { revision: base, ..Default::default() }),
                     })
                 }
+                Some(internal_request::Request::LeaseGrant(grant)) => {
+                    if txn.lease_exists(grant.id)? {
+                        return Err(MvccError::LeaseExists);
+                    }
+                    batch.put_cf(
+                        storage::cf(&self.db, columns::LEASES),
+                        grant.id.to_be_bytes(),
+                        grant.ttl.to_be_bytes(),
+                    );
+                    lease_granted = Some((grant.id, grant.ttl));
+                    internal_response::Response::LeaseGrant(LeaseGrantResponse {
+                        header: Some(ResponseHeader { revision: base, ..Default::default() }),
+                        id: grant.id,
+                        ttl: grant.ttl,
+                        error: String::new(),
+                    })
+                }
+                Some(internal_request::Request::LeaseRevoke(revoke)) => {
+                    if !txn.lease_exists(revoke.id)? {
+                        return Err(MvccError::LeaseNotFound);
+                    }
+                    txn.delete_lease_keys(revoke.id)?;
+                    batch.delete_cf(storage::cf(&self.db, columns::LEASES), revoke.id.to_be_bytes());
+                    lease_revoked = Some(revoke.id);
+                    internal_response::Response::LeaseRevoke(LeaseRevokeResponse {
+                        header: Some(ResponseHeader { revision: txn.current(), ..Default::default() }),
+                    })
+                }
                 // Not a key-value command (member attributes): nothing to do here.
                 Some(internal_request::Request::Publish(_)) | None => {
                     internal_response::Response::Compaction(CompactionResponse {
@@ -158,8 +192,7 @@ impl KvStore {
                 return Ok(Applied {
                     response: InternalResponse { response: Some(internal_response::Response::Error(code as i32)) },
                     revision: base,
-                    changes: Vec::new(),
-                    compacted: None,
+                    ..Applied::default()
                 });
             }
         };
@@ -171,6 +204,8 @@ impl KvStore {
             revision,
             changes,
             compacted: accepted_compaction,
+            lease_granted,
+            lease_revoked,
         })
     }
 
@@ -183,6 +218,7 @@ impl KvStore {
         for change in changes {
             batch.put_cf(kv, key_codec::version_key(&change.key, change.revision), change.record.encode());
             batch.put_cf(revs, change.revision.to_bytes(), &change.key);
+            super::lease_keys::stage(&self.db, batch, change);
         }
         batch.put_cf(storage::cf(&self.db, columns::META), columns::CURRENT_REVISION, revision.to_be_bytes());
     }

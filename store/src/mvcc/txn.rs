@@ -22,6 +22,8 @@ pub struct Change {
     pub key: Vec<u8>,
     pub revision: Revision,
     pub record: Record,
+    /// The lease the key was attached to before this change (0 for none).
+    pub prev_lease: i64,
 }
 
 pub struct WriteTxn<'a> {
@@ -73,10 +75,10 @@ impl<'a> WriteTxn<'a> {
         self.reader.live_at(key, self.base, true).map_err(MvccError::Storage)
     }
 
-    fn stage(&mut self, key: Vec<u8>, record: Record) -> Revision {
+    fn stage(&mut self, key: Vec<u8>, record: Record, prev_lease: i64) -> Revision {
         let revision = Revision::new(self.base + 1, self.changes.len() as i64);
         self.overlay.insert(key.clone(), (revision, record.clone()));
-        self.changes.push(Change { key, revision, record });
+        self.changes.push(Change { key, revision, record, prev_lease });
         revision
     }
 
@@ -105,7 +107,7 @@ impl<'a> WriteTxn<'a> {
             lease,
             value,
         };
-        self.stage(req.key.clone(), record);
+        self.stage(req.key.clone(), record, prev.as_ref().map_or(0, |(_, old)| old.lease));
         let prev_kv = match prev {
             Some((rev, old)) if req.prev_kv => Some(old.into_key_value(req.key.clone(), rev.main)),
             _ => None,
@@ -120,13 +122,24 @@ impl<'a> WriteTxn<'a> {
             doomed.push(record.into_key_value(key.to_vec(), rev.main))
         })?;
         for kv in &doomed {
-            self.stage(kv.key.clone(), Record::tombstone());
+            self.stage(kv.key.clone(), Record::tombstone(), kv.lease);
         }
         Ok(DeleteRangeResponse {
             header: self.header(),
             deleted: doomed.len() as i64,
             prev_kvs: if req.prev_kv { doomed } else { Vec::new() },
         })
+    }
+
+    /// Deletes every live key attached to `lease`, in key order, in this revision.
+    pub fn delete_lease_keys(&mut self, lease: i64) -> Result<(), MvccError> {
+        let keys = super::lease_keys::attached(self.reader, lease).map_err(MvccError::Storage)?;
+        for key in keys {
+            if let Some((_, record)) = self.latest(&key)? {
+                self.stage(key, Record::tombstone(), record.lease);
+            }
+        }
+        Ok(())
     }
 
     /// Runs a transaction: compares and the checks etcd makes up front, then

@@ -17,9 +17,15 @@ use super::{
 use crate::mvcc::{Applied, KvStore};
 use crate::storage::{self, columns, StorageError};
 
-/// Called with every applied command and its outcome, after it is committed
-/// to disk, in log order.
-pub type ApplyObserver = Arc<dyn Fn(&Applied) + Send + Sync>;
+/// Told about what the state machine does, after it is on disk, in log order.
+pub trait ApplyListener: Send + Sync {
+    /// A command was applied.
+    fn applied(&self, applied: &Applied);
+    /// The whole state was replaced by a snapshot.
+    fn reset(&self);
+}
+
+pub type Listener = Arc<dyn ApplyListener>;
 
 pub struct StateMachine {
     db: Arc<DB>,
@@ -27,7 +33,7 @@ pub struct StateMachine {
     snap_dir: PathBuf,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
-    observer: Option<ApplyObserver>,
+    listener: Option<Listener>,
 }
 
 impl StateMachine {
@@ -41,12 +47,12 @@ impl StateMachine {
         let kv = KvStore::open(db.clone())?;
         let last_applied = storage::get_bincode(&db, columns::META, columns::LAST_APPLIED)?;
         let last_membership = storage::get_bincode(&db, columns::META, columns::LAST_MEMBERSHIP)?.unwrap_or_default();
-        let sm = StateMachine { db, kv: kv.clone(), snap_dir, last_applied, last_membership, observer: None };
+        let sm = StateMachine { db, kv: kv.clone(), snap_dir, last_applied, last_membership, listener: None };
         Ok((sm, kv))
     }
 
-    pub fn set_observer(&mut self, observer: ApplyObserver) {
-        self.observer = Some(observer);
+    pub fn set_listener(&mut self, listener: Listener) {
+        self.listener = Some(listener);
     }
 }
 
@@ -55,7 +61,7 @@ impl StateMachine {
 fn apply_blocking(
     db: &DB,
     kv: &KvStore,
-    observer: Option<&ApplyObserver>,
+    listener: Option<&Listener>,
     entries: Vec<Entry>,
     membership: &mut StoredMembership,
 ) -> Result<(Vec<CommandResponse>, Option<LogId>), StorageError> {
@@ -81,8 +87,8 @@ fn apply_blocking(
         batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&entry.log_id));
         storage::write_buffered(db, batch)?;
         kv.committed(&applied);
-        if let Some(observer) = observer {
-            observer(&applied);
+        if let Some(listener) = listener {
+            listener.applied(&applied);
         }
         last = Some(entry.log_id);
         responses.push(CommandResponse(applied.response));
@@ -111,10 +117,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: openraft::OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let (db, kv, observer) = (self.db.clone(), self.kv.clone(), self.observer.clone());
+        let (db, kv, listener) = (self.db.clone(), self.kv.clone(), self.listener.clone());
         let mut membership = self.last_membership.clone();
         let (responses, last, membership) = blocking(move || {
-            let (responses, last) = apply_blocking(&db, &kv, observer.as_ref(), entries, &mut membership)?;
+            let (responses, last) = apply_blocking(&db, &kv, listener.as_ref(), entries, &mut membership)?;
             Ok((responses, last, membership))
         })
         .await
@@ -139,7 +145,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<SnapshotFile>,
     ) -> Result<(), RaftStorageError> {
-        let (db, kv, dir) = (self.db.clone(), self.kv.clone(), self.snap_dir.clone());
+        let (db, kv, dir, listener) = (self.db.clone(), self.kv.clone(), self.snap_dir.clone(), self.listener.clone());
         let snapshot_id = meta.snapshot_id.clone();
         let installed = blocking(move || {
             std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
@@ -157,6 +163,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 kv.reload()?;
                 meta
             };
+            if let Some(listener) = listener {
+                listener.reset();
+            }
             snapshot::remove_others(&dir, &path);
             Ok(meta)
         })

@@ -6,6 +6,8 @@
 
 mod authority;
 mod bootstrap;
+mod lease_ops;
+mod listeners;
 mod node;
 mod peer_service;
 mod propose;
@@ -16,6 +18,7 @@ pub use node::{Limits, Node};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,11 +34,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api;
 use crate::config::{ClusterState, MemberConfig};
+use crate::lease::id::LeaseIds;
+use crate::lease::Lessor;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{PeerClients, PeerNetwork};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{MemberNode, Raft};
 use crate::storage::{self, StorageError};
+use crate::watch::WatchHub;
 
 /// gRPC framing allowance on top of --max-request-bytes, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -107,7 +113,15 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
     );
 
     let snap_dir = member_dir.join("snap");
-    let (state_machine, kv) = StateMachine::open(db.clone(), snap_dir.clone())?;
+    let (mut state_machine, kv) = StateMachine::open(db.clone(), snap_dir.clone())?;
+    let lessor = Arc::new(Lessor::default());
+    lessor.load(&db)?;
+    let watch_hub = WatchHub::new(kv.clone());
+    state_machine.set_listener(Arc::new(listeners::StateListeners {
+        hub: watch_hub.clone(),
+        lessor: lessor.clone(),
+        db: db.clone(),
+    }));
     let raft = Raft::new(
         identity.member_id,
         Arc::new(raft_config(&config)?),
@@ -129,6 +143,11 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         peers,
         limits: Limits { max_request_bytes: config.max_request_bytes, max_txn_ops: config.max_txn_ops },
         request_timeout: config.request_timeout(),
+        election_timeout: config.election_timeout,
+        watch_hub: watch_hub.clone(),
+        lessor,
+        lease_ids: LeaseIds::new(identity.member_id),
+        min_lease_ttl: config.min_lease_ttl(),
     });
 
     let peer_listeners = bind_all(&config.listen_peer).await?;
@@ -157,12 +176,27 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         }
     }
     let publisher = tokio::spawn(publish(node.clone(), stop_rx.clone()));
+    let lease_keeper = tokio::spawn(lease_ops::keep_leases(node.clone(), stop_rx.clone()));
+    let progress = tokio::spawn(tick_progress(watch_hub.clone(), config.watch_progress_interval, stop_rx.clone()));
+    let syncer_stop = Arc::new(AtomicBool::new(false));
+    let syncer = std::thread::Builder::new()
+        .name("watch-syncer".into())
+        .spawn({
+            let (hub, stop) = (watch_hub.clone(), syncer_stop.clone());
+            move || hub.run_syncer(stop)
+        })
+        .map_err(StorageError::io("watch syncer thread"))?;
     tracing::info!(client = ?config.listen_client, peer = ?config.listen_peer, "ready to serve");
 
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     publisher.abort();
+    lease_keeper.abort();
+    progress.abort();
+    syncer_stop.store(true, Ordering::Release);
+    watch_hub.wake_syncer();
+    let _ = syncer.join();
     for server in servers {
         let abort = server.abort_handle();
         if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
@@ -215,8 +249,8 @@ fn serve_clients(
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(KvServer::new(api::kv::KvService::new(node.clone())).max_decoding_message_size(max))
-            .add_service(WatchServer::new(api::stubs::WatchService).max_decoding_message_size(max))
-            .add_service(LeaseServer::new(api::stubs::LeaseService).max_decoding_message_size(max))
+            .add_service(WatchServer::new(api::watch::WatchService::new(node.clone())).max_decoding_message_size(max))
+            .add_service(LeaseServer::new(api::lease::LeaseService::new(node.clone())).max_decoding_message_size(max))
             .add_service(
                 ClusterServer::new(api::cluster::ClusterService::new(node.clone())).max_decoding_message_size(max),
             )
@@ -231,6 +265,17 @@ fn serve_clients(
             tracing::error!(error = %e, "client server failed");
         }
     })
+}
+
+/// Sends progress notifications to idle watchers that asked for them.
+async fn tick_progress(hub: Arc<WatchHub>, every: Duration, stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = stopped(stop.clone()) => return,
+            _ = tick.tick() => hub.progress_tick(),
+        }
+    }
 }
 
 /// Accepted client connections, each behind [`authority::ClientStream`].

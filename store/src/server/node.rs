@@ -6,9 +6,12 @@ use std::time::Duration;
 use rocksdb::DB;
 use shoal_proto::etcdserverpb::ResponseHeader;
 
+use crate::lease::id::LeaseIds;
+use crate::lease::Lessor;
 use crate::mvcc::KvStore;
 use crate::raft::network::PeerClients;
 use crate::raft::{MemberNode, Raft, RaftMetrics};
+use crate::watch::WatchHub;
 
 /// Request limits, from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -28,6 +31,12 @@ pub struct Node {
     pub peers: Arc<PeerClients>,
     pub limits: Limits,
     pub request_timeout: Duration,
+    pub election_timeout: Duration,
+    pub watch_hub: Arc<WatchHub>,
+    pub lessor: Arc<Lessor>,
+    pub lease_ids: LeaseIds,
+    /// etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds.
+    pub min_lease_ttl: i64,
 }
 
 impl Node {

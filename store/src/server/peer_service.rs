@@ -5,6 +5,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::raft::AppendEntriesRequest;
+use shoal_proto::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
 use shoal_proto::peerpb::peer_server::Peer;
 use shoal_proto::peerpb::{
     ClusterInfoRequest, ClusterInfoResponse, ForwardResponse, InternalRequest, RaftMessage, ReadIndexRequest,
@@ -27,6 +30,11 @@ pub struct PeerService {
 impl PeerService {
     pub fn new(node: Arc<Node>, snap_dir: PathBuf) -> PeerService {
         PeerService { node, snap_dir }
+    }
+
+    /// Whether this member leads and runs the lease clocks.
+    fn leads(&self) -> bool {
+        self.node.leader() == Some(self.node.id) && self.node.lessor.is_primary()
     }
 }
 
@@ -95,6 +103,28 @@ impl Peer for PeerService {
             Some(index) => Ok(Response::new(ReadIndexResponse { index })),
             None => Err(EtcdError::NotLeader.into()),
         }
+    }
+
+    async fn lease_renew(
+        &self,
+        request: Request<LeaseKeepAliveRequest>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        if !self.leads() {
+            return Err(EtcdError::NotLeader.into());
+        }
+        let id = request.into_inner().id;
+        let ttl = self.node.lessor.renew(id).unwrap_or(0);
+        Ok(Response::new(LeaseKeepAliveResponse { header: None, id, ttl }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        if !self.leads() {
+            return Err(EtcdError::NotLeader.into());
+        }
+        Ok(Response::new(self.node.local_time_to_live(request.get_ref())))
     }
 
     async fn cluster_info(

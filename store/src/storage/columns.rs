@@ -13,17 +13,19 @@ pub const KV: &str = "kv";
 pub const REVS: &str = "revs";
 /// State-machine metadata: fixed keys below.
 pub const META: &str = "meta";
-/// Leases: `id (i64 BE)` → lease record.
+/// Leases: `id (i64 BE)` → granted TTL in seconds (i64 BE).
 pub const LEASES: &str = "leases";
+/// Keys attached to leases: `lease id (i64 BE) ‖ user key` → empty.
+pub const LEASE_KEYS: &str = "lease_keys";
 /// Published member attributes: `member id (u64 BE)` → `MemberAttributes`.
 pub const MEMBERS: &str = "members";
 
 /// Every column family, in creation order.
-pub const ALL: [&str; 7] = [RAFT_LOG, RAFT_STATE, KV, REVS, META, LEASES, MEMBERS];
+pub const ALL: [&str; 8] = [RAFT_LOG, RAFT_STATE, KV, REVS, META, LEASES, LEASE_KEYS, MEMBERS];
 
 /// The column families that make up the replicated state machine, in the
 /// order a snapshot stores them. The index is the family's tag in the file.
-pub const STATE_MACHINE: [&str; 5] = [KV, REVS, META, LEASES, MEMBERS];
+pub const STATE_MACHINE: [&str; 6] = [KV, REVS, META, LEASES, MEMBERS, LEASE_KEYS];
 
 // Keys in RAFT_STATE.
 pub const VOTE: &[u8] = b"vote";

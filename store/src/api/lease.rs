@@ -1,0 +1,122 @@
+//! `etcdserverpb.Lease`: grant and revoke through Raft; keep-alive and time
+//! to live answered by the leader (forwarded from any member).
+
+use std::sync::Arc;
+
+use shoal_proto::etcdserverpb::lease_server::Lease;
+use shoal_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+};
+use shoal_proto::peerpb::{internal_request, internal_response, InternalRequest};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::unpack;
+use crate::error::EtcdError;
+use crate::lease::MAX_TTL;
+use crate::server::Node;
+
+pub struct LeaseService {
+    node: Arc<Node>,
+}
+
+impl LeaseService {
+    pub fn new(node: Arc<Node>) -> LeaseService {
+        LeaseService { node }
+    }
+
+    async fn propose(&self, request: internal_request::Request) -> Result<internal_response::Response, EtcdError> {
+        let (response, _) = self.node.propose(InternalRequest { request: Some(request) }).await?;
+        unpack(response)
+    }
+}
+
+type KeepAliveStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+fn unexpected() -> Status {
+    Status::internal("etcdserver: unexpected response type from the state machine")
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut req = request.into_inner();
+        if req.ttl > MAX_TTL {
+            return Err(EtcdError::LeaseTtlTooLarge.into());
+        }
+        if req.id == 0 {
+            req.id = self.node.lease_ids.next();
+        }
+        // etcd's minimum TTL, fixed by the proposer so that every member stores the same.
+        req.ttl = req.ttl.max(self.node.min_lease_ttl);
+        match self.propose(internal_request::Request::LeaseGrant(req)).await? {
+            internal_response::Response::LeaseGrant(mut resp) => {
+                self.node.fill_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        match self.propose(internal_request::Request::LeaseRevoke(request.into_inner())).await? {
+            internal_response::Response::LeaseRevoke(mut resp) => {
+                self.node.fill_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        let mut requests = request.into_inner();
+        let node = self.node.clone();
+        let (out, responses) = mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Ok(Some(req)) = requests.message().await {
+                let reply = match node.lease_renew(req.id).await {
+                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
+                        header: Some(node.header(node.kv.current_revision())),
+                        id: req.id,
+                        ttl,
+                    }),
+                    Err(e) => Err(Status::from(e)),
+                };
+                let failed = reply.is_err();
+                if out.send(reply).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(responses))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        Ok(Response::new(self.node.lease_time_to_live(request.into_inner()).await?))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.node.linearizable_barrier().await?;
+        let leases = self.node.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: Some(self.node.header(self.node.kv.current_revision())),
+            leases,
+        }))
+    }
+}
