@@ -3,7 +3,9 @@
 mod client_compat;
 mod errors;
 mod etcdctl_compat;
+mod lease;
 mod lease_compat;
 mod replication;
 mod up;
+mod watch;
 mod watch_compat;

@@ -80,14 +80,11 @@ impl Node {
         let mut resp = self
             .on_leader(
                 || self.local_time_to_live(&req),
-                |url| {
-                    let req = req.clone();
-                    async move {
-                        let mut client = self.peers.client(&url).map_err(|_| EtcdError::ConnectionLost)?;
-                        match client.lease_time_to_live(req).await {
-                            Ok(reply) => Ok(Answer::Done(reply.into_inner())),
-                            Err(status) => forwarded_error(&status),
-                        }
+                |url| async move {
+                    let mut client = self.peers.client(&url).map_err(|_| EtcdError::ConnectionLost)?;
+                    match client.lease_time_to_live(req).await {
+                        Ok(reply) => Ok(Answer::Done(reply.into_inner())),
+                        Err(status) => forwarded_error(&status),
                     }
                 },
             )
