@@ -24,6 +24,9 @@ async fn write_through_a_follower_is_read_linearizably_elsewhere() {
     for i in 0..20 {
         let value = format!("v{i}");
         w.put("k", value.clone(), None).await.expect("write through a follower");
+        // The follower answered only once it applied the write itself.
+        let own = w.get("k", Some(GetOptions::new().with_serializable())).await.expect("serializable read");
+        assert_eq!(own.kvs()[0].value(), value.as_bytes(), "write {i} not yet applied on the member that took it");
         // A linearizable read on another follower must see it immediately.
         let got = r.get("k", None).await.expect("linearizable read");
         assert_eq!(got.kvs()[0].value(), value.as_bytes(), "read {i} on a follower is stale");

@@ -36,17 +36,26 @@ impl Watch for WatchService {
         let hub = self.node.watch_hub.clone();
         let (handle, queue) = hub.open_stream();
         let (out, responses) = mpsc::channel(4);
-        tokio::spawn(send_loop(self.node.clone(), queue, out));
+        tokio::spawn(send_loop(self.node.clone(), handle.id, queue, out));
         tokio::spawn(async move {
-            while let Ok(Some(request)) = requests.message().await {
-                match request.request_union {
-                    Some(RequestUnion::CreateRequest(create)) => hub.create(&handle, &create),
-                    Some(RequestUnion::CancelRequest(cancel)) => hub.cancel(&handle, cancel.watch_id),
-                    Some(RequestUnion::ProgressRequest(_)) => hub.progress_request(&handle),
-                    None => {}
+            loop {
+                handle.wait_for_room().await;
+                match requests.message().await {
+                    Ok(Some(request)) => match request.request_union {
+                        Some(RequestUnion::CreateRequest(create)) => hub.create(&handle, &create),
+                        Some(RequestUnion::CancelRequest(cancel)) => hub.cancel(&handle, cancel.watch_id),
+                        Some(RequestUnion::ProgressRequest(_)) => hub.progress_request(&handle),
+                        None => {}
+                    },
+                    // The client closed its side: as in etcd, its watches keep
+                    // running until it goes away.
+                    Ok(None) => return,
+                    Err(_) => {
+                        hub.close_stream(handle.id);
+                        return;
+                    }
                 }
             }
-            hub.close_stream(handle.id);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(responses))))
     }
@@ -54,10 +63,26 @@ impl Watch for WatchService {
 
 /// Moves queued responses to the client: fills headers and `prev_kv`, and
 /// splits fragments.
-async fn send_loop(node: Arc<Node>, mut queue: StreamReceiver, out: mpsc::Sender<Result<WatchResponse, Status>>) {
-    while let Some(Outgoing { mut response, prev_kv, fragment, .. }) = queue.recv().await {
+async fn send_loop(
+    node: Arc<Node>,
+    stream: u64,
+    mut queue: StreamReceiver,
+    out: mpsc::Sender<Result<WatchResponse, Status>>,
+) {
+    forward(&node, &mut queue, &out).await;
+    // The client is gone (or every watch ended): drop what is left of the stream.
+    node.watch_hub.close_stream(stream);
+}
+
+async fn forward(node: &Node, queue: &mut StreamReceiver, out: &mpsc::Sender<Result<WatchResponse, Status>>) {
+    loop {
+        let next = tokio::select! {
+            next = queue.recv() => next,
+            _ = out.closed() => return,
+        };
+        let Some(Outgoing { mut response, prev_kv, fragment, .. }) = next else { return };
         if prev_kv && !response.events.is_empty() {
-            response.events = fill_prev_kv(&node, std::mem::take(&mut response.events)).await;
+            response.events = fill_prev_kv(node, std::mem::take(&mut response.events)).await;
         }
         node.fill_header(&mut response.header);
         let parts = if fragment { fragments(response, node.limits.max_request_bytes) } else { vec![response] };

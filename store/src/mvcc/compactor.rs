@@ -54,6 +54,13 @@ impl Compactor {
         Ok(Compactor { wanted, done, thread: Mutex::new(Some(thread)) })
     }
 
+    /// Progress read back from disk (after a snapshot replaced the state).
+    pub fn set_done(&self, done: i64) {
+        self.done.send_replace(done);
+        let (_, cvar) = &*self.wanted;
+        cvar.notify_all();
+    }
+
     pub fn schedule(&self, target: i64) {
         let (lock, cvar) = &*self.wanted;
         let mut wanted = lock.lock().unwrap_or_else(|p| p.into_inner());

@@ -69,6 +69,11 @@ impl<'a> KvReader<'a> {
         self.db
     }
 
+    /// The point-in-time view this reader reads through, if any.
+    pub fn snapshot(&self) -> Option<&'a DbSnapshot<'a>> {
+        self.snapshot
+    }
+
     fn iterator(&self, upper_bound: Option<Vec<u8>>) -> DBRawIteratorWithThreadMode<'a, DB> {
         let mut opts = ReadOptions::default();
         if let Some(snapshot) = self.snapshot {

@@ -69,8 +69,10 @@ impl KvStore {
         let current = storage::get_i64(&self.db, columns::META, columns::CURRENT_REVISION)?.unwrap_or(1);
         let compacted =
             storage::get_i64(&self.db, columns::META, columns::COMPACT_REVISION)?.unwrap_or(NEVER_COMPACTED);
+        let done = storage::get_i64(&self.db, columns::META, columns::COMPACT_DONE)?.unwrap_or(0);
         self.current.store(current, Ordering::Release);
         self.compacted.store(compacted, Ordering::Release);
+        self.compactor.set_done(done);
         self.compactor.schedule(compacted);
         Ok(())
     }
@@ -230,6 +232,11 @@ impl KvStore {
             self.compacted.store(rev, Ordering::Release);
             self.compactor.schedule(rev);
         }
+    }
+
+    /// Shared access to a whole, consistent state (held while a snapshot is built).
+    pub fn shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Blocks reads and compaction while a snapshot replaces the state.

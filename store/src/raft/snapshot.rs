@@ -144,7 +144,7 @@ pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageErro
     let path = dir.join(format!("{}.{SUFFIX}", meta.snapshot_id));
     fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
     sync_dir(dir)?;
-    remove_others(dir, &path);
+    remove_older(dir, &path);
     Ok((meta, path))
 }
 
@@ -152,17 +152,46 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io(dir))
 }
 
-/// Deletes every snapshot file in `dir` but `keep`.
-pub fn remove_others(dir: &Path, keep: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
+/// Deletes the snapshots in `dir` older than `keep`. Files still being
+/// written or received (`.tmp`) are left alone.
+pub fn remove_older(dir: &Path, keep: &Path) {
+    let Ok(kept) = read_meta(keep) else { return };
+    let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path != keep {
+        if path == keep || path.extension().and_then(|e| e.to_str()) != Some(SUFFIX) {
+            continue;
+        }
+        if read_meta(&path).map_or(true, |meta| meta.last_log_id < kept.last_log_id) {
             let _ = fs::remove_file(&path);
         }
     }
+}
+
+/// Removes what a crash left half-written in `dir`.
+pub fn remove_partial(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) == Some("tmp") {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+/// Puts the file at `from` in place at `to` durably: renamed when it is
+/// already in the same directory, else copied through a temporary file.
+pub fn place(from: &Path, to: &Path) -> Result<(), StorageError> {
+    let dir = to.parent().ok_or_else(|| StorageError::corrupt("snapshot path", "no directory"))?;
+    if from.parent() == Some(dir) {
+        fs::rename(from, to).map_err(StorageError::io(to))?;
+    } else {
+        let tmp = to.with_extension("copy.tmp");
+        fs::copy(from, &tmp).map_err(StorageError::io(&tmp))?;
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(StorageError::io(&tmp))?;
+        fs::rename(&tmp, to).map_err(StorageError::io(to))?;
+    }
+    sync_dir(dir)
 }
 
 fn open_reader(path: &Path) -> Result<(SnapshotMeta, CrcReader<BufReader<File>>), StorageError> {

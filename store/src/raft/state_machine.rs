@@ -40,6 +40,7 @@ impl StateMachine {
     /// Opens the state machine on `db`, finishing a snapshot install that a
     /// crash interrupted.
     pub fn open(db: Arc<DB>, snap_dir: PathBuf) -> Result<(StateMachine, Arc<KvStore>), StorageError> {
+        snapshot::remove_partial(&snap_dir);
         if let Some(path) = snapshot::interrupted_install(&db)? {
             tracing::warn!(path = %path.display(), "finishing an interrupted snapshot install");
             snapshot::install(&db, &path)?;
@@ -133,7 +134,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder { db: self.db.clone(), snap_dir: self.snap_dir.clone() }
+        SnapshotBuilder { db: self.db.clone(), kv: self.kv.clone(), snap_dir: self.snap_dir.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, RaftStorageError> {
@@ -151,11 +152,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
             let path = dir.join(format!("{snapshot_id}.snap"));
             if snapshot.path != path {
-                if snapshot.path.parent() == Some(dir.as_path()) {
-                    std::fs::rename(&snapshot.path, &path).map_err(StorageError::io(&path))?;
-                } else {
-                    std::fs::copy(&snapshot.path, &path).map_err(StorageError::io(&path))?;
-                }
+                // On disk for good before the install marker can point at it.
+                snapshot::place(&snapshot.path, &path)?;
             }
             let meta = {
                 let _exclusive = kv.exclusive();
@@ -166,7 +164,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             if let Some(listener) = listener {
                 listener.reset();
             }
-            snapshot::remove_others(&dir, &path);
+            snapshot::remove_older(&dir, &path);
             Ok(meta)
         })
         .await
@@ -188,15 +186,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 pub struct SnapshotBuilder {
     db: Arc<DB>,
+    kv: Arc<KvStore>,
     snap_dir: PathBuf,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, RaftStorageError> {
-        let (db, dir) = (self.db.clone(), self.snap_dir.clone());
-        let (meta, path) = blocking(move || snapshot::build(&db, &dir))
-            .await
-            .map_err(io_error(|e| StorageIOError::write_snapshot(None, e)))?;
+        let (db, kv, dir) = (self.db.clone(), self.kv.clone(), self.snap_dir.clone());
+        // Never while a received snapshot replaces the state.
+        let (meta, path) = blocking(move || {
+            let _shared = kv.shared();
+            snapshot::build(&db, &dir)
+        })
+        .await
+        .map_err(io_error(|e| StorageIOError::write_snapshot(None, e)))?;
         tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
         Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) })
     }

@@ -36,6 +36,10 @@ const PRIORITY: u8 = 0x20;
 const MAX_FRAME: usize = 16_384;
 /// Frames larger than this are left for h2 to refuse.
 const MAX_BUFFERED_FRAME: usize = 1 << 20;
+/// Header blocks larger than this, encoded or decoded, are left for h2 to refuse.
+const MAX_HEADER_BLOCK: usize = 1 << 20;
+/// The HPACK table size h2 allows by default; larger size updates are refused.
+const MAX_HPACK_TABLE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -77,7 +81,11 @@ impl ClientStream {
             raw: BytesMut::new(),
             out: BytesMut::new(),
             pending: None,
-            decoder: loona_hpack::Decoder::new(),
+            decoder: {
+                let mut decoder = loona_hpack::Decoder::new();
+                decoder.set_max_allowed_table_size(MAX_HPACK_TABLE);
+                decoder
+            },
         }
     }
 
@@ -147,6 +155,11 @@ impl ClientStream {
             (CONTINUATION, Some(pending)) if pending.stream_id == stream_id => {
                 pending.block.extend_from_slice(payload);
                 pending.original.extend_from_slice(&frame);
+                if pending.original.len() > MAX_HEADER_BLOCK {
+                    // Too big to be a real request: step aside, h2 refuses it.
+                    self.pass_through_rest();
+                    return true;
+                }
             }
             (_, None) => {
                 self.out.extend_from_slice(&frame);
@@ -171,7 +184,7 @@ impl ClientStream {
         let Some(pending) = self.pending.take() else {
             return;
         };
-        let Ok(headers) = self.decoder.decode(&pending.block) else {
+        let Some(headers) = decode_bounded(&mut self.decoder, &pending.block) else {
             // Not decodable: hand it to h2 unchanged and step aside.
             self.pending = Some(pending);
             self.pass_through_rest();
@@ -195,6 +208,20 @@ impl ClientStream {
         self.out.extend_from_slice(&pending.original);
         self.pass_through_rest();
     }
+}
+
+/// Decodes a header block, giving up when the decoded list grows past
+/// [`MAX_HEADER_BLOCK`] (HPACK lets a small block reference large table entries).
+fn decode_bounded(decoder: &mut loona_hpack::Decoder<'static>, block: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut headers = Vec::new();
+    let mut size = 0usize;
+    let decoded = decoder.decode_with_cb(block, |name, value| {
+        size += name.len() + value.len() + 32;
+        if size <= MAX_HEADER_BLOCK {
+            headers.push((name.into_owned(), value.into_owned()));
+        }
+    });
+    (decoded.is_ok() && size <= MAX_HEADER_BLOCK).then_some(headers)
 }
 
 /// The header block fragment of a HEADERS frame, without padding and priority.
@@ -374,6 +401,21 @@ mod tests {
         let decoded = loona_hpack::Decoder::new().decode(&encode(&headers)).expect("valid HPACK");
         assert_eq!(decoded[1].1, b"127.0.0.1:2379");
         assert_eq!(decoded[2].1.len(), 300);
+    }
+
+    #[test]
+    fn an_hpack_bomb_is_not_expanded() {
+        // One 4 KiB literal added to the table, then thousands of references to it.
+        let mut block = vec![0x40, 0x01, b'x'];
+        block.push(0x7f);
+        let mut len = Vec::new();
+        put_int(&mut len, 0, 7, 4000);
+        block.pop();
+        block.extend_from_slice(&len);
+        block.extend(std::iter::repeat_n(b'v', 4000));
+        block.extend(std::iter::repeat_n(0xBE, 100_000));
+        let mut decoder = loona_hpack::Decoder::new();
+        assert!(decode_bounded(&mut decoder, &block).is_none(), "refused instead of expanded to 400 MB");
     }
 
     #[test]

@@ -126,7 +126,10 @@ pub async fn keep_leases(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            _ = metrics.changed() => {}
+            changed = metrics.changed() => if changed.is_err() {
+                // Raft has stopped.
+                return;
+            },
             _ = tick.tick() => {}
         }
         let m = metrics.borrow().clone();

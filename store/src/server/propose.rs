@@ -31,7 +31,20 @@ impl Node {
             let leader = self.leader();
             let attempt = match leader {
                 Some(id) if id == self.id => self.propose_as_leader(request.clone(), deadline).await,
-                Some(id) => self.forward(id, &request).await,
+                Some(id) => {
+                    let attempt = self.forward(id, &request).await;
+                    if let Attempt::Done(_, index) = &attempt {
+                        // Like etcd, answer once this member has applied the
+                        // write too, so that its own reads and watches see it.
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        let applied =
+                            self.raft.wait(Some(left)).applied_index_at_least(Some(*index), "forwarded write").await;
+                        if applied.is_err() {
+                            tracing::debug!(index, "forwarded write committed but not yet applied here");
+                        }
+                    }
+                    attempt
+                }
                 None => Attempt::Retry,
             };
             match attempt {

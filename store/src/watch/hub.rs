@@ -188,7 +188,8 @@ impl WatchHub {
         };
         state.next_key += 1;
         let key = state.next_key;
-        let start = if req.start_revision == 0 { revision + 1 } else { req.start_revision };
+        // etcd reads a negative start revision as "from now", like 0.
+        let start = if req.start_revision <= 0 { revision + 1 } else { req.start_revision };
         if let Some(watches) = state.streams.get_mut(&stream.id) {
             watches.ids.insert(watch_id, key);
         }

@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 
 /// Event responses a stream may have waiting before its watchers fall back to catching up.
 pub const STREAM_BUFFER: usize = 128;
+/// Control responses a stream may have waiting before its requests are no longer read.
+pub const CONTROL_BUFFER: usize = 128;
 
 /// A response on its way out, with what the sender must still do to it.
 #[derive(Debug)]
@@ -20,7 +22,22 @@ pub struct Outgoing {
     pub prev_kv: bool,
     /// Split into fragments when larger than the request limit.
     pub fragment: bool,
-    counted: bool,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Event,
+    Control,
+}
+
+/// What is waiting in a stream's queue.
+#[derive(Default)]
+struct Backlog {
+    events: AtomicUsize,
+    control: AtomicUsize,
+    /// Signalled whenever a control response leaves the queue.
+    drained: tokio::sync::Notify,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -35,23 +52,31 @@ pub enum Sent {
 pub struct StreamHandle {
     pub id: u64,
     tx: mpsc::UnboundedSender<Outgoing>,
-    queued: Arc<AtomicUsize>,
+    backlog: Arc<Backlog>,
 }
 
 pub struct StreamReceiver {
     rx: mpsc::UnboundedReceiver<Outgoing>,
-    queued: Arc<AtomicUsize>,
+    backlog: Arc<Backlog>,
 }
 
 pub fn channel(id: u64) -> (Arc<StreamHandle>, StreamReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    (Arc::new(StreamHandle { id, tx, queued: queued.clone() }), StreamReceiver { rx, queued })
+    let backlog = Arc::new(Backlog::default());
+    (Arc::new(StreamHandle { id, tx, backlog: backlog.clone() }), StreamReceiver { rx, backlog })
 }
 
 impl StreamHandle {
     pub fn has_room(&self) -> bool {
-        self.queued.load(Ordering::Acquire) < STREAM_BUFFER
+        self.backlog.events.load(Ordering::Acquire) < STREAM_BUFFER
+    }
+
+    /// Waits while the client leaves too many control responses unread, so
+    /// that a client sending requests without reading cannot grow the queue.
+    pub async fn wait_for_room(&self) {
+        while self.backlog.control.load(Ordering::Acquire) >= CONTROL_BUFFER {
+            self.backlog.drained.notified().await;
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -66,8 +91,8 @@ impl StreamHandle {
         if !self.has_room() {
             return Sent::Full;
         }
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        match self.tx.send(Outgoing { response, prev_kv, fragment, counted: true }) {
+        self.backlog.events.fetch_add(1, Ordering::AcqRel);
+        match self.tx.send(Outgoing { response, prev_kv, fragment, kind: Kind::Event }) {
             Ok(()) => Sent::Queued,
             Err(_) => Sent::Closed,
         }
@@ -75,16 +100,34 @@ impl StreamHandle {
 
     /// Queues a control response; returns false when the client is gone.
     pub fn send_control(&self, response: WatchResponse) -> bool {
-        self.tx.send(Outgoing { response, prev_kv: false, fragment: false, counted: false }).is_ok()
+        self.backlog.control.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(Outgoing { response, prev_kv: false, fragment: false, kind: Kind::Control }).is_ok()
     }
 }
 
 impl StreamReceiver {
+    /// A queued response, without waiting.
+    pub fn try_recv(&mut self) -> Option<Outgoing> {
+        let out = self.rx.try_recv().ok()?;
+        self.taken(&out);
+        Some(out)
+    }
+
+    fn taken(&self, out: &Outgoing) {
+        match out.kind {
+            Kind::Event => {
+                self.backlog.events.fetch_sub(1, Ordering::AcqRel);
+            }
+            Kind::Control => {
+                self.backlog.control.fetch_sub(1, Ordering::AcqRel);
+                self.backlog.drained.notify_one();
+            }
+        }
+    }
+
     pub async fn recv(&mut self) -> Option<Outgoing> {
         let out = self.rx.recv().await?;
-        if out.counted {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.taken(&out);
         Some(out)
     }
 }
