@@ -11,6 +11,7 @@ mod listeners;
 mod node;
 mod peer_service;
 mod propose;
+mod read_batch;
 mod read_index;
 
 pub use node::{Limits, Node};
@@ -148,6 +149,8 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         lessor,
         lease_ids: LeaseIds::new(identity.member_id),
         min_lease_ttl: config.min_lease_ttl(),
+        read_batch: Default::default(),
+        peer_read_batch: Default::default(),
     });
 
     let peer_listeners = bind_all(&config.listen_peer).await?;

@@ -37,6 +37,10 @@ pub struct Node {
     pub lease_ids: LeaseIds,
     /// etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds.
     pub min_lease_ttl: i64,
+    /// Linearizable reads arriving together share one read-index round.
+    pub read_batch: super::read_batch::ReadBatch,
+    /// Read-index requests from followers, batched the same way on the leader.
+    pub peer_read_batch: super::read_batch::ReadBatch,
 }
 
 impl Node {

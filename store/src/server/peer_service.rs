@@ -99,7 +99,8 @@ impl Peer for PeerService {
 
     async fn read_index(&self, _request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
         let deadline = tokio::time::Instant::now() + self.node.request_timeout;
-        match self.node.local_read_index(deadline).await? {
+        let node = &self.node;
+        match node.peer_read_batch.read_index(|| node.local_read_index(deadline)).await? {
             Some(index) => Ok(Response::new(ReadIndexResponse { index })),
             None => Err(EtcdError::NotLeader.into()),
         }

@@ -18,11 +18,16 @@ impl Node {
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let leader = self.leader();
-            let index = match leader {
-                Some(id) if id == self.id => self.local_read_index(deadline).await?,
-                Some(id) => self.remote_read_index(id).await,
-                None => None,
-            };
+            let index = self
+                .read_batch
+                .read_index(|| async {
+                    match leader {
+                        Some(id) if id == self.id => self.local_read_index(deadline).await,
+                        Some(id) => Ok(self.remote_read_index(id).await),
+                        None => Ok(None),
+                    }
+                })
+                .await?;
             if let Some(index) = index {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 return self
