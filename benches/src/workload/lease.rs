@@ -19,7 +19,12 @@ impl KeepAliveOp {
         let mut client = LeaseClient::new(channel);
         let id = client.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await?.into_inner().id;
         let (requests, rx) = mpsc::channel(1);
-        let responses = client.lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+        // The first request goes in before the call: a gRPC server may hold
+        // the response headers back until it has something to answer.
+        requests.send(LeaseKeepAliveRequest { id }).await?;
+        let mut responses =
+            client.lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+        responses.message().await?;
         Ok(KeepAliveOp { id, requests, responses })
     }
 }

@@ -46,12 +46,14 @@ async fn open_stream(
     start: i64,
 ) -> anyhow::Result<mpsc::UnboundedReceiver<(i64, Instant)>> {
     let (requests, rx) = mpsc::channel(watchers.max(1));
-    let mut client = WatchClient::new(channel);
-    let mut responses = client.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    // Requests go in before the call: a gRPC server may hold the response
+    // headers back until it has something to answer.
     for _ in 0..watchers {
         let create = WatchCreateRequest { key: KEY.to_vec(), start_revision: start, ..Default::default() };
         requests.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await?;
     }
+    let mut client = WatchClient::new(channel);
+    let mut responses = client.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
     let mut created = 0;
     while created < watchers {
         let resp = responses.message().await?.context("watch stream ended")?;

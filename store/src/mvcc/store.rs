@@ -179,7 +179,8 @@ impl KvStore {
                     })
                 }
                 // Not a key-value command (member attributes): nothing to do here.
-                Some(internal_request::Request::Publish(_)) | None => {
+                // Batches are taken apart by the state machine; publishing is not a KV change.
+                Some(internal_request::Request::Publish(_)) | Some(internal_request::Request::Batch(_)) | None => {
                     internal_response::Response::Compaction(CompactionResponse {
                         header: Some(ResponseHeader { revision: base, ..Default::default() }),
                     })

@@ -1,30 +1,42 @@
 //! The Raft log and vote in RocksDB. Every append and every vote is fsynced
-//! before openraft is told it is durable.
+//! before openraft is told it is durable; appends are group-committed by
+//! [`super::log_writer`].
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 use rocksdb::{ReadOptions, WriteBatch, DB};
 
+use super::log_writer::{self, index_key, Job, Pending};
 use super::{io_error, Entry, LogId, RaftStorageError, TypeConfig, Vote};
 use crate::storage::{self, columns, StorageError};
 
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    pending: Arc<Pending>,
+    writer: Sender<Job>,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<DB>) -> LogStore {
-        LogStore { db }
+    pub fn new(db: Arc<DB>) -> Result<LogStore, StorageError> {
+        let pending = Arc::new(Pending::default());
+        let writer = log_writer::start(db.clone(), pending.clone())?;
+        Ok(LogStore { db, pending, writer })
     }
-}
 
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
+    /// Queues a deletion of `[from, to)` behind every earlier append and waits for it.
+    async fn delete(&self, from: u64, to: u64, marker: Option<Vec<u8>>) -> Result<(), StorageError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Job::Delete { from, to, marker, done })
+            .map_err(|_| StorageError::io("raft log writer")(std::io::Error::other("writer stopped")))?;
+        wait.await.unwrap_or_else(|_| Err(StorageError::io("raft log writer")(std::io::Error::other("writer stopped"))))
+    }
 }
 
 /// Runs blocking RocksDB work off the async reactor.
@@ -66,6 +78,16 @@ fn last_entry_log_id(db: &DB) -> Result<Option<LogId>, StorageError> {
     }
 }
 
+/// Stored entries overlaid with queued ones (which win for the same index).
+fn merge(stored: Vec<Entry>, queued: Vec<Entry>) -> Vec<Entry> {
+    if queued.is_empty() {
+        return stored;
+    }
+    let mut all: std::collections::BTreeMap<u64, Entry> = stored.into_iter().map(|e| (e.log_id.index, e)).collect();
+    all.extend(queued.into_iter().map(|e| (e.log_id.index, e)));
+    all.into_values().collect()
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -81,7 +103,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&e) => Some(e),
             Bound::Unbounded => None,
         };
-        blocking(&self.db, move |db| read_range(db, start, end)).await.map_err(io_error(StorageIOError::read_logs))
+        // Fresh entries come from memory; for the rest, memory first: an entry
+        // that leaves it while we read the disk is on disk by then.
+        let queued: Vec<Entry> = {
+            let recent = self.pending.lock();
+            if let Some(found) = end.and_then(|end| recent.covering(start, end)) {
+                return Ok(found);
+            }
+            recent.range(start, end)
+        };
+        let stored = blocking(&self.db, move |db| read_range(db, start, end))
+            .await
+            .map_err(io_error(StorageIOError::read_logs))?;
+        Ok(merge(stored, queued))
     }
 }
 
@@ -89,9 +123,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, RaftStorageError> {
-        blocking(&self.db, |db| {
+        let queued_last = self.pending.lock().last();
+        blocking(&self.db, move |db| {
             let last_purged: Option<LogId> = storage::get_bincode(db, columns::RAFT_STATE, columns::LAST_PURGED)?;
-            let last = last_entry_log_id(db)?.or(last_purged);
+            let last = queued_last.or(last_entry_log_id(db)?).or(last_purged);
             Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
         })
         .await
@@ -119,79 +154,41 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(io_error(StorageIOError::read_vote))
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
-        let bytes = storage::encode_bincode(&committed);
-        // Not fsynced: the committed index is a hint that speeds up restart; Raft
-        // re-learns it from the leader when it is lost.
-        blocking(&self.db, move |db| {
-            let mut batch = WriteBatch::default();
-            batch.put_cf(storage::cf(db, columns::RAFT_STATE), columns::COMMITTED, bytes);
-            storage::write_buffered(db, batch)
-        })
-        .await
-        .map_err(io_error(StorageIOError::write))
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
-        blocking(&self.db, |db| {
-            Ok(storage::get_bincode::<Option<LogId>>(db, columns::RAFT_STATE, columns::COMMITTED)?.flatten())
-        })
-        .await
-        .map_err(io_error(StorageIOError::read))
-    }
+    // save_committed/read_committed keep openraft's defaults (not persisted):
+    // a restarted member learns the commit index from the leader, and writing
+    // it on every commit would sit in the commit path.
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), RaftStorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let encoded: Vec<(u64, Vec<u8>)> =
-            entries.into_iter().map(|entry| (entry.log_id.index, storage::encode_bincode(&entry))).collect();
-        let result = blocking(&self.db, move |db| {
-            let cf = storage::cf(db, columns::RAFT_LOG);
-            let mut batch = WriteBatch::default();
-            for (index, bytes) in encoded {
-                batch.put_cf(cf, index_key(index), bytes);
-            }
-            // Durability first: the entries are fsynced before Raft may count them.
-            storage::write_synced(db, batch)
-        })
-        .await;
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(io_error(StorageIOError::write_logs)(e))
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let encoded: Vec<(LogId, Vec<u8>)> = entries.iter().map(|e| (e.log_id, storage::encode_bincode(e))).collect();
+        {
+            let mut recent = self.pending.lock();
+            for (entry, (_, bytes)) in entries.into_iter().zip(&encoded) {
+                recent.insert(entry, bytes.len());
             }
         }
+        // Returns at once; the writer calls back once the entries are fsynced.
+        self.writer.send(Job::Append { entries: encoded, done: callback }).map_err(|_| {
+            io_error(StorageIOError::write_logs)(StorageError::io("raft log writer")(std::io::Error::other(
+                "writer stopped",
+            )))
+        })
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
-        blocking(&self.db, move |db| {
-            let cf = storage::cf(db, columns::RAFT_LOG);
-            let mut batch = WriteBatch::default();
-            batch.delete_range_cf(cf, index_key(log_id.index), index_key(u64::MAX));
-            batch.delete_cf(cf, index_key(u64::MAX));
-            storage::write_synced(db, batch)
-        })
-        .await
-        .map_err(io_error(StorageIOError::write_logs))
+        self.pending.lock().truncated(log_id.index);
+        self.delete(log_id.index, u64::MAX, None).await.map_err(io_error(StorageIOError::write_logs))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+        // The marker goes in the same batch as the deletion: a crash never
+        // leaves a purged prefix without it.
         let marker = storage::encode_bincode(&log_id);
-        blocking(&self.db, move |db| {
-            let mut batch = WriteBatch::default();
-            // The marker is written first in the same batch: a crash never leaves
-            // a purged prefix without it.
-            batch.put_cf(storage::cf(db, columns::RAFT_STATE), columns::LAST_PURGED, marker);
-            batch.delete_range_cf(storage::cf(db, columns::RAFT_LOG), index_key(0), index_key(log_id.index + 1));
-            storage::write_synced(db, batch)
-        })
-        .await
-        .map_err(io_error(StorageIOError::write_logs))
+        self.pending.lock().retain(|index| index > log_id.index);
+        self.delete(0, log_id.index + 1, Some(marker)).await.map_err(io_error(StorageIOError::write_logs))
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod log_store;
+pub mod log_writer;
 pub mod network;
 pub mod snapshot;
 pub mod state_machine;
@@ -41,3 +42,6 @@ pub fn io_error(
 
 #[cfg(test)]
 mod suite_test;
+
+#[cfg(test)]
+mod batch_test;

@@ -8,7 +8,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use prost::Message;
 use rocksdb::{WriteBatch, DB};
-use shoal_proto::peerpb::internal_request;
+use shoal_proto::peerpb::{internal_request, internal_response, InternalRequest, InternalResponse, ResponseBatch};
 
 use super::snapshot::{self, SnapshotFile};
 use super::{
@@ -78,23 +78,81 @@ fn apply_blocking(
                 batch.put_cf(meta, columns::LAST_MEMBERSHIP, storage::encode_bincode(&*membership));
                 Applied { revision: kv.current_revision(), ..Applied::default() }
             }
-            EntryPayload::Normal(command) => {
-                if let Some(internal_request::Request::Publish(member)) = &command.0.request {
-                    batch.put_cf(storage::cf(db, columns::MEMBERS), member.id.to_be_bytes(), member.encode_to_vec());
+            EntryPayload::Normal(command) => match &command.0.request {
+                Some(internal_request::Request::Batch(requests)) => {
+                    let response = apply_batch(db, kv, listener, entry.log_id, &requests.requests)?;
+                    last = Some(entry.log_id);
+                    responses.push(CommandResponse(response));
+                    continue;
                 }
-                kv.execute(&command.0, &mut batch)?
-            }
+                _ => execute(db, kv, &command.0, &mut batch)?,
+            },
         };
         batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&entry.log_id));
         storage::write_buffered(db, batch)?;
-        kv.committed(&applied);
-        if let Some(listener) = listener {
-            listener.applied(&applied);
-        }
+        published(kv, listener, &applied);
         last = Some(entry.log_id);
         responses.push(CommandResponse(applied.response));
     }
     Ok((responses, last))
+}
+
+fn execute(db: &DB, kv: &KvStore, request: &InternalRequest, batch: &mut WriteBatch) -> Result<Applied, StorageError> {
+    if let Some(internal_request::Request::Publish(member)) = &request.request {
+        batch.put_cf(storage::cf(db, columns::MEMBERS), member.id.to_be_bytes(), member.encode_to_vec());
+    }
+    kv.execute(request, batch)
+}
+
+fn published(kv: &KvStore, listener: Option<&Listener>, applied: &Applied) {
+    kv.committed(applied);
+    if let Some(listener) = listener {
+        listener.applied(applied);
+    }
+}
+
+/// Applies the commands of one batched entry, each at its own revision and
+/// in its own write. Progress within the entry is written with each one, so
+/// an entry cut short by a crash (or captured mid-way by a snapshot) resumes
+/// after its last applied command instead of applying any twice.
+fn apply_batch(
+    db: &DB,
+    kv: &KvStore,
+    listener: Option<&Listener>,
+    log_id: LogId,
+    requests: &[InternalRequest],
+) -> Result<InternalResponse, StorageError> {
+    let meta = storage::cf(db, columns::META);
+    let done: Option<(u64, u64)> = storage::get_bincode(db, columns::META, columns::APPLY_PROGRESS)?;
+    let skip = match done {
+        Some((index, count)) if index == log_id.index => count,
+        _ => 0,
+    };
+    let mut responses = Vec::with_capacity(requests.len());
+    for (i, request) in requests.iter().enumerate() {
+        let i = i as u64;
+        if i < skip {
+            responses.push(InternalResponse::default());
+            continue;
+        }
+        let mut batch = WriteBatch::default();
+        let applied = execute(db, kv, request, &mut batch)?;
+        if i + 1 == requests.len() as u64 {
+            batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&log_id));
+            batch.delete_cf(meta, columns::APPLY_PROGRESS);
+        } else {
+            batch.put_cf(meta, columns::APPLY_PROGRESS, storage::encode_bincode(&(log_id.index, i + 1)));
+        }
+        storage::write_buffered(db, batch)?;
+        published(kv, listener, &applied);
+        responses.push(applied.response);
+    }
+    if requests.is_empty() {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&log_id));
+        storage::write_buffered(db, batch)?;
+    }
+    Ok(InternalResponse { response: Some(internal_response::Response::Batch(ResponseBatch { responses })) })
 }
 
 async fn blocking<T: Send + 'static>(

@@ -15,7 +15,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
         let dir = tempfile::tempdir().expect("temp dir");
         let db = storage::open(&dir.path().join("db")).expect("open db");
         let (sm, _kv) = StateMachine::open(db.clone(), dir.path().join("snap")).expect("open state machine");
-        Ok((dir, LogStore::new(db), sm))
+        Ok((dir, LogStore::new(db).expect("log writer"), sm))
     }
 }
 

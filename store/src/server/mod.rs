@@ -5,6 +5,7 @@
 //! bounded time), stop Raft, stop the compactor, then close RocksDB.
 
 mod authority;
+mod batcher;
 mod bootstrap;
 mod lease_ops;
 mod listeners;
@@ -127,7 +128,7 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         identity.member_id,
         Arc::new(raft_config(&config)?),
         PeerNetwork::new(peers.clone()),
-        LogStore::new(db.clone()),
+        LogStore::new(db.clone())?,
         state_machine,
     )
     .await
@@ -151,6 +152,7 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         min_lease_ttl: config.min_lease_ttl(),
         read_batch: Default::default(),
         peer_read_batch: Default::default(),
+        batcher: batcher::Batcher::start(raft.clone()),
     });
 
     let peer_listeners = bind_all(&config.listen_peer).await?;
@@ -232,7 +234,7 @@ fn serve_peer(
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop))
+            .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(listener)), stopped(stop))
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "peer server failed");
@@ -281,17 +283,23 @@ async fn tick_progress(hub: Arc<WatchHub>, every: Duration, stop: watch::Receive
     }
 }
 
+/// Accepted connections with Nagle's algorithm off: Raft and gRPC exchange
+/// small messages, which would otherwise wait for delayed ACKs (~40 ms).
+fn nodelay(incoming: TcpListenerStream) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    incoming.map(|accepted| {
+        accepted.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    })
+}
+
 /// Accepted client connections, each behind [`authority::ClientStream`].
 fn client_connections(
     listener: TcpListener,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<authority::ClientStream>> {
     use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        accepted.map(|stream| {
-            let _ = stream.set_nodelay(true);
-            authority::ClientStream::new(stream)
-        })
-    })
+    nodelay(TcpListenerStream::new(listener)).map(|accepted| accepted.map(authority::ClientStream::new))
 }
 
 /// Publishes this member's name and client URLs through Raft, retrying

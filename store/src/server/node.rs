@@ -41,6 +41,8 @@ pub struct Node {
     pub read_batch: super::read_batch::ReadBatch,
     /// Read-index requests from followers, batched the same way on the leader.
     pub peer_read_batch: super::read_batch::ReadBatch,
+    /// Writes proposed on this member, grouped into Raft entries.
+    pub batcher: super::batcher::Batcher,
 }
 
 impl Node {

@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
 use shoal_proto::peerpb::{ForwardResponse, InternalRequest, InternalResponse};
 use tokio::time::Instant;
 
+use super::batcher::Outcome;
 use super::node::Node;
 use crate::error::EtcdError;
-use crate::raft::Command;
 
 /// Longest wait between attempts while there is no usable leader.
 const RETRY_WAIT: Duration = Duration::from_millis(100);
@@ -71,14 +70,11 @@ impl Node {
     }
 
     async fn propose_as_leader(&self, request: InternalRequest, deadline: Instant) -> Attempt {
-        match tokio::time::timeout_at(deadline, self.raft.client_write(Command(request))).await {
+        match tokio::time::timeout_at(deadline, self.batcher.propose(request)).await {
             Err(_) => Attempt::Failed(EtcdError::Timeout),
-            Ok(Ok(written)) => Attempt::Done(written.data.0, written.log_id.index),
-            // openraft answers ForwardToLeader only for entries it never
-            // appended or has truncated, so a retry cannot apply twice.
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Attempt::Retry,
-            Ok(Err(RaftError::APIError(e))) => Attempt::Failed(EtcdError::Internal(e.to_string())),
-            Ok(Err(RaftError::Fatal(_))) => Attempt::Failed(EtcdError::Stopped),
+            Ok(Outcome::Done(response, index)) => Attempt::Done(response, index),
+            Ok(Outcome::NotLeader) => Attempt::Retry,
+            Ok(Outcome::Failed(e)) => Attempt::Failed(e),
         }
     }
 

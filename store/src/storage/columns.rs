@@ -38,6 +38,8 @@ pub const INSTALLING: &[u8] = b"installing_snapshot";
 
 // Keys in META.
 pub const LAST_APPLIED: &[u8] = b"last_applied";
+/// Within a batched entry being applied: (log index, commands applied so far).
+pub const APPLY_PROGRESS: &[u8] = b"apply_progress";
 pub const LAST_MEMBERSHIP: &[u8] = b"last_membership";
 pub const CURRENT_REVISION: &[u8] = b"current_revision";
 /// The revision of the latest applied `Compact` request.

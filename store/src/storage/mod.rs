@@ -44,22 +44,34 @@ impl StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
-/// Opens (creating if needed) the member database at `path`.
-pub fn open(path: &Path) -> Result<Arc<DB>> {
+/// Block cache shared by every column family.
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+
+fn family_options(cache: &rocksdb::Cache) -> Options {
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut opts = Options::default();
-    opts.create_if_missing(true);
-    opts.create_missing_column_families(true);
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    opts.set_max_background_jobs(2);
+    opts.set_block_based_table_factory(&table);
+    // Fresh data is read most: keep the first levels uncompressed, compress the rest.
+    use rocksdb::DBCompressionType::{Lz4, None as Plain};
+    opts.set_compression_per_level(&[Plain, Plain, Lz4, Lz4, Lz4, Lz4, Lz4]);
     // Bound memory: the defaults allow large memtables per family.
     opts.set_write_buffer_size(16 << 20);
     opts.set_max_write_buffer_number(3);
-    let families = columns::ALL.iter().map(|name| {
-        let mut cf_opts = Options::default();
-        cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        cf_opts.set_write_buffer_size(16 << 20);
-        ColumnFamilyDescriptor::new(*name, cf_opts)
-    });
+    opts
+}
+
+/// Opens (creating if needed) the member database at `path`.
+pub fn open(path: &Path) -> Result<Arc<DB>> {
+    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+    let mut opts = family_options(&cache);
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_max_background_jobs(2);
+    let families = columns::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(&cache)));
     let db = DB::open_cf_descriptors(&opts, path, families).map_err(StorageError::rocks("open"))?;
     Ok(Arc::new(db))
 }

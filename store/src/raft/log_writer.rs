@@ -1,0 +1,200 @@
+//! Group commit for the Raft log: appends are queued to one writer thread,
+//! which writes everything queued so far in one batch and one fsync, then
+//! tells openraft each append is durable. openraft keeps working (replicating,
+//! taking new writes) while an fsync is in flight, and one fsync covers every
+//! append that arrived during the previous one.
+//!
+//! Entries are kept in [`Recent`] from the moment they are appended, so
+//! readers see them before they reach the disk, and replication of fresh
+//! entries is served from memory; written ones are evicted beyond a bound.
+//! Truncation and purge go through the same queue, so the disk sees every
+//! operation in the order Raft issued it.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::LogFlushed;
+use rocksdb::{WriteBatch, DB};
+
+use super::{Entry, LogId, TypeConfig};
+use crate::storage::{self, columns, StorageError};
+
+/// Entries kept in memory once written, at most.
+const RECENT_ENTRIES: usize = 4096;
+/// Bytes of written entries kept in memory, at most.
+const RECENT_BYTES: usize = 32 << 20;
+
+/// The newest entries by index: every one not yet on disk, and the last
+/// written ones up to the bounds above.
+#[derive(Default)]
+pub struct Recent {
+    entries: BTreeMap<u64, (Entry, usize)>,
+    bytes: usize,
+    /// Every entry at or below this index is on disk.
+    written_upto: u64,
+}
+
+impl Recent {
+    pub fn insert(&mut self, entry: Entry, size: usize) {
+        self.bytes += size;
+        if let Some((_, old)) = self.entries.insert(entry.log_id.index, (entry, size)) {
+            self.bytes -= old;
+        }
+    }
+
+    /// Keeps only the entries whose index satisfies `keep`.
+    pub fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        let bytes = &mut self.bytes;
+        self.entries.retain(|index, (_, size)| {
+            let kept = keep(*index);
+            if !kept {
+                *bytes -= *size;
+            }
+            kept
+        });
+    }
+
+    /// Forgets that anything at or after `index` was written (a truncation).
+    pub fn truncated(&mut self, index: u64) {
+        self.retain(|i| i < index);
+        self.written_upto = self.written_upto.min(index.saturating_sub(1));
+    }
+
+    pub fn last(&self) -> Option<LogId> {
+        self.entries.values().next_back().map(|(e, _)| e.log_id)
+    }
+
+    /// `[start, end)` when every entry of it is here.
+    pub fn covering(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let first = *self.entries.keys().next()?;
+        let last = *self.entries.keys().next_back()?;
+        if start < first || end > last + 1 || end <= start {
+            return None;
+        }
+        let found: Vec<Entry> = self.entries.range(start..end).map(|(_, (e, _))| e.clone()).collect();
+        (found.len() as u64 == end - start).then_some(found)
+    }
+
+    /// The entries in `[start, end)` that are here.
+    pub fn range(&self, start: u64, end: Option<u64>) -> Vec<Entry> {
+        match end {
+            Some(end) if end <= start => Vec::new(),
+            Some(end) => self.entries.range(start..end).map(|(_, (e, _))| e.clone()).collect(),
+            None => self.entries.range(start..).map(|(_, (e, _))| e.clone()).collect(),
+        }
+    }
+
+    fn written(&mut self, upto: u64) {
+        self.written_upto = self.written_upto.max(upto);
+        while self.entries.len() > RECENT_ENTRIES || self.bytes > RECENT_BYTES {
+            match self.entries.first_key_value() {
+                Some((index, _)) if *index <= self.written_upto => {
+                    if let Some((_, (_, size))) = self.entries.pop_first() {
+                        self.bytes -= size;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Pending(Mutex<Recent>);
+
+impl Pending {
+    pub fn lock(&self) -> MutexGuard<'_, Recent> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub enum Job {
+    Append {
+        entries: Vec<(LogId, Vec<u8>)>,
+        done: LogFlushed<TypeConfig>,
+    },
+    /// Deletes `[from, to)` from the log, then reports.
+    Delete {
+        from: u64,
+        to: u64,
+        marker: Option<Vec<u8>>,
+        done: tokio::sync::oneshot::Sender<Result<(), StorageError>>,
+    },
+}
+
+pub fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// Starts the writer thread; it ends when every sender is gone.
+pub fn start(db: Arc<DB>, pending: Arc<Pending>) -> Result<Sender<Job>, StorageError> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("raft-log-writer".into())
+        .spawn(move || run(&db, &pending, rx))
+        .map_err(StorageError::io("raft log writer thread"))?;
+    Ok(tx)
+}
+
+/// Most jobs folded into one write.
+const MAX_GROUP: usize = 4096;
+
+fn run(db: &DB, pending: &Pending, rx: Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        write_group(db, pending, jobs);
+    }
+}
+
+fn write_group(db: &DB, pending: &Pending, jobs: Vec<Job>) {
+    let cf = storage::cf(db, columns::RAFT_LOG);
+    let mut batch = WriteBatch::default();
+    let mut written: Vec<LogId> = Vec::new();
+    let mut appended = Vec::new();
+    let mut deleted = Vec::new();
+    for job in jobs {
+        match job {
+            Job::Append { entries, done } => {
+                for (log_id, bytes) in entries {
+                    batch.put_cf(cf, index_key(log_id.index), bytes);
+                    written.push(log_id);
+                }
+                appended.push(done);
+            }
+            Job::Delete { from, to, marker, done } => {
+                if let Some(marker) = marker {
+                    batch.put_cf(storage::cf(db, columns::RAFT_STATE), columns::LAST_PURGED, marker);
+                }
+                batch.delete_range_cf(cf, index_key(from), index_key(to));
+                if to == u64::MAX {
+                    batch.delete_cf(cf, index_key(u64::MAX));
+                }
+                deleted.push(done);
+            }
+        }
+    }
+    // Durability first: one fsync for the whole group, before anyone is told.
+    // The batch is written without sync, then the WAL is synced on its own:
+    // RocksDB then never holds other writers (the state machine's) in a
+    // write group while the disk syncs.
+    let result =
+        storage::write_buffered(db, batch).and_then(|()| db.flush_wal(true).map_err(StorageError::rocks("sync wal")));
+    if result.is_ok() {
+        if let Some(upto) = written.iter().map(|id| id.index).max() {
+            pending.lock().written(upto);
+        }
+    }
+    for done in appended {
+        done.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+    }
+    for done in deleted {
+        let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| StorageError::corrupt("raft log write", e)));
+    }
+}
