@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, SnapshotWithThreadMode, DB};
+use rocksdb::{DBRawIteratorWithThreadMode, SnapshotWithThreadMode, DB};
 
 use super::key_codec;
 use super::record::Record;
@@ -74,8 +74,10 @@ impl<'a> KvReader<'a> {
         self.snapshot
     }
 
-    fn iterator(&self, upper_bound: Option<Vec<u8>>) -> DBRawIteratorWithThreadMode<'a, DB> {
-        let mut opts = ReadOptions::default();
+    /// An iterator over the `kv` family; `one_key` limits it to the versions
+    /// of the key it is first sought to, which lets filters skip files.
+    fn iterator(&self, upper_bound: Option<Vec<u8>>, one_key: bool) -> DBRawIteratorWithThreadMode<'a, DB> {
+        let mut opts = if one_key { storage::one_key_reads() } else { storage::ordered_reads() };
         if let Some(snapshot) = self.snapshot {
             opts.set_snapshot(snapshot);
         }
@@ -103,7 +105,7 @@ impl<'a> KvReader<'a> {
         with_value: bool,
     ) -> Result<Option<(Revision, Record)>, StorageError> {
         let prefix = key_codec::versions_prefix(key);
-        let mut it = self.iterator(Some(key_codec::after_versions(key)));
+        let mut it = self.iterator(Some(key_codec::after_versions(key)), true);
         it.seek(key_codec::version_key(key, Revision::new(rev, i64::MAX)));
         let (Some(found), Some(value)) = (it.key(), it.value()) else {
             it.status().map_err(StorageError::rocks("seek"))?;
@@ -140,7 +142,7 @@ impl<'a> KvReader<'a> {
             _ if range.is_empty() => return Ok(()),
             KeyRange::Span { start, end } => (start, end),
         };
-        let mut it = self.iterator(end.map(key_codec::bound));
+        let mut it = self.iterator(end.map(key_codec::bound), false);
         it.seek(key_codec::bound(start));
         while let (Some(encoded), Some(value)) = (it.key(), it.value()) {
             let (key, revision) =
