@@ -19,11 +19,21 @@
 use super::revision::Revision;
 
 const TERMINATOR: [u8; 2] = [0x00, 0x01];
+/// Length of the encoded revision that follows a key's versions prefix.
+pub const REVISION_BYTES: usize = 16;
 /// Sorts after every version of a key and before every longer key.
 const AFTER_VERSIONS: [u8; 2] = [0x00, 0x02];
 
 fn escape_into(out: &mut Vec<u8>, key: &[u8]) {
-    for &b in key {
+    // Most keys hold no zero byte: copy them whole. Keys that do often hold
+    // many (fixed-width binary keys), so escape the rest byte by byte.
+    let Some(first_zero) = memchr::memchr(0, key) else {
+        out.extend_from_slice(key);
+        return;
+    };
+    out.reserve(key.len() - first_zero + 8);
+    out.extend_from_slice(&key[..first_zero]);
+    for &b in &key[first_zero..] {
         if b == 0 {
             out.extend_from_slice(&[0x00, 0xFF]);
         } else {
@@ -56,6 +66,15 @@ pub fn after_versions(key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// [`after_versions`] from the key's [`versions_prefix`], without escaping it again.
+pub fn after_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut out = prefix.to_vec();
+    if let Some(last) = out.last_mut() {
+        *last = AFTER_VERSIONS[1];
+    }
+    out
+}
+
 /// The encoding of one version. A seek to `version_key(key, Revision::new(r, i64::MAX))`
 /// lands on the newest version of `key` at or below main revision `r`.
 pub fn version_key(key: &[u8], rev: Revision) -> Vec<u8> {
@@ -80,23 +99,17 @@ pub fn has_versions_prefix(encoded: &[u8]) -> bool {
     terminator_end(encoded).is_some()
 }
 
-/// Where the first terminator ends: an escaped key only has `00` before `FF`.
+/// Where the first terminator ends. An escaped key holds `00` only before
+/// `FF`, so the first `00 01` anywhere is the terminator.
 fn terminator_end(encoded: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < encoded.len() {
-        match (encoded[i], encoded[i + 1]) {
-            (0, 0x01) => return Some(i + 2),
-            (0, _) => i += 2,
-            _ => i += 1,
-        }
-    }
-    None
+    memchr::memmem::find(encoded, &TERMINATOR).map(|at| at + TERMINATOR.len())
 }
 
 /// Splits an encoded version back into the user key and the revision.
 pub fn decode(encoded: &[u8]) -> Option<(Vec<u8>, Revision)> {
     let mut key = Vec::with_capacity(encoded.len().saturating_sub(18));
-    let mut i = 0;
+    let mut i = memchr::memchr(0, encoded)?;
+    key.extend_from_slice(&encoded[..i]);
     while i < encoded.len() {
         match encoded[i] {
             0 => match encoded.get(i + 1)? {
@@ -122,7 +135,7 @@ pub fn revision_after_prefix(encoded: &[u8], prefix_len: usize) -> Option<Revisi
 }
 
 fn decode_revision(tail: &[u8]) -> Option<Revision> {
-    if tail.len() != 16 {
+    if tail.len() != REVISION_BYTES {
         return None;
     }
     let main: [u8; 8] = tail[..8].try_into().ok()?;
@@ -163,6 +176,7 @@ mod tests {
             // Range bounds: every version of a key k sits in [bound(k), after_versions(k)),
             // and after_versions(a) <= bound(b) whenever a < b.
             prop_assert!(bound(&a) <= ea && ea < after_versions(&a));
+            prop_assert_eq!(after_prefix(&versions_prefix(&a)), after_versions(&a));
             if a < b {
                 prop_assert!(after_versions(&a) <= bound(&b));
             }

@@ -104,9 +104,10 @@ impl<'a> KvReader<'a> {
         rev: i64,
         with_value: bool,
     ) -> Result<Option<(Revision, Record)>, StorageError> {
-        let prefix = key_codec::versions_prefix(key);
-        let mut it = self.iterator(Some(key_codec::after_versions(key)), true);
-        it.seek(key_codec::version_key(key, Revision::new(rev, i64::MAX)));
+        let target = key_codec::version_key(key, Revision::new(rev, i64::MAX));
+        let prefix = &target[..target.len() - key_codec::REVISION_BYTES];
+        let mut it = self.iterator(Some(key_codec::after_prefix(prefix)), true);
+        it.seek(&target);
         let (Some(found), Some(value)) = (it.key(), it.value()) else {
             it.status().map_err(StorageError::rocks("seek"))?;
             return Ok(None);
@@ -175,7 +176,7 @@ fn skip_older_versions(it: &mut DBRawIteratorWithThreadMode<'_, DB>, key: &[u8])
             _ => return,
         }
     }
-    it.seek(key_codec::after_versions(key));
+    it.seek(key_codec::after_prefix(&prefix));
 }
 
 /// [`KvReader::scan`] with a transaction's staged changes laid over it: a
