@@ -161,7 +161,7 @@ fn compact_batch(db: &DB, gate: &RwLock<()>, target: i64) -> Result<i64, Storage
 /// `target`, and that one too when it is a tombstone.
 fn delete_superseded(db: &DB, batch: &mut WriteBatch, key: &[u8], target: i64) -> Result<(), StorageError> {
     let kv_cf = storage::cf(db, columns::KV);
-    let mut opts = storage::one_key_reads();
+    let mut opts = ReadOptions::default();
     opts.set_iterate_upper_bound(key_codec::after_versions(key));
     let mut it = db.raw_iterator_cf_opt(kv_cf, opts);
     it.seek(key_codec::version_key(key, Revision::new(target, i64::MAX)));

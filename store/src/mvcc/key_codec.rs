@@ -84,27 +84,6 @@ pub fn version_key(key: &[u8], rev: Revision) -> Vec<u8> {
     out
 }
 
-/// The [`versions_prefix`] part of an encoded version (the whole input when it
-/// has none). This is the `kv` family's RocksDB prefix extractor: its bloom
-/// filters then answer "no version of this key here" without a seek.
-pub fn prefix_of(encoded: &[u8]) -> &[u8] {
-    match terminator_end(encoded) {
-        Some(end) => &encoded[..end],
-        None => encoded,
-    }
-}
-
-/// Whether `encoded` holds a whole [`versions_prefix`] (the extractor's domain).
-pub fn has_versions_prefix(encoded: &[u8]) -> bool {
-    terminator_end(encoded).is_some()
-}
-
-/// Where the first terminator ends. An escaped key holds `00` only before
-/// `FF`, so the first `00 01` anywhere is the terminator.
-fn terminator_end(encoded: &[u8]) -> Option<usize> {
-    memchr::memmem::find(encoded, &TERMINATOR).map(|at| at + TERMINATOR.len())
-}
-
 /// Splits an encoded version back into the user key and the revision.
 pub fn decode(encoded: &[u8]) -> Option<(Vec<u8>, Revision)> {
     let mut key = Vec::with_capacity(encoded.len().saturating_sub(18));
@@ -180,9 +159,6 @@ mod tests {
             if a < b {
                 prop_assert!(after_versions(&a) <= bound(&b));
             }
-            // The prefix extractor finds exactly the key's versions prefix.
-            prop_assert_eq!(prefix_of(&ea), &versions_prefix(&a)[..]);
-            prop_assert!(has_versions_prefix(&ea) && !has_versions_prefix(&bound(&a)));
         }
     }
 }

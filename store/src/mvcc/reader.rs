@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use rocksdb::{DBRawIteratorWithThreadMode, SnapshotWithThreadMode, DB};
+use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, SnapshotWithThreadMode, DB};
 
 use super::key_codec;
 use super::record::Record;
@@ -74,10 +74,8 @@ impl<'a> KvReader<'a> {
         self.snapshot
     }
 
-    /// An iterator over the `kv` family; `one_key` limits it to the versions
-    /// of the key it is first sought to, which lets filters skip files.
-    fn iterator(&self, upper_bound: Option<Vec<u8>>, one_key: bool) -> DBRawIteratorWithThreadMode<'a, DB> {
-        let mut opts = if one_key { storage::one_key_reads() } else { storage::ordered_reads() };
+    fn iterator(&self, upper_bound: Option<Vec<u8>>) -> DBRawIteratorWithThreadMode<'a, DB> {
+        let mut opts = ReadOptions::default();
         if let Some(snapshot) = self.snapshot {
             opts.set_snapshot(snapshot);
         }
@@ -106,7 +104,7 @@ impl<'a> KvReader<'a> {
     ) -> Result<Option<(Revision, Record)>, StorageError> {
         let target = key_codec::version_key(key, Revision::new(rev, i64::MAX));
         let prefix = &target[..target.len() - key_codec::REVISION_BYTES];
-        let mut it = self.iterator(Some(key_codec::after_prefix(prefix)), true);
+        let mut it = self.iterator(Some(key_codec::after_prefix(prefix)));
         it.seek(&target);
         let (Some(found), Some(value)) = (it.key(), it.value()) else {
             it.status().map_err(StorageError::rocks("seek"))?;
@@ -143,7 +141,7 @@ impl<'a> KvReader<'a> {
             _ if range.is_empty() => return Ok(()),
             KeyRange::Span { start, end } => (start, end),
         };
-        let mut it = self.iterator(end.map(key_codec::bound), false);
+        let mut it = self.iterator(end.map(key_codec::bound));
         it.seek(key_codec::bound(start));
         while let (Some(encoded), Some(value)) = (it.key(), it.value()) {
             let (key, revision) =

@@ -121,7 +121,7 @@ pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageErro
         };
         header(&mut out).map_err(StorageError::io(&tmp))?;
         for (tag, name) in columns::STATE_MACHINE.iter().enumerate() {
-            let mut it = view.raw_iterator_cf_opt(storage::cf(db, name), storage::ordered_reads());
+            let mut it = view.raw_iterator_cf(storage::cf(db, name));
             it.seek_to_first();
             while let (Some(key), Some(value)) = (it.key(), it.value()) {
                 out.write_all(&[tag as u8])
@@ -301,7 +301,7 @@ pub fn interrupted_install(db: &DB) -> Result<Option<PathBuf>, StorageError> {
 
 fn clear_family(db: &DB, batch: &mut WriteBatch, name: &'static str) -> Result<(), StorageError> {
     let cf = storage::cf(db, name);
-    let mut it = db.raw_iterator_cf_opt(cf, storage::ordered_reads());
+    let mut it = db.raw_iterator_cf(cf);
     it.seek_to_first();
     let Some(first) = it.key().map(<[u8]>::to_vec) else {
         return it.status().map_err(StorageError::rocks("clear family"));

@@ -6,7 +6,7 @@ pub mod columns;
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 /// A failure of the storage engine or of decoding what it holds.
 #[derive(Debug, thiserror::Error)]
@@ -47,26 +47,13 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// Block cache shared by every column family.
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
 
-fn family_options(cache: &rocksdb::Cache, name: &str) -> Options {
+fn family_options(cache: &rocksdb::Cache) -> Options {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_block_cache(cache);
     table.set_bloom_filter(10.0, false);
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut opts = Options::default();
-    if name == columns::KV {
-        // Every write looks up its key's newest version. Filters on the
-        // key's versions prefix let that lookup skip memtables and files
-        // that hold no version of the key, instead of seeking in each.
-        let extractor = rocksdb::SliceTransform::create(
-            "shoal.kv.versions",
-            crate::mvcc::key_codec::prefix_of,
-            Some(crate::mvcc::key_codec::has_versions_prefix),
-        );
-        opts.set_prefix_extractor(extractor);
-        opts.set_memtable_prefix_bloom_ratio(0.05);
-        table.set_whole_key_filtering(false);
-    }
     opts.set_block_based_table_factory(&table);
     // Fresh data is read most: keep the first levels uncompressed, compress the rest.
     use rocksdb::DBCompressionType::{Lz4, None as Plain};
@@ -80,28 +67,13 @@ fn family_options(cache: &rocksdb::Cache, name: &str) -> Options {
 /// Opens (creating if needed) the member database at `path`.
 pub fn open(path: &Path) -> Result<Arc<DB>> {
     let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-    let mut opts = family_options(&cache, "default");
+    let mut opts = family_options(&cache);
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_max_background_jobs(2);
-    let families = columns::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(&cache, name)));
+    let families = columns::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(&cache)));
     let db = DB::open_cf_descriptors(&opts, path, families).map_err(StorageError::rocks("open"))?;
     Ok(Arc::new(db))
-}
-
-/// Read options for iterating in plain key order. Needed on the `kv` family,
-/// whose default seek mode may stop at the end of the sought key's versions.
-pub fn ordered_reads() -> ReadOptions {
-    let mut opts = ReadOptions::default();
-    opts.set_total_order_seek(true);
-    opts
-}
-
-/// Read options for iterating over the versions of one key only.
-pub fn one_key_reads() -> ReadOptions {
-    let mut opts = ReadOptions::default();
-    opts.set_prefix_same_as_start(true);
-    opts
 }
 
 /// The handle of a column family opened by [`open`].
