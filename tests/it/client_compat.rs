@@ -4,23 +4,8 @@ use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
     TxnOp,
 };
+use shoal_tests::answers::{assert_same_answers, outcome};
 use shoal_tests::{Cluster, Etcd};
-
-/// Debug output with member/cluster ids and the term masked.
-fn masked(value: &impl std::fmt::Debug) -> String {
-    let ids = regex::Regex::new(r"(cluster_id|member_id|raft_term): \d+").expect("valid regex");
-    ids.replace_all(&format!("{value:?}"), "$1: N").into_owned()
-}
-
-fn outcome<T: std::fmt::Debug>(result: Result<T, etcd_client::Error>) -> String {
-    match result {
-        Ok(value) => masked(&value),
-        Err(etcd_client::Error::GRpcStatus(status)) => {
-            format!("status {:?}: {}", status.code(), status.message())
-        }
-        Err(other) => format!("error: {other}"),
-    }
-}
 
 /// Runs a fixed sequence of operations and records every answer.
 async fn script(client: &mut Client) -> Vec<String> {
@@ -79,8 +64,5 @@ async fn etcd_client_sees_what_it_sees_on_etcd() {
     let mut shoal = cluster.client().await;
     let expected = script(&mut reference).await;
     let got = script(&mut shoal).await;
-    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-        assert_eq!(g, e, "step {i} differs from etcd 3.4");
-    }
-    assert_eq!(got.len(), expected.len());
+    assert_same_answers(&got, &expected);
 }

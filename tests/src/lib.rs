@@ -2,6 +2,7 @@
 //! as separate processes on loopback, for the integration tests in `it/`.
 //!
 //! # Layout
+//! - [`answers`]: client answers as comparable text, and comparing them with etcd's.
 //! - [`ports`]: free loopback ports for each test.
 //! - [`process`]: a child process owned by a test, killed by pid when dropped.
 //! - [`cluster`]: a Shoal cluster; members can be killed, stopped and restarted.
@@ -9,6 +10,7 @@
 //! - [`etcdctl`]: running etcdctl 3.4 and normalizing what differs between clusters.
 //! - [`wait`]: waiting on observable state with a deadline, never a bare sleep.
 
+pub mod answers;
 pub mod cluster;
 pub mod etcd;
 pub mod etcdctl;
