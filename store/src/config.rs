@@ -40,6 +40,22 @@ pub enum ClusterState {
     Existing,
 }
 
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompactionMode {
+    Periodic,
+    Revision,
+}
+
+/// What auto compaction keeps, validated from etcd's two flags.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AutoCompaction {
+    Off,
+    /// Keep this much time of history.
+    Periodic(Duration),
+    /// Keep this many revisions.
+    Revision(i64),
+}
+
 /// A member's flags, named and defaulted as etcd's.
 #[derive(Args, Debug, Clone)]
 pub struct MemberArgs {
@@ -95,6 +111,23 @@ pub struct MemberArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
     /// Log level: debug, info, warn or error.
+    /// Backend size that raises the NOSPACE alarm; 0 means etcd's default
+    /// (2 GiB), a negative value turns the quota off.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub quota_backend_bytes: i64,
+    /// `periodic` (keep a window of time) or `revision` (keep a number of revisions).
+    #[arg(long, value_enum, default_value = "periodic")]
+    pub auto_compaction_mode: CompactionMode,
+    /// How much history auto compaction keeps: hours or a duration ("30m")
+    /// in periodic mode, a revision count in revision mode. 0 turns it off.
+    #[arg(long, default_value = "0")]
+    pub auto_compaction_retention: String,
+    /// How often revision-mode auto compaction checks (etcd: fixed at 5m).
+    #[arg(long, default_value = "5m", value_parser = parse_duration, hide = true)]
+    pub experimental_auto_compaction_check_interval: Duration,
+    /// Promote a learner to voter as soon as it has caught up with the leader.
+    #[arg(long, default_value_t = false)]
+    pub auto_promote_learners: bool,
     #[arg(long, default_value = "info")]
     pub log_level: String,
 }
@@ -114,6 +147,8 @@ pub enum ConfigError {
     ElectionTooShort { election: u64, heartbeat: u64 },
     #[error("{flag} must not be empty")]
     Empty { flag: &'static str },
+    #[error("error parsing CompactionRetention: {0}")]
+    Retention(String),
 }
 
 /// A member of the initial cluster.
@@ -143,6 +178,11 @@ pub struct MemberConfig {
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,
     pub watch_progress_interval: Duration,
+    /// None: no quota.
+    pub quota_bytes: Option<u64>,
+    pub auto_compaction: AutoCompaction,
+    pub auto_compaction_check_interval: Duration,
+    pub auto_promote_learners: bool,
 }
 
 impl MemberConfig {
@@ -238,7 +278,41 @@ impl MemberArgs {
             snapshot_count: self.snapshot_count.max(1),
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             watch_progress_interval: self.experimental_watch_progress_notify_interval.max(Duration::from_millis(10)),
+            quota_bytes: match self.quota_backend_bytes {
+                0 => Some(crate::server::quota::DEFAULT_QUOTA_BYTES),
+                q if q < 0 => None,
+                q => Some(q as u64),
+            },
+            auto_compaction: auto_compaction(self.auto_compaction_mode, &self.auto_compaction_retention)?,
+            auto_compaction_check_interval: self
+                .experimental_auto_compaction_check_interval
+                .max(Duration::from_millis(10)),
+            auto_promote_learners: self.auto_promote_learners,
         })
+    }
+}
+
+/// etcd's reading of the retention: a bare integer is hours (periodic) or
+/// revisions (revision); otherwise a duration, in periodic mode only.
+fn auto_compaction(mode: CompactionMode, retention: &str) -> Result<AutoCompaction, ConfigError> {
+    if let Ok(n) = retention.parse::<i64>() {
+        if n < 0 {
+            return Err(ConfigError::Retention(format!("negative retention {n}")));
+        }
+        return Ok(match (n, mode) {
+            (0, _) => AutoCompaction::Off,
+            (n, CompactionMode::Periodic) => AutoCompaction::Periodic(Duration::from_secs(n as u64 * 3600)),
+            (n, CompactionMode::Revision) => AutoCompaction::Revision(n),
+        });
+    }
+    match mode {
+        CompactionMode::Periodic => match parse_duration(retention).map_err(ConfigError::Retention)? {
+            d if d.is_zero() => Ok(AutoCompaction::Off),
+            d => Ok(AutoCompaction::Periodic(d)),
+        },
+        CompactionMode::Revision => {
+            Err(ConfigError::Retention(format!("invalid revision retention {retention:?} (expected an integer)")))
+        }
     }
 }
 
@@ -314,5 +388,20 @@ mod tests {
             Err(ConfigError::NameNotInCluster { .. })
         ));
         assert!(matches!(parse(&["--election-timeout", "100"]), Err(ConfigError::ElectionTooShort { .. })));
+    }
+
+    #[test]
+    fn reads_auto_compaction_and_quota_as_etcd_does() {
+        let hours = parse(&["--auto-compaction-retention", "2"]).expect("valid");
+        assert_eq!(hours.auto_compaction, AutoCompaction::Periodic(Duration::from_secs(7200)));
+        let revs =
+            parse(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000"]).expect("valid");
+        assert_eq!(revs.auto_compaction, AutoCompaction::Revision(1000));
+        let minutes = parse(&["--auto-compaction-retention", "30m"]).expect("valid");
+        assert_eq!(minutes.auto_compaction, AutoCompaction::Periodic(Duration::from_secs(1800)));
+        assert!(parse(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"]).is_err());
+        assert!(parse(&["--auto-compaction-retention", "soon"]).is_err());
+        assert_eq!(parse(&[]).expect("valid").quota_bytes, Some(2 << 30));
+        assert_eq!(parse(&["--quota-backend-bytes", "-1"]).expect("valid").quota_bytes, None);
     }
 }

@@ -43,6 +43,32 @@ pub enum EtcdError {
     ConnectionLost,
     #[error("server stopped")]
     Stopped,
+    #[error("database space exceeded")]
+    NoSpace,
+    #[error("member not found")]
+    MemberNotFound,
+    #[error("member id already exists")]
+    MemberIdExists,
+    #[error("peer URLs already exist")]
+    PeerUrlExists,
+    #[error("given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("member is not a learner")]
+    MemberNotLearner,
+    #[error("learner is not in sync with the leader")]
+    LearnerNotReady,
+    #[error("too many learners")]
+    TooManyLearners,
+    #[error("not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("unhealthy cluster")]
+    Unhealthy,
+    #[error("bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("leader transfer took too long")]
+    LeaderTransferTimeout,
+    #[error("membership change in progress")]
+    ChangeInProgress,
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -70,6 +96,27 @@ impl EtcdError {
             Timeout => (Code::Unavailable, "etcdserver: request timed out"),
             ConnectionLost => (Code::Unavailable, "etcdserver: request timed out, possibly due to connection lost"),
             Stopped => (Code::Unavailable, "etcdserver: server stopped"),
+            NoSpace => (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
+            MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
+            MemberIdExists => (Code::FailedPrecondition, "etcdserver: member ID already exist"),
+            PeerUrlExists => (Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
+            MemberBadUrls => (Code::InvalidArgument, "etcdserver: given member URLs are invalid"),
+            MemberNotLearner => (Code::FailedPrecondition, "etcdserver: can only promote a learner member"),
+            LearnerNotReady => {
+                (Code::FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader")
+            }
+            TooManyLearners => (Code::FailedPrecondition, "etcdserver: too many learner members in cluster"),
+            NotEnoughStartedMembers => {
+                (Code::Unknown, "etcdserver: re-configuration failed due to not enough started members")
+            }
+            Unhealthy => (Code::Unavailable, "etcdserver: unhealthy cluster"),
+            BadLeaderTransferee => (Code::FailedPrecondition, "etcdserver: bad leader transferee"),
+            LeaderTransferTimeout => (Code::Unknown, "etcdserver: request timed out, leader transfer took too long"),
+            // etcd has no message for this: its Raft drops the second change and
+            // the request times out. Shoal says why, with etcd's prefix.
+            ChangeInProgress => {
+                (Code::FailedPrecondition, "etcdserver: another membership change is in progress; retry later")
+            }
             Internal(detail) => (Code::Internal, detail.as_str()),
         }
     }
@@ -96,6 +143,19 @@ impl EtcdError {
             Timeout,
             ConnectionLost,
             Stopped,
+            NoSpace,
+            MemberNotFound,
+            MemberIdExists,
+            PeerUrlExists,
+            MemberBadUrls,
+            MemberNotLearner,
+            LearnerNotReady,
+            TooManyLearners,
+            NotEnoughStartedMembers,
+            Unhealthy,
+            BadLeaderTransferee,
+            LeaderTransferTimeout,
+            ChangeInProgress,
         ]
         .into_iter()
         .find(|e| {
@@ -120,6 +180,7 @@ impl From<MvccError> for EtcdError {
             MvccError::KeyNotFound => EtcdError::KeyNotFound,
             MvccError::LeaseNotFound => EtcdError::LeaseNotFound,
             MvccError::LeaseExists => EtcdError::LeaseExists,
+            MvccError::NoSpace => EtcdError::NoSpace,
             MvccError::Storage(e) => {
                 tracing::error!(error = %e, "storage failure while serving a request");
                 EtcdError::Internal(format!("etcdserver: storage failure: {e}"))

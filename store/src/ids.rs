@@ -35,6 +35,17 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     nonzero(fnv1a(&parts))
 }
 
+/// The id of a cluster restored from a snapshot: its members and the
+/// snapshot's checksum, so that it differs from the cluster it came from.
+pub fn restored_cluster_id(member_ids: &[u64], snapshot_digest: &[u8]) -> u64 {
+    let mut ids = member_ids.to_vec();
+    ids.sort_unstable();
+    let bytes: Vec<[u8; 8]> = ids.iter().map(|id| id.to_be_bytes()).collect();
+    let mut parts: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+    parts.push(snapshot_digest);
+    nonzero(fnv1a(&parts))
+}
+
 fn nonzero(id: u64) -> u64 {
     if id == 0 {
         1

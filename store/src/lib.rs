@@ -6,14 +6,18 @@
 //! - [`storage`]: the member's RocksDB instance; every column family is named in `storage::columns`.
 //! - [`mvcc`]: revisions, versions, range/put/delete/txn, compaction — etcd's data model on RocksDB.
 //! - [`watch`]: watchers fed by the apply loop, caught up from the revision log.
+//! - [`alarm`]: etcd's alarms (NOSPACE), replicated, and the commands they refuse.
 //! - [`lease`]: lease clocks (leader-owned expiry) and server-chosen lease ids.
 //! - [`raft`]: openraft types, the log store, the state machine, snapshots, the peer network client.
 //! - [`server`]: a running member — identity, proposing and forwarding writes, read index, peer service.
 //! - [`api`]: the etcd gRPC services as thin handlers over the server.
 //! - [`error`]: every client-visible error with etcd's gRPC code and message, in one table.
+//! - [`backup`]: snapshot backups: the Maintenance.Snapshot stream, and offline status and restore.
 //! - [`up`]: `shoal up`, a supervised local 3-member cluster.
 
+pub mod alarm;
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod error;
 pub mod ids;

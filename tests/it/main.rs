@@ -5,6 +5,7 @@ mod errors;
 mod etcdctl_compat;
 mod lease;
 mod lease_compat;
+mod membership;
 mod replication;
 mod up;
 mod watch;

@@ -46,6 +46,47 @@ impl Member {
     }
 }
 
+fn member(
+    dir: &std::path::Path,
+    i: usize,
+    client: u16,
+    peer: u16,
+    initial_cluster: &str,
+    state: &str,
+    extra: &[&str],
+) -> Member {
+    let name = format!("m{i}");
+    let client_url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let data_dir = dir.join(&name);
+    let mut args: Vec<String> = [
+        "--name",
+        &name,
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "--listen-client-urls",
+        &client_url,
+        "--advertise-client-urls",
+        &client_url,
+        "--listen-peer-urls",
+        &peer_url,
+        "--initial-advertise-peer-urls",
+        &peer_url,
+        "--initial-cluster",
+        initial_cluster,
+        "--initial-cluster-state",
+        state,
+        "--initial-cluster-token",
+        "shoal-test",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let log = dir.join(format!("{name}.log"));
+    Member { name, client_url, peer_url, data_dir, args, log, process: None }
+}
+
 pub struct Cluster {
     pub members: Vec<Member>,
     dir: tempfile::TempDir,
@@ -59,6 +100,17 @@ impl Cluster {
 
     /// Starts `n` members, each with `extra` flags added, and waits for a leader.
     pub async fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster::prepare(n, extra);
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster.leader().await;
+        cluster
+    }
+
+    /// Plans `n` members (ports, data dirs, flags) without starting them, so
+    /// that a test can fill their data dirs first (a restore).
+    pub fn prepare(n: usize, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial_cluster = ports
@@ -70,43 +122,27 @@ impl Cluster {
         let members = ports
             .iter()
             .enumerate()
-            .map(|(i, (client, peer))| {
-                let name = format!("m{i}");
-                let client_url = format!("http://127.0.0.1:{client}");
-                let peer_url = format!("http://127.0.0.1:{peer}");
-                let data_dir = dir.path().join(&name);
-                let mut args: Vec<String> = [
-                    "--name",
-                    &name,
-                    "--data-dir",
-                    &data_dir.display().to_string(),
-                    "--listen-client-urls",
-                    &client_url,
-                    "--advertise-client-urls",
-                    &client_url,
-                    "--listen-peer-urls",
-                    &peer_url,
-                    "--initial-advertise-peer-urls",
-                    &peer_url,
-                    "--initial-cluster",
-                    &initial_cluster,
-                    "--initial-cluster-token",
-                    "shoal-test",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-                args.extend(extra.iter().map(|s| s.to_string()));
-                let log = dir.path().join(format!("{name}.log"));
-                Member { name, client_url, peer_url, data_dir, args, log, process: None }
-            })
+            .map(|(i, (client, peer))| member(dir.path(), i, *client, *peer, &initial_cluster, "new", extra))
             .collect();
-        let mut cluster = Cluster { members, dir };
-        for i in 0..n {
-            cluster.restart(i);
-        }
-        cluster.leader().await;
-        cluster
+        Cluster { members, dir }
+    }
+
+    /// Plans a member that joins the running cluster (`--initial-cluster-state
+    /// existing`), after a test has added it with MemberAdd. Returns its index.
+    pub fn prepare_joiner(&mut self, extra: &[&str]) -> usize {
+        let i = self.members.len();
+        let (client, peer) = (free_port(), free_port());
+        let mut initial_cluster: Vec<String> =
+            self.members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect();
+        initial_cluster.push(format!("m{i}=http://127.0.0.1:{peer}"));
+        let joiner = member(self.dir.path(), i, client, peer, &initial_cluster.join(","), "existing", extra);
+        self.members.push(joiner);
+        i
+    }
+
+    /// The member id of member `i`, as it reports it.
+    pub async fn member_id(&self, i: usize) -> Option<u64> {
+        self.status(i).await.and_then(|s| s.header().map(|h| h.member_id()))
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -136,6 +172,22 @@ impl Cluster {
         let member = &mut self.members[i];
         assert!(member.process.is_none(), "{} is already running", member.name);
         member.process = Some(Process::spawn(&shoal_binary(), &member.args, member.log.clone()));
+    }
+
+    /// Waits until member `i` exits on its own (a removed member does) and
+    /// forgets its process. Returns whether it exited successfully.
+    pub async fn wait_exit(&mut self, i: usize) -> bool {
+        let process = self.members[i].process.as_mut().expect("member is running");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = process.exited() {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the member did not exit:\n{}", process.log_tail());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.members[i].process = None;
+        status.success()
     }
 
     /// kill -9 of member `i`.

@@ -22,6 +22,11 @@ fn etcd_binary() -> PathBuf {
 
 impl Etcd {
     pub async fn start() -> Etcd {
+        Etcd::start_with(&[]).await
+    }
+
+    /// Starts etcd with `extra` flags added.
+    pub async fn start_with(extra: &[&str]) -> Etcd {
         let dir = tempfile::tempdir().expect("temp dir");
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
@@ -44,6 +49,7 @@ impl Etcd {
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(extra.iter().map(|s| s.to_string()))
         .collect();
         let process = Process::spawn(&etcd_binary(), &args, dir.path().join("etcd.log"));
         let url = client_url.clone();

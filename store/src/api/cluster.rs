@@ -1,11 +1,18 @@
-//! `etcdserverpb.Cluster`. MemberList for now; membership changes come later
-//! and answer Unimplemented until then.
+//! `etcdserverpb.Cluster`: listing members and changing the membership.
+//! Changes are decided on the leader (see `server::membership`); a member
+//! that is not the leader passes the request on to the leader's client URL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use shoal_proto::etcdserverpb::cluster_client::ClusterClient;
 use shoal_proto::etcdserverpb::cluster_server::Cluster;
-use shoal_proto::etcdserverpb::{Member, MemberListRequest, MemberListResponse};
+use shoal_proto::etcdserverpb::{
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
+    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+    ResponseHeader,
+};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::error::EtcdError;
@@ -20,26 +27,60 @@ impl ClusterService {
     pub fn new(node: Arc<Node>) -> ClusterService {
         ClusterService { node }
     }
+
+    /// A client of the leader's Cluster service, when another member leads.
+    async fn leader_client(&self) -> Result<Option<ClusterClient<Channel>>, EtcdError> {
+        let leader = match self.node.leader() {
+            Some(id) if id == self.node.id => return Ok(None),
+            Some(id) => id,
+            None => return Err(EtcdError::NoLeader),
+        };
+        let published = published_members(&self.node.db).map_err(internal)?;
+        let url = published
+            .into_iter()
+            .find(|m| m.id == leader)
+            .and_then(|m| m.client_urls.into_iter().next())
+            .ok_or(EtcdError::NoLeader)?;
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .map_err(|_| EtcdError::NoLeader)?
+            .connect_timeout(self.node.election_timeout)
+            .connect()
+            .await
+            .map_err(|_| EtcdError::ConnectionLost)?;
+        Ok(Some(ClusterClient::new(channel)))
+    }
+
+    /// The header of a membership response: etcd leaves the revision out.
+    fn header(&self) -> Option<ResponseHeader> {
+        Some(ResponseHeader { revision: 0, ..self.node.header(0) })
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> EtcdError {
+    EtcdError::Internal(format!("etcdserver: reading members: {e}"))
+}
+
+/// Members that have published their attributes, i.e. have started.
+pub fn started_members(node: &Node) -> Result<BTreeSet<u64>, EtcdError> {
+    Ok(published_members(&node.db).map_err(internal)?.into_iter().map(|m| m.id).collect())
 }
 
 /// The members of the current Raft membership with what they published
-/// about themselves, sorted by id as etcd lists them.
+/// about themselves, sorted by id as etcd lists them. A member that has not
+/// started yet has no name and no client URLs.
 pub fn members(node: &Node) -> Result<Vec<Member>, EtcdError> {
     let metrics = node.metrics();
     let membership = metrics.membership_config.membership();
-    let voters: Vec<u64> = membership.voter_ids().collect();
-    let published: BTreeMap<u64, _> = published_members(&node.db)
-        .map_err(|e| EtcdError::Internal(format!("etcdserver: reading members: {e}")))?
-        .into_iter()
-        .map(|m| (m.id, m))
-        .collect();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let published: BTreeMap<u64, _> =
+        published_members(&node.db).map_err(internal)?.into_iter().map(|m| (m.id, m)).collect();
     let mut members: Vec<Member> = membership
         .nodes()
         .map(|(id, raft_node)| {
             let attrs = published.get(id);
             Member {
                 id: *id,
-                name: attrs.map_or_else(|| raft_node.name.clone(), |a| a.name.clone()),
+                name: attrs.map(|a| a.name.clone()).unwrap_or_default(),
                 peer_ur_ls: raft_node.peer_urls.clone(),
                 client_ur_ls: attrs.map(|a| a.client_urls.clone()).unwrap_or_default(),
                 is_learner: !voters.contains(id),
@@ -52,13 +93,57 @@ pub fn members(node: &Node) -> Result<Vec<Member>, EtcdError> {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
+    async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        if let Some(mut leader) = self.leader_client().await? {
+            return leader.member_add(request.into_inner()).await;
+        }
+        let req = request.into_inner();
+        let member = self.node.add_member(req.peer_ur_ls, req.is_learner).await?;
+        Ok(Response::new(MemberAddResponse {
+            header: self.header(),
+            member: Some(member),
+            members: members(&self.node)?,
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        if let Some(mut leader) = self.leader_client().await? {
+            return leader.member_remove(request.into_inner()).await;
+        }
+        self.node.remove_member(request.get_ref().id).await?;
+        Ok(Response::new(MemberRemoveResponse { header: self.header(), members: members(&self.node)? }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        if let Some(mut leader) = self.leader_client().await? {
+            return leader.member_update(request.into_inner()).await;
+        }
+        let req = request.into_inner();
+        self.node.update_member(req.id, req.peer_ur_ls).await?;
+        Ok(Response::new(MemberUpdateResponse { header: self.header(), members: members(&self.node)? }))
+    }
+
     async fn member_list(&self, request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         if request.get_ref().linearizable {
             self.node.linearizable_barrier().await?;
         }
-        Ok(Response::new(MemberListResponse {
-            header: Some(self.node.header(self.node.kv.current_revision())),
-            members: members(&self.node)?,
-        }))
+        Ok(Response::new(MemberListResponse { header: self.header(), members: members(&self.node)? }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        if let Some(mut leader) = self.leader_client().await? {
+            return leader.member_promote(request.into_inner()).await;
+        }
+        self.node.promote_member(request.get_ref().id).await?;
+        Ok(Response::new(MemberPromoteResponse { header: self.header(), members: members(&self.node)? }))
     }
 }

@@ -26,6 +26,7 @@
 
 pub mod compactor;
 pub mod compare;
+pub mod hash;
 pub mod key_codec;
 pub mod lease_keys;
 pub mod range;
@@ -57,6 +58,8 @@ pub enum MvccError {
     LeaseNotFound,
     #[error("lease already exists")]
     LeaseExists,
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -69,6 +72,7 @@ impl MvccError {
             MvccError::KeyNotFound => Some(ApplyErrorCode::KeyNotFound),
             MvccError::LeaseNotFound => Some(ApplyErrorCode::LeaseNotFound),
             MvccError::LeaseExists => Some(ApplyErrorCode::LeaseExists),
+            MvccError::NoSpace => Some(ApplyErrorCode::NoSpace),
             MvccError::Storage(_) => None,
         }
     }
@@ -80,6 +84,7 @@ impl MvccError {
             ApplyErrorCode::KeyNotFound | ApplyErrorCode::ApplyErrorUnspecified => MvccError::KeyNotFound,
             ApplyErrorCode::LeaseNotFound => MvccError::LeaseNotFound,
             ApplyErrorCode::LeaseExists => MvccError::LeaseExists,
+            ApplyErrorCode::NoSpace => MvccError::NoSpace,
         }
     }
 }

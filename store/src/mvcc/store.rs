@@ -17,6 +17,7 @@ use super::range::{range, ReadView};
 use super::reader::KvReader;
 use super::txn::{Change, WriteTxn};
 use super::MvccError;
+use crate::alarm::{self, Alarms};
 use crate::storage::{self, columns, StorageError};
 
 /// etcd's initial compaction revision: nothing has been compacted.
@@ -32,6 +33,8 @@ pub struct KvStore {
     /// snapshot replaces the whole state.
     gate: Arc<RwLock<()>>,
     compactor: Compactor,
+    /// Replicated alarms; NOSPACE caps what the applier accepts.
+    alarms: Alarms,
 }
 
 /// The outcome of executing one command, before its batch is committed.
@@ -59,6 +62,7 @@ impl KvStore {
             compacted: AtomicI64::new(NEVER_COMPACTED),
             gate,
             compactor,
+            alarms: Alarms::default(),
         });
         store.reload()?;
         Ok(store)
@@ -74,7 +78,11 @@ impl KvStore {
         self.compacted.store(compacted, Ordering::Release);
         self.compactor.set_done(done);
         self.compactor.schedule(compacted);
-        Ok(())
+        self.alarms.reload(&self.db)
+    }
+
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
     }
 
     pub fn db(&self) -> &Arc<DB> {
@@ -121,7 +129,15 @@ impl KvStore {
         let mut accepted_compaction = None;
         let (mut lease_granted, mut lease_revoked) = (None, None);
         let outcome = (|| -> Result<internal_response::Response, MvccError> {
+            if self.alarms.no_space() && req.request.as_ref().is_some_and(alarm::grows_database) {
+                return Err(MvccError::NoSpace);
+            }
             Ok(match &req.request {
+                Some(internal_request::Request::Alarm(alarm)) => {
+                    let mut response = self.alarms.apply(&self.db, alarm, batch);
+                    response.header = Some(ResponseHeader { revision: base, ..Default::default() });
+                    internal_response::Response::Alarm(response)
+                }
                 // A plain put checks its lease first, as etcd does.
                 Some(internal_request::Request::Put(put)) => {
                     if put.lease != 0 && !txn.lease_exists(put.lease)? {

@@ -26,7 +26,12 @@ const SNAPSHOT_CHUNK: usize = 1 << 20;
 #[derive(Default)]
 pub struct PeerClients {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Signalled when a peer answers that this member was removed.
+    pub removed: tokio::sync::Notify,
 }
+
+/// What a member answers a removed member that still takes part in Raft.
+pub const REMOVED_MESSAGE: &str = "etcdserver: the member has been permanently removed from the cluster";
 
 impl PeerClients {
     pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
@@ -102,7 +107,12 @@ impl PeerConnection {
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), send).await {
             Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
-            Ok(Err(status)) => return Err(status_to_rpc_error(&status)),
+            Ok(Err(status)) => {
+                if status.code() == tonic::Code::FailedPrecondition && status.message() == REMOVED_MESSAGE {
+                    self.clients.removed.notify_one();
+                }
+                return Err(status_to_rpc_error(&status));
+            }
             Ok(Ok(reply)) => reply.into_inner(),
         };
         let result: Result<Resp, RaftError<u64>> = storage::decode_bincode("raft reply", &reply.payload)

@@ -88,12 +88,8 @@ fn read_chunk(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Builds a snapshot of the applied state into `dir` and returns its meta.
-pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageError> {
-    // Everything applied so far becomes durable before a snapshot can let
-    // Raft purge the log entries that produced it.
-    db.flush_wal(true).map_err(StorageError::rocks("flush wal"))?;
-    let view = db.snapshot();
+/// The meta of the state `view` holds: its last applied log id and membership.
+pub fn meta_of(db: &DB, view: &rocksdb::Snapshot<'_>) -> Result<SnapshotMeta, StorageError> {
     let get =
         |key: &[u8]| view.get_cf(storage::cf(db, columns::META), key).map_err(StorageError::rocks("snapshot meta"));
     let last_log_id: Option<LogId> =
@@ -107,40 +103,53 @@ pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageErro
         Some(id) => format!("{}-{}-{millis}", id.leader_id.term, id.index),
         None => format!("0-0-{millis}"),
     };
-    let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+    Ok(SnapshotMeta { last_log_id, last_membership, snapshot_id })
+}
 
+/// Writes the whole state `view` holds (whose meta is `meta`) to `out` in
+/// the snapshot format, trailer included, and returns `out`.
+pub fn dump<W: Write>(
+    db: &DB,
+    view: &rocksdb::Snapshot<'_>,
+    meta: &SnapshotMeta,
+    out: W,
+    what: &str,
+) -> Result<W, StorageError> {
+    let mut out = CrcWriter { inner: out, crc: crc32fast::Hasher::new() };
+    let io = |e| StorageError::io(what)(e);
+    out.write_all(MAGIC).and_then(|_| write_chunk(&mut out, &storage::encode_bincode(meta))).map_err(io)?;
+    for (tag, name) in columns::STATE_MACHINE.iter().enumerate() {
+        let mut it = view.raw_iterator_cf(storage::cf(db, name));
+        it.seek_to_first();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            out.write_all(&[tag as u8])
+                .and_then(|_| write_chunk(&mut out, key))
+                .and_then(|_| write_chunk(&mut out, value))
+                .map_err(io)?;
+            it.next();
+        }
+        it.status().map_err(StorageError::rocks("snapshot scan"))?;
+    }
+    out.write_all(&[END]).map_err(io)?;
+    let crc = out.crc.clone().finalize();
+    let mut inner = out.inner;
+    inner.write_all(&crc.to_be_bytes()).and_then(|_| inner.flush()).map_err(io)?;
+    Ok(inner)
+}
+
+/// Builds a snapshot of the applied state into `dir` and returns its meta.
+pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageError> {
+    // Everything applied so far becomes durable before a snapshot can let
+    // Raft purge the log entries that produced it.
+    db.flush_wal(true).map_err(StorageError::rocks("flush wal"))?;
+    let view = db.snapshot();
+    let meta = meta_of(db, &view)?;
     fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
     let tmp = dir.join(format!("{}.tmp", meta.snapshot_id));
     let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
-    let mut out = CrcWriter { inner: BufWriter::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
-    let io = StorageError::io(&tmp);
-    let result = (|| -> Result<(), StorageError> {
-        let header = |out: &mut CrcWriter<_>| -> std::io::Result<()> {
-            out.write_all(MAGIC)?;
-            write_chunk(out, &storage::encode_bincode(&meta))
-        };
-        header(&mut out).map_err(StorageError::io(&tmp))?;
-        for (tag, name) in columns::STATE_MACHINE.iter().enumerate() {
-            let mut it = view.raw_iterator_cf(storage::cf(db, name));
-            it.seek_to_first();
-            while let (Some(key), Some(value)) = (it.key(), it.value()) {
-                out.write_all(&[tag as u8])
-                    .and_then(|_| write_chunk(&mut out, key))
-                    .and_then(|_| write_chunk(&mut out, value))
-                    .map_err(StorageError::io(&tmp))?;
-                it.next();
-            }
-            it.status().map_err(StorageError::rocks("snapshot scan"))?;
-        }
-        out.write_all(&[END]).map_err(StorageError::io(&tmp))?;
-        Ok(())
-    })();
-    result?;
-    let crc = out.crc.clone().finalize();
-    let mut inner = out.inner;
-    inner.write_all(&crc.to_be_bytes()).and_then(|_| inner.flush()).map_err(StorageError::io(&tmp))?;
-    let file = inner.into_inner().map_err(|e| StorageError::io(&tmp)(e.into_error()))?;
-    file.sync_all().map_err(io)?;
+    let written = dump(db, &view, &meta, BufWriter::with_capacity(1 << 20, file), &tmp.to_string_lossy())?;
+    let file = written.into_inner().map_err(|e| StorageError::io(&tmp)(e.into_error()))?;
+    file.sync_all().map_err(StorageError::io(&tmp))?;
     let path = dir.join(format!("{}.{SUFFIX}", meta.snapshot_id));
     fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
     sync_dir(dir)?;
@@ -212,8 +221,16 @@ fn open_reader(path: &Path) -> Result<(SnapshotMeta, CrcReader<BufReader<File>>)
 /// callers that write must be able to redo the work.
 fn for_each_record(
     path: &Path,
-    mut record: impl FnMut(&'static str, Vec<u8>, Vec<u8>) -> Result<(), StorageError>,
+    record: impl FnMut(&'static str, Vec<u8>, Vec<u8>) -> Result<(), StorageError>,
 ) -> Result<SnapshotMeta, StorageError> {
+    scan(path, record).map(|(meta, _)| meta)
+}
+
+/// Like `for_each_record`, and also returns the file's CRC-32.
+pub fn scan(
+    path: &Path,
+    mut record: impl FnMut(&'static str, Vec<u8>, Vec<u8>) -> Result<(), StorageError>,
+) -> Result<(SnapshotMeta, u32), StorageError> {
     let (meta, mut input) = open_reader(path)?;
     let io = |e| StorageError::io(path)(e);
     loop {
@@ -234,7 +251,7 @@ fn for_each_record(
     if computed != stored {
         return Err(StorageError::corrupt("snapshot", format!("{}: checksum mismatch", path.display())));
     }
-    Ok(meta)
+    Ok((meta, stored))
 }
 
 /// Checks a snapshot file end to end and returns its meta.

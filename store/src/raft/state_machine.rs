@@ -74,6 +74,7 @@ fn apply_blocking(
         let applied = match &entry.payload {
             EntryPayload::Blank => Applied { revision: kv.current_revision(), ..Applied::default() },
             EntryPayload::Membership(m) => {
+                record_removed(db, membership, m, &mut batch)?;
                 *membership = StoredMembership::new(Some(entry.log_id), m.clone());
                 batch.put_cf(meta, columns::LAST_MEMBERSHIP, storage::encode_bincode(&*membership));
                 Applied { revision: kv.current_revision(), ..Applied::default() }
@@ -95,6 +96,30 @@ fn apply_blocking(
         responses.push(CommandResponse(applied.response));
     }
     Ok((responses, last))
+}
+
+/// Remembers the members that `next` drops, as etcd does, so that a removed
+/// member that still speaks Raft can be told so.
+fn record_removed(
+    db: &DB,
+    current: &StoredMembership,
+    next: &openraft::Membership<u64, super::MemberNode>,
+    batch: &mut WriteBatch,
+) -> Result<(), StorageError> {
+    let gone: Vec<u64> =
+        current.membership().nodes().map(|(id, _)| *id).filter(|id| next.get_node(id).is_none()).collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let mut removed = removed_members(db)?;
+    removed.extend(gone);
+    batch.put_cf(storage::cf(db, columns::META), columns::REMOVED_MEMBERS, storage::encode_bincode(&removed));
+    Ok(())
+}
+
+/// Ids of the members removed from the cluster so far.
+pub fn removed_members(db: &DB) -> Result<std::collections::BTreeSet<u64>, StorageError> {
+    Ok(storage::get_bincode(db, columns::META, columns::REMOVED_MEMBERS)?.unwrap_or_default())
 }
 
 fn execute(db: &DB, kv: &KvStore, request: &InternalRequest, batch: &mut WriteBatch) -> Result<Applied, StorageError> {

@@ -23,6 +23,11 @@ pub enum BootstrapError {
     Storage(#[from] StorageError),
     #[error("could not reach any member of --initial-cluster to join the existing cluster")]
     NoPeerReachable,
+    #[error(
+        "this member's peer URLs {urls:?} are not in the existing cluster; \
+         add it with `member add` first (error validating peerURLs)"
+    )]
+    NotAMember { urls: Vec<String> },
 }
 
 fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>, StorageError> {
@@ -32,7 +37,7 @@ fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>, StorageError> {
 pub async fn identity(db: &DB, config: &MemberConfig, peers: &PeerClients) -> Result<Identity, BootstrapError> {
     if let (Some(member_id), Some(cluster_id)) = (read_u64(db, columns::MEMBER_ID)?, read_u64(db, columns::CLUSTER_ID)?)
     {
-        if member_id != config.member_id() {
+        if config.cluster_state == ClusterState::New && member_id != config.member_id() {
             tracing::warn!(
                 member_id = format_args!("{member_id:x}"),
                 "the data dir belongs to this member id; ignoring --initial-* flags that differ"
@@ -40,13 +45,12 @@ pub async fn identity(db: &DB, config: &MemberConfig, peers: &PeerClients) -> Re
         }
         return Ok(Identity { member_id, cluster_id });
     }
-    let member_id = config.member_id();
-    let cluster_id = match config.cluster_state {
+    let (member_id, cluster_id) = match config.cluster_state {
         ClusterState::New => {
             let ids: Vec<u64> = config.initial_cluster.iter().map(|m| m.id).collect();
-            ids::cluster_id(&ids)
+            (config.member_id(), ids::cluster_id(&ids))
         }
-        ClusterState::Existing => ask_cluster_id(config, peers).await?,
+        ClusterState::Existing => join(config, peers).await?,
     };
     let mut batch = WriteBatch::default();
     let cf = storage::cf(db, columns::RAFT_STATE);
@@ -56,20 +60,31 @@ pub async fn identity(db: &DB, config: &MemberConfig, peers: &PeerClients) -> Re
     Ok(Identity { member_id, cluster_id })
 }
 
-/// Asks the other members of --initial-cluster for the cluster id.
-async fn ask_cluster_id(config: &MemberConfig, peers: &PeerClients) -> Result<u64, BootstrapError> {
-    let own = config.member_id();
+/// Asks the other members of --initial-cluster for the cluster id and for
+/// the id the cluster gave this member when it was added (found by its
+/// peer URLs, as etcd finds it).
+async fn join(config: &MemberConfig, peers: &PeerClients) -> Result<(u64, u64), BootstrapError> {
+    let mut own_urls = config.peer_urls.clone();
+    own_urls.sort();
     for attempt in 0..30 {
-        for member in config.initial_cluster.iter().filter(|m| m.id != own) {
+        for member in config.initial_cluster.iter().filter(|m| m.name != config.name) {
             for url in &member.peer_urls {
                 let Ok(mut client) = peers.client(url) else {
                     continue;
                 };
                 let asked =
                     tokio::time::timeout(Duration::from_secs(1), client.cluster_info(ClusterInfoRequest {})).await;
-                if let Ok(Ok(reply)) = asked {
-                    return Ok(reply.into_inner().cluster_id);
-                }
+                let Ok(Ok(reply)) = asked else { continue };
+                let info = reply.into_inner();
+                let me = info.members.iter().find(|m| {
+                    let mut urls = m.peer_ur_ls.clone();
+                    urls.sort();
+                    urls == own_urls
+                });
+                return match me {
+                    Some(me) => Ok((me.id, info.cluster_id)),
+                    None => Err(BootstrapError::NotAMember { urls: own_urls }),
+                };
             }
         }
         tracing::info!(attempt, "waiting for a member of the existing cluster to answer");

@@ -9,11 +9,15 @@ mod batcher;
 mod bootstrap;
 mod lease_ops;
 mod listeners;
+mod membership;
 mod node;
 mod peer_service;
 mod propose;
+pub mod quota;
 mod read_batch;
 mod read_index;
+mod transfer;
+mod upkeep;
 
 pub use node::{Limits, Node};
 
@@ -153,6 +157,9 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         read_batch: Default::default(),
         peer_read_batch: Default::default(),
         batcher: batcher::Batcher::start(raft.clone()),
+        membership_change: tokio::sync::Mutex::new(()),
+        quota_bytes: config.quota_bytes,
+        backend_size: Default::default(),
     });
 
     let peer_listeners = bind_all(&config.listen_peer).await?;
@@ -163,7 +170,7 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         servers.push(serve_peer(node.clone(), snap_dir.clone(), listener, stop_rx.clone()));
     }
     for listener in client_listeners {
-        servers.push(serve_clients(node.clone(), db_dir.clone(), listener, stop_rx.clone(), config.max_request_bytes));
+        servers.push(serve_clients(node.clone(), listener, stop_rx.clone(), config.max_request_bytes));
     }
 
     // A member of a new cluster writes the initial membership until Raft has
@@ -183,6 +190,14 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
     let publisher = tokio::spawn(publish(node.clone(), stop_rx.clone()));
     let lease_keeper = tokio::spawn(lease_ops::keep_leases(node.clone(), stop_rx.clone()));
     let progress = tokio::spawn(tick_progress(watch_hub.clone(), config.watch_progress_interval, stop_rx.clone()));
+    let compactor = tokio::spawn(upkeep::auto_compact(
+        node.clone(),
+        config.auto_compaction,
+        config.auto_compaction_check_interval,
+        stop_rx.clone(),
+    ));
+    let promoter =
+        config.auto_promote_learners.then(|| tokio::spawn(upkeep::auto_promote(node.clone(), stop_rx.clone())));
     let syncer_stop = Arc::new(AtomicBool::new(false));
     let syncer = std::thread::Builder::new()
         .name("watch-syncer".into())
@@ -193,10 +208,17 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         .map_err(StorageError::io("watch syncer thread"))?;
     tracing::info!(client = ?config.listen_client, peer = ?config.listen_peer, "ready to serve");
 
-    shutdown.await;
+    tokio::select! {
+        _ = shutdown => {}
+        _ = upkeep::removed(node.clone()) => {}
+    }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     publisher.abort();
+    compactor.abort();
+    if let Some(promoter) = promoter {
+        promoter.abort();
+    }
     lease_keeper.abort();
     progress.abort();
     syncer_stop.store(true, Ordering::Release);
@@ -244,7 +266,6 @@ fn serve_peer(
 
 fn serve_clients(
     node: Arc<Node>,
-    db_dir: std::path::PathBuf,
     listener: TcpListener,
     stop: watch::Receiver<bool>,
     max_request_bytes: usize,
@@ -260,7 +281,7 @@ fn serve_clients(
                 ClusterServer::new(api::cluster::ClusterService::new(node.clone())).max_decoding_message_size(max),
             )
             .add_service(
-                MaintenanceServer::new(api::maintenance::MaintenanceService::new(node.clone(), db_dir))
+                MaintenanceServer::new(api::maintenance::MaintenanceService::new(node.clone()))
                     .max_decoding_message_size(max),
             )
             .add_service(AuthServer::new(api::stubs::AuthService).max_decoding_message_size(max))

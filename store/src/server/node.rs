@@ -43,6 +43,12 @@ pub struct Node {
     pub peer_read_batch: super::read_batch::ReadBatch,
     /// Writes proposed on this member, grouped into Raft entries.
     pub batcher: super::batcher::Batcher,
+    /// Held while a membership change is in flight: one at a time.
+    pub membership_change: tokio::sync::Mutex<()>,
+    /// --quota-backend-bytes: writes beyond it raise NOSPACE. None: no quota.
+    pub quota_bytes: Option<u64>,
+    /// The backend size, measured at most every few hundred milliseconds.
+    pub backend_size: super::quota::SizeCache,
 }
 
 impl Node {

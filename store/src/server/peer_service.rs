@@ -10,8 +10,8 @@ use shoal_proto::etcdserverpb::{
 };
 use shoal_proto::peerpb::peer_server::Peer;
 use shoal_proto::peerpb::{
-    ClusterInfoRequest, ClusterInfoResponse, ForwardResponse, InternalRequest, RaftMessage, ReadIndexRequest,
-    ReadIndexResponse, SnapshotChunk,
+    CampaignRequest, CampaignResponse, ClusterInfoRequest, ClusterInfoResponse, ForwardResponse, InternalRequest,
+    RaftMessage, ReadIndexRequest, ReadIndexResponse, SnapshotChunk,
 };
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
@@ -54,7 +54,13 @@ impl Peer for PeerService {
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = decode(request.get_ref())?;
+        let rpc: openraft::raft::VoteRequest<u64> = decode(request.get_ref())?;
+        let candidate = rpc.vote.leader_id().voted_for();
+        let removed =
+            crate::raft::state_machine::removed_members(&self.node.db).map_err(|e| Status::internal(e.to_string()))?;
+        if candidate.is_some_and(|id| removed.contains(&id)) {
+            return Err(Status::failed_precondition(crate::raft::network::REMOVED_MESSAGE));
+        }
         reply(&self.node.raft.vote(rpc).await)
     }
 
@@ -132,6 +138,15 @@ impl Peer for PeerService {
         &self,
         _request: Request<ClusterInfoRequest>,
     ) -> Result<Response<ClusterInfoResponse>, Status> {
-        Ok(Response::new(ClusterInfoResponse { cluster_id: self.node.cluster_id }))
+        Ok(Response::new(ClusterInfoResponse {
+            cluster_id: self.node.cluster_id,
+            members: crate::api::cluster::members(&self.node)?,
+        }))
+    }
+
+    async fn campaign(&self, _request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
+        tracing::info!("starting an election, as the leader asked (leadership transfer)");
+        self.node.raft.trigger().elect().await.map_err(|_| Status::from(EtcdError::Stopped))?;
+        Ok(Response::new(CampaignResponse {}))
     }
 }

@@ -46,3 +46,7 @@ pub const CURRENT_REVISION: &[u8] = b"current_revision";
 pub const COMPACT_REVISION: &[u8] = b"compact_revision";
 /// How far physical compaction has got: every revision below it is gone.
 pub const COMPACT_DONE: &[u8] = b"compact_done";
+/// Ids of members removed from the cluster: bincode `BTreeSet<u64>`.
+pub const REMOVED_MEMBERS: &[u8] = b"removed_members";
+/// The active alarms: bincode `Vec<(member id, alarm type)>`.
+pub const ALARMS: &[u8] = b"alarms";

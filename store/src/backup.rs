@@ -1,0 +1,146 @@
+//! Snapshot backups: what `Maintenance.Snapshot` streams, and the offline
+//! `snapshot status` and `snapshot restore` of the file a client saved.
+//!
+//! ```text
+//! a Raft snapshot file (see raft::snapshot: magic, meta, records, CRC-32)
+//! ‖ SHA-256 of everything before it (32 bytes)
+//! ```
+//!
+//! The trailer is etcd's: `etcdctl snapshot save` writes the stream as it
+//! comes, and the file it saves restores here. Restore refuses a file whose
+//! trailer or inner checksum does not match before writing anything, and
+//! builds the new member's data dir beside its final place, renaming it in
+//! only when it is complete.
+
+mod restore;
+mod stream;
+
+pub use restore::{restore, RestoreOptions, Restored};
+pub use stream::{stream, CHUNK_BYTES};
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::mvcc::{key_codec, Record};
+use crate::raft::snapshot;
+use crate::storage::{columns, StorageError};
+
+/// Length of the SHA-256 trailer.
+pub const TRAILER_BYTES: u64 = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("snapshot file {path} is empty")]
+    Empty { path: PathBuf },
+    #[error("snapshot file {path} is too short to be a snapshot ({size} bytes): it is truncated or not a snapshot")]
+    TooShort { path: PathBuf, size: u64 },
+    #[error("snapshot file {path} is corrupt: its SHA-256 checksum does not match (truncated or modified)")]
+    ChecksumMismatch { path: PathBuf },
+    #[error("snapshot file {path} is corrupt")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: StorageError,
+    },
+    #[error("data-dir {path:?} exists; restore needs a new, empty one")]
+    DataDirExists { path: PathBuf },
+    #[error("invalid restore options: {0}")]
+    Options(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What `snapshot status` reports about a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The file's SHA-256 trailer, hex.
+    pub sha256: String,
+    /// The CRC-32 of the snapshot inside, as etcd prints a hash.
+    pub hash: u32,
+    pub revision: i64,
+    /// Versions stored, as etcd counts its keys (every revision of every key).
+    pub total_keys: u64,
+    /// Keys that exist at `revision`.
+    pub live_keys: u64,
+    pub leases: u64,
+    pub size: u64,
+}
+
+/// Checks the SHA-256 trailer of the file at `path`; returns the digest and
+/// the length of the snapshot before it.
+pub fn check_trailer(path: &Path, mut progress: impl FnMut(u64)) -> Result<([u8; 32], u64), BackupError> {
+    let size = std::fs::metadata(path).map_err(StorageError::io(path))?.len();
+    if size == 0 {
+        return Err(BackupError::Empty { path: path.to_path_buf() });
+    }
+    if size <= TRAILER_BYTES + 16 {
+        return Err(BackupError::TooShort { path: path.to_path_buf(), size });
+    }
+    let body = size - TRAILER_BYTES;
+    let mut input = BufReader::with_capacity(1 << 20, File::open(path).map_err(StorageError::io(path))?);
+    let mut hasher = Sha256::new();
+    let mut left = body;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        input.read_exact(&mut buf[..want]).map_err(StorageError::io(path))?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+        progress(body - left);
+    }
+    let mut trailer = [0u8; 32];
+    input.read_exact(&mut trailer).map_err(StorageError::io(path))?;
+    let digest: [u8; 32] = hasher.finalize().into();
+    if digest != trailer {
+        return Err(BackupError::ChecksumMismatch { path: path.to_path_buf() });
+    }
+    Ok((digest, body))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a saved snapshot end to end and reports what it holds.
+pub fn status(path: &Path) -> Result<Status, BackupError> {
+    let (digest, _) = check_trailer(path, |_| {})?;
+    let size = std::fs::metadata(path).map_err(StorageError::io(path))?.len();
+    let mut status = Status { sha256: hex(&digest), size, ..Status::default_for(size) };
+    let mut last_key: Option<Vec<u8>> = None;
+    let (_, crc) = snapshot::scan(path, |family, key, value| {
+        match family {
+            columns::KV => {
+                status.total_keys += 1;
+                // Versions of a key are adjacent, newest first.
+                if let Some((user_key, _)) = key_codec::decode(&key) {
+                    if last_key.as_deref() != Some(user_key.as_slice()) {
+                        if !Record::is_tombstone(&value) {
+                            status.live_keys += 1;
+                        }
+                        last_key = Some(user_key);
+                    }
+                }
+            }
+            columns::LEASES => status.leases += 1,
+            columns::META if key == columns::CURRENT_REVISION => {
+                let raw: [u8; 8] =
+                    value.as_slice().try_into().map_err(|_| StorageError::corrupt("revision", "size"))?;
+                status.revision = i64::from_be_bytes(raw);
+            }
+            _ => {}
+        }
+        Ok(())
+    })
+    .map_err(|source| BackupError::Corrupt { path: path.to_path_buf(), source })?;
+    status.hash = crc;
+    Ok(status)
+}
+
+impl Status {
+    fn default_for(size: u64) -> Status {
+        Status { sha256: String::new(), hash: 0, revision: 1, total_keys: 0, live_keys: 0, leases: 0, size }
+    }
+}

@@ -1,0 +1,161 @@
+//! `snapshot restore`: the data dir of one member of a new cluster, built
+//! from a saved snapshot. Every key, value, revision and lease is kept;
+//! Raft starts empty, with the new cluster's members, and the cluster gets
+//! an id of its own.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::WriteBatch;
+
+use super::{check_trailer, BackupError};
+use crate::ids;
+use crate::raft::snapshot;
+use crate::storage::{self, columns, StorageError};
+use crate::urls;
+
+/// Flush the restore batch into RocksDB at this size.
+const BATCH_BYTES: usize = 4 << 20;
+
+/// etcd's `snapshot restore` flags.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub name: String,
+    pub initial_cluster: String,
+    pub initial_advertise_peer_urls: String,
+    pub initial_cluster_token: String,
+    pub data_dir: PathBuf,
+}
+
+/// What a restore wrote.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub records: u64,
+}
+
+/// Members of the new cluster and this member's id, checked as the server
+/// checks its own flags.
+fn new_members(options: &RestoreOptions) -> Result<(Vec<u64>, u64), BackupError> {
+    let bad = |e: urls::UrlError| BackupError::Options(e.to_string());
+    let cluster = urls::parse_initial_cluster(&options.initial_cluster).map_err(bad)?;
+    let advertised =
+        urls::parse_list("--initial-advertise-peer-urls", &options.initial_advertise_peer_urls).map_err(bad)?;
+    let mut advertised: Vec<String> = advertised.iter().map(ToString::to_string).collect();
+    advertised.sort();
+    let mut ids = Vec::new();
+    let mut own = None;
+    for (name, member_urls) in &cluster {
+        let mut peer_urls: Vec<String> = member_urls.iter().map(ToString::to_string).collect();
+        peer_urls.sort();
+        let id = ids::member_id(&peer_urls, &options.initial_cluster_token);
+        if *name == options.name {
+            if peer_urls != advertised {
+                return Err(BackupError::Options(format!(
+                    "--initial-cluster has {name}={} but --initial-advertise-peer-urls is {} (the URLs must match)",
+                    peer_urls.join(","),
+                    advertised.join(",")
+                )));
+            }
+            own = Some(id);
+        }
+        ids.push(id);
+    }
+    let own = own.ok_or_else(|| {
+        BackupError::Options(format!(
+            "couldn't find local name {:?} in the initial cluster configuration",
+            options.name
+        ))
+    })?;
+    Ok((ids, own))
+}
+
+/// Keys of `meta` that belong to the old cluster's Raft, not to the data.
+fn belongs_to_old_raft(family: &str, key: &[u8]) -> bool {
+    family == columns::MEMBERS
+        || (family == columns::META
+            && [columns::LAST_APPLIED, columns::LAST_MEMBERSHIP, columns::APPLY_PROGRESS, columns::ALARMS]
+                .contains(&key))
+}
+
+/// Restores the snapshot at `file` into `options.data_dir`. `progress` is
+/// told the bytes checked and then the bytes restored, out of the total.
+pub fn restore(
+    file: &Path,
+    options: &RestoreOptions,
+    mut progress: impl FnMut(&'static str, u64, u64),
+) -> Result<Restored, BackupError> {
+    let (member_ids, member_id) = new_members(options)?;
+    let data_dir = &options.data_dir;
+    if data_dir.exists() && std::fs::read_dir(data_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(BackupError::DataDirExists { path: data_dir.clone() });
+    }
+    let (digest, body) = check_trailer(file, |done| progress("verifying", done, 0))?;
+    progress("verifying", body, body);
+    // The cluster id depends on the file too: a restored cluster is a new
+    // cluster, even with the old cluster's flags.
+    let cluster_id = ids::restored_cluster_id(&member_ids, &digest);
+
+    let staging = staging_dir(data_dir);
+    let _ = std::fs::remove_dir_all(&staging);
+    let written = write_member(file, &staging, member_id, cluster_id, body, &mut progress);
+    let records = match written {
+        Ok(records) => records,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    if data_dir.exists() {
+        std::fs::remove_dir(data_dir).map_err(StorageError::io(data_dir))?;
+    }
+    std::fs::rename(&staging, data_dir).map_err(StorageError::io(data_dir))?;
+    if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(StorageError::io(parent))?;
+    }
+    Ok(Restored { member_id, cluster_id, records })
+}
+
+fn staging_dir(data_dir: &Path) -> PathBuf {
+    let mut name = data_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".restoring");
+    data_dir.with_file_name(name)
+}
+
+fn write_member(
+    file: &Path,
+    dir: &Path,
+    member_id: u64,
+    cluster_id: u64,
+    total: u64,
+    progress: &mut impl FnMut(&'static str, u64, u64),
+) -> Result<u64, BackupError> {
+    let db_dir = dir.join("member").join("db");
+    std::fs::create_dir_all(&db_dir).map_err(StorageError::io(&db_dir))?;
+    let db = storage::open(&db_dir)?;
+    let mut batch = WriteBatch::default();
+    let (mut records, mut done) = (0u64, 0u64);
+    let scanned = snapshot::scan(file, |family, key, value| {
+        done += (key.len() + value.len() + 9) as u64;
+        if belongs_to_old_raft(family, &key) {
+            return Ok(());
+        }
+        batch.put_cf(storage::cf(&db, family), key, value);
+        records += 1;
+        if batch.size_in_bytes() >= BATCH_BYTES {
+            storage::write_buffered(&db, std::mem::take(&mut batch))?;
+            progress("restoring", done, total);
+        }
+        Ok(())
+    });
+    scanned.map_err(|source| BackupError::Corrupt { path: file.to_path_buf(), source })?;
+    storage::write_buffered(&db, batch)?;
+    let mut identity = WriteBatch::default();
+    let state = storage::cf(&db, columns::RAFT_STATE);
+    identity.put_cf(state, columns::MEMBER_ID, (member_id as i64).to_be_bytes());
+    identity.put_cf(state, columns::CLUSTER_ID, (cluster_id as i64).to_be_bytes());
+    storage::write_synced(&db, identity)?;
+    db.flush().map_err(StorageError::rocks("flush"))?;
+    progress("restoring", total, total);
+    Ok(records)
+}
