@@ -16,6 +16,14 @@ impl Pair {
         (pair, etcd, cluster)
     }
 
+    /// One etcd and one single-member Shoal, both with `extra` flags, so that
+    /// cluster-shaped output (member lists, endpoint status) is comparable.
+    pub async fn start_single(extra: &[&str]) -> (Pair, Etcd, Cluster) {
+        let (etcd, cluster) = tokio::join!(Etcd::start_with(extra), Cluster::start_with(1, extra));
+        let pair = Pair { etcd: Etcdctl::new(etcd.client_url.clone()), shoal: Etcdctl::new(cluster.endpoints_csv()) };
+        (pair, etcd, cluster)
+    }
+
     /// Runs the same command on both and insists on the same output.
     pub fn same(&self, args: &[&str]) -> Output {
         self.same_with_stdin(args, None)

@@ -1,11 +1,13 @@
 //! Integration tests on real processes: Shoal members, etcd 3.4, etcdctl.
 
+mod backup;
 mod client_compat;
 mod errors;
 mod etcdctl_compat;
 mod lease;
 mod lease_compat;
 mod membership;
+mod ops_compat;
 mod replication;
 mod up;
 mod watch;

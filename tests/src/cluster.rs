@@ -12,14 +12,33 @@ use crate::wait;
 /// The `shoal` binary of this build: next to the test binary's `deps/` dir,
 /// or wherever `SHOAL_BIN` says.
 pub fn shoal_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("SHOAL_BIN") {
+    binary("shoal", "SHOAL_BIN")
+}
+
+/// The `shoalctl` binary of this build, or wherever `SHOALCTL_BIN` says.
+pub fn shoalctl_binary() -> PathBuf {
+    binary("shoalctl", "SHOALCTL_BIN")
+}
+
+fn binary(name: &str, env: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
-    let path = dir.join("shoal");
+    let path = dir.join(name);
     assert!(path.exists(), "{} is missing: build it first with `cargo build --bins`", path.display());
     path
+}
+
+/// Runs `shoalctl` with `args`; returns (success, stdout, stderr).
+pub fn shoalctl(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(shoalctl_binary()).args(args).output().expect("run shoalctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub struct Member {

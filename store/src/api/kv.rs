@@ -29,6 +29,7 @@ impl KvService {
         &self,
         request: internal_request::Request,
     ) -> Result<(internal_response::Response, u64), EtcdError> {
+        self.node.ensure_space(&request).await?;
         let request = InternalRequest { request: Some(request) };
         check_size(request.encoded_len(), self.node.limits.max_request_bytes)?;
         let (response, index) = self.node.propose(request).await?;

@@ -29,6 +29,7 @@ impl LeaseService {
     }
 
     async fn propose(&self, request: internal_request::Request) -> Result<internal_response::Response, EtcdError> {
+        self.node.ensure_space(&request).await?;
         let (response, _) = self.node.propose(InternalRequest { request: Some(request) }).await?;
         unpack(response)
     }

@@ -42,10 +42,9 @@ pub fn alarm_text(alarm: &AlarmMember) -> String {
 /// compacted versions and rewrites the files, while reads and writes go on.
 fn defragment(node: &Node) -> Result<(), StorageError> {
     let db = &node.db;
-    db.flush_wal(true).map_err(StorageError::rocks("flush wal"))?;
+    crate::storage::flush_all(db)?;
     for name in columns::ALL {
         let Some(cf) = db.cf_handle(name) else { continue };
-        db.flush_cf(cf).map_err(StorageError::rocks("flush"))?;
         let mut opts = rocksdb::CompactOptions::default();
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &opts);

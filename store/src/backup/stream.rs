@@ -15,12 +15,17 @@ use crate::storage::StorageError;
 pub const CHUNK_BYTES: usize = 64 << 10;
 /// Chunks buffered ahead of a slow client.
 const AHEAD: usize = 16;
+/// etcd's snapshots are whole database pages, and `etcdctl snapshot save`
+/// refuses a file whose length is not pages plus the 32-byte checksum; the
+/// snapshot is padded with zeros to a multiple of this.
+const PAGE: u64 = 512;
 
 /// Sends what is written to it in chunks, hashing as it goes.
 struct ChunkSender {
     tx: mpsc::Sender<Result<(Vec<u8>, bool), StorageError>>,
     buf: Vec<u8>,
     sha: Sha256,
+    written: u64,
 }
 
 impl ChunkSender {
@@ -39,6 +44,7 @@ impl Write for ChunkSender {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.sha.update(data);
         self.buf.extend_from_slice(data);
+        self.written += data.len() as u64;
         if self.buf.len() >= CHUNK_BYTES {
             self.send()?;
         }
@@ -65,8 +71,15 @@ pub fn stream(kv: Arc<KvStore>) -> mpsc::Receiver<Result<(Vec<u8>, bool), Storag
                     db.snapshot()
                 };
                 let meta = snapshot::meta_of(&db, &view)?;
-                let sender = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK_BYTES), sha: Sha256::new() };
+                let sender = ChunkSender {
+                    tx: tx.clone(),
+                    buf: Vec::with_capacity(CHUNK_BYTES),
+                    sha: Sha256::new(),
+                    written: 0,
+                };
                 let mut sender = snapshot::dump(&db, &view, &meta, sender, "snapshot stream")?;
+                let padding = (PAGE - sender.written % PAGE) % PAGE;
+                sender.write_all(&vec![0u8; padding as usize]).map_err(StorageError::io("snapshot stream"))?;
                 sender.send().map_err(StorageError::io("snapshot stream"))?;
                 let digest = sender.sha.finalize().to_vec();
                 tx.blocking_send(Ok((digest, true)))

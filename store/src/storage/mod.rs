@@ -94,6 +94,14 @@ pub fn write_buffered(db: &DB, batch: WriteBatch) -> Result<()> {
     db.write(batch).map_err(StorageError::rocks("write"))
 }
 
+/// Writes every column family's memtable to table files.
+pub fn flush_all(db: &DB) -> Result<()> {
+    for name in columns::ALL {
+        db.flush_cf(cf(db, name)).map_err(StorageError::rocks("flush"))?;
+    }
+    Ok(())
+}
+
 pub fn get(db: &DB, cf_name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
     db.get_cf(cf(db, cf_name), key).map_err(StorageError::rocks("get"))
 }
