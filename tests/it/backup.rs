@@ -53,7 +53,8 @@ async fn load(client: &Client, leases: &[i64]) {
                     let ops: Vec<TxnOp> = (0..PER_TXN)
                         .map(|j| {
                             let n = chunk * PER_TXN + j;
-                            let options = (n % 10 == 0).then(|| PutOptions::new().with_lease(leases[n % leases.len()]));
+                            let options =
+                                n.is_multiple_of(10).then(|| PutOptions::new().with_lease(leases[n % leases.len()]));
                             TxnOp::put(format!("key/{n:06}"), format!("value-{round}-{n}"), options)
                         })
                         .collect();

@@ -79,3 +79,37 @@ async fn no_quorum_means_no_leader_or_timeout() {
     let local = ctl.run(&["get", "k", "--consistency=s"]);
     assert!(local.success, "{local:?}");
 }
+
+/// Member and maintenance requests that etcd refuses are refused the same
+/// way, and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_and_maintenance_errors_match_etcd() {
+    use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client};
+    use shoal_tests::answers::{assert_same_answers, outcome};
+
+    let (_pair, etcd, cluster) = Pair::start_single(&[]).await;
+    async fn answers(mut client: Client) -> Vec<String> {
+        let own = client.status().await.expect("status").header().expect("header").member_id();
+        let own_peer = client.member_list().await.expect("list").members()[0].peer_urls().to_vec();
+        let mut out = vec![
+            outcome(client.member_remove(0x1234).await),
+            outcome(client.member_promote(0x1234).await),
+            outcome(client.member_promote(own).await),
+            outcome(client.member_update(0x1234, vec!["http://127.0.0.1:1".to_string()]).await),
+            outcome(client.member_add(["http://not a url"], None).await),
+            outcome(client.member_add(own_peer, None).await),
+            outcome(client.hash_kv(100).await),
+            outcome(client.move_leader(0x1234).await),
+        ];
+        for action in [AlarmAction::Deactivate, AlarmAction::Activate, AlarmAction::Get, AlarmAction::Deactivate] {
+            let mut options = AlarmOptions::new();
+            options.with_member(0x99);
+            out.push(outcome(client.alarm(action, AlarmType::Nospace, Some(options)).await));
+        }
+        out.push(format!("members: {}", client.member_list().await.expect("list").members().len()));
+        out
+    }
+    let expected = answers(Client::connect([etcd.client_url.clone()], None).await.expect("etcd")).await;
+    let got = answers(cluster.client().await).await;
+    assert_same_answers(&got, &expected);
+}

@@ -6,6 +6,7 @@ mod errors;
 mod etcdctl_compat;
 mod lease;
 mod lease_compat;
+mod maintenance;
 mod membership;
 mod ops_compat;
 mod replication;

@@ -30,14 +30,23 @@ fn start_writer(endpoints: Vec<String>) -> (Arc<AtomicBool>, tokio::task::JoinHa
     (stop, handle)
 }
 
+/// Small snapshots and a short log tail, so that a joining member has to
+/// catch up by snapshot install rather than by the log alone.
+const SNAPSHOT_OFTEN: [&str; 2] = ["--snapshot-count=200", "--experimental-snapshot-catchup-entries=20"];
+
 async fn add_learner_and_promote(cluster: &mut Cluster, client: &mut Client) {
-    let i = cluster.prepare_joiner(&[]);
+    let i = cluster.prepare_joiner(&SNAPSHOT_OFTEN);
     let peer = cluster.members[i].peer_url.clone();
     let added = client.member_add([peer], Some(MemberAddOptions::new().with_is_learner())).await.expect("member add");
     let member = added.member().expect("the new member");
     assert!(member.is_learner());
     let id = member.id();
     cluster.restart(i);
+    wait::until(Duration::from_secs(60), "the learner to install a snapshot", || {
+        let log = cluster.members[i].process().and_then(|p| std::fs::read_to_string(&p.log).ok()).unwrap_or_default();
+        async move { log.contains("installed snapshot").then_some(()) }
+    })
+    .await;
     let promoted = wait::until(Duration::from_secs(60), "the learner to catch up and be promoted", || {
         let mut client = client.clone();
         async move { client.member_promote(id).await.ok() }
@@ -53,10 +62,23 @@ async fn voters(client: &mut Client) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grows_to_five_and_shrinks_to_three_under_load_without_losing_writes() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start_with(3, &SNAPSHOT_OFTEN).await;
     let mut client = cluster.client().await;
     let (stop, writer) = start_writer(cluster.endpoints());
 
+    // Enough entries for a snapshot, so that the log a joiner needs is gone.
+    for i in 0..250 {
+        client.put(format!("fill/{i}"), "v", None).await.expect("put");
+    }
+    wait::until(Duration::from_secs(30), "every member to snapshot and trim its log", || {
+        let snapshots = cluster.members.iter().all(|m| {
+            std::fs::read_dir(m.data_dir.join("member").join("snap"))
+                .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "snap")))
+                .unwrap_or(false)
+        });
+        async move { snapshots.then_some(()) }
+    })
+    .await;
     add_learner_and_promote(&mut cluster, &mut client).await;
     add_learner_and_promote(&mut cluster, &mut client).await;
     assert_eq!(voters(&mut client).await.len(), 5, "{}", cluster.logs());

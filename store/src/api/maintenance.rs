@@ -59,6 +59,8 @@ impl Maintenance for MaintenanceService {
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let req = request.into_inner();
         if req.action == AlarmAction::Get as i32 {
+            // etcd answers through Raft: a list sees every alarm raised before it.
+            self.node.linearizable_barrier().await?;
             return Ok(Response::new(AlarmResponse { header: None, alarms: self.node.kv.alarms().list(req.alarm) }));
         }
         let request = InternalRequest { request: Some(internal_request::Request::Alarm(req)) };
