@@ -31,62 +31,7 @@ BIN="$CARGO_TARGET_DIR/release"
 rm -rf "$WORK"
 mkdir -p "$OUT"
 
-declare -A BASE=([etcd]=21000 [shoal]=23000)
-declare -A EXE=([etcd]=/usr/bin/etcd [shoal]="$BIN/shoal")
-
-client_url() { echo "http://127.0.0.1:$((BASE[$1] + $2 * 100))"; }
-peer_url() { echo "http://127.0.0.1:$((BASE[$1] + $2 * 100 + 1))"; }
-endpoints() { echo "$(client_url "$1" 0),$(client_url "$1" 1),$(client_url "$1" 2)"; }
-
-start_member() { # system index
-    local sys=$1 i=$2 cluster=""
-    for j in 0 1 2; do cluster+="${cluster:+,}m$j=$(peer_url "$sys" "$j")"; done
-    "${EXE[$sys]}" --name "m$i" --data-dir "$WORK/$sys/m$i" \
-        --listen-client-urls "$(client_url "$sys" "$i")" --advertise-client-urls "$(client_url "$sys" "$i")" \
-        --listen-peer-urls "$(peer_url "$sys" "$i")" --initial-advertise-peer-urls "$(peer_url "$sys" "$i")" \
-        --initial-cluster "$cluster" --initial-cluster-token "bench-$sys" --initial-cluster-state new \
-        >>"$WORK/$sys-m$i.log" 2>&1 &
-    echo $! >"$WORK/$sys-m$i.pid"
-}
-
-wait_healthy() { # system
-    for _ in $(seq 1 300); do
-        if etcdctl --endpoints="$(endpoints "$1")" endpoint health >/dev/null 2>&1; then return 0; fi
-        sleep 0.2
-    done
-    echo "$1 did not become healthy" >&2; return 1
-}
-
-start_cluster() { for i in 0 1 2; do start_member "$1" "$i"; done; wait_healthy "$1"; }
-
-stop_cluster() { # system
-    for i in 0 1 2; do
-        local pid; pid=$(cat "$WORK/$1-m$i.pid" 2>/dev/null || true)
-        [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
-    done
-    for i in 0 1 2; do
-        local pid; pid=$(cat "$WORK/$1-m$i.pid" 2>/dev/null || true)
-        while [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    done
-    rm -rf "${WORK:?}/$1"
-}
-
-leader_index() { # system
-    etcdctl --endpoints="$(endpoints "$1")" endpoint status -w json | python3 -c '
-import json, sys
-for i, e in enumerate(json.load(sys.stdin)):
-    if e["Status"]["leader"] == e["Status"]["header"]["member_id"]:
-        print(e["Endpoint"].rsplit(":", 1)[1])' | while read -r port; do echo $(((port - BASE[$1]) / 100)); done
-}
-
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-
-bench() { # system workload clients [args...]
-    local sys=$1 workload=$2 clients=$3; shift 3
-    local conns=$(( clients < 16 ? clients : 16 ))
-    "$BIN/shoal-bench" --endpoints "$(endpoints "$sys")" --clients "$clients" --conns "$conns" --label "$sys" \
-        --quiet --json "$OUT/$workload-$clients-$sys.json" "$@" | tail -n 1
-}
+source benches/lib.sh
 
 trap 'stop_cluster etcd; stop_cluster shoal' EXIT
 
@@ -148,5 +93,7 @@ for sys in etcd shoal; do
     stop_cluster "$sys"
 done
 
+ops_section=$(sed -n '/^<!-- ops.sh -->/,$p' benches/RESULTS.md 2>/dev/null || true)
 python3 benches/report.py "$OUT" "$DURATION" "$0${QUICK:+ (QUICK=1)}" >benches/RESULTS.md
+if [[ -n "$ops_section" ]]; then printf '\n%s\n' "$ops_section" >>benches/RESULTS.md; fi
 cat benches/RESULTS.md

@@ -152,6 +152,8 @@ fn banner(members: &[Member], data_dir: &Path) {
     println!("  etcdctl --endpoints={endpoints} put greeting hello");
     println!("  etcdctl --endpoints={endpoints} get greeting -w json");
     println!("  etcdctl --endpoints={endpoints} endpoint status -w table");
+    println!("  shoalctl --endpoints={endpoints} member list");
+    println!("  shoalctl --endpoints={} snapshot save backup.db", members[0].client_url);
     println!();
     println!("Ctrl-C stops the cluster; running `shoal up` again on the same --data-dir resumes it.");
 }
