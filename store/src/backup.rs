@@ -15,6 +15,9 @@
 mod restore;
 mod stream;
 
+#[cfg(test)]
+mod restore_test;
+
 pub use restore::{restore, RestoreOptions, Restored};
 pub use stream::{stream, CHUNK_BYTES};
 

@@ -74,8 +74,14 @@ fn new_members(options: &RestoreOptions) -> Result<(Vec<u64>, u64), BackupError>
 fn belongs_to_old_raft(family: &str, key: &[u8]) -> bool {
     family == columns::MEMBERS
         || (family == columns::META
-            && [columns::LAST_APPLIED, columns::LAST_MEMBERSHIP, columns::APPLY_PROGRESS, columns::ALARMS]
-                .contains(&key))
+            && [
+                columns::LAST_APPLIED,
+                columns::LAST_MEMBERSHIP,
+                columns::APPLY_PROGRESS,
+                columns::ALARMS,
+                columns::REMOVED_MEMBERS,
+            ]
+            .contains(&key))
 }
 
 /// Restores the snapshot at `file` into `options.data_dir`. `progress` is
