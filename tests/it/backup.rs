@@ -240,4 +240,24 @@ async fn etcdctl_saves_what_shoalctl_restores_and_bad_files_are_refused() {
     restored.leader().await;
     let got = Etcdctl::new(restored.endpoints_csv()).run(&["get", "k", "--prefix", "--keys-only"]);
     assert_eq!(got.stdout.lines().filter(|l| !l.is_empty()).count(), 50, "{got:?}");
+
+    // A member added to the restored cluster gets the restored data too (by
+    // snapshot: no log holds it).
+    let mut client = restored.client().await;
+    let joiner = restored.prepare_joiner(&[]);
+    let peer = restored.members[joiner].peer_url.clone();
+    let options = etcd_client::MemberAddOptions::new().with_is_learner();
+    client.member_add([peer], Some(options)).await.expect("member add");
+    restored.restart(joiner);
+    let mut on_joiner = restored.member_client(joiner).await;
+    let count = shoal_tests::wait::until(Duration::from_secs(30), "the new member to hold the restored keys", || {
+        let mut c = on_joiner.clone();
+        async move {
+            let options = GetOptions::new().with_prefix().with_count_only().with_serializable();
+            c.get("k", Some(options)).await.ok().map(|r| r.count()).filter(|n| *n == 50)
+        }
+    })
+    .await;
+    assert_eq!(count, 50);
+    on_joiner.status().await.expect("status");
 }

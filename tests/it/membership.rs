@@ -129,3 +129,28 @@ async fn grows_to_five_and_shrinks_to_three_under_load_without_losing_writes() {
     }
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "HashKV differs across members: {hashes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_lost_its_data_dir_may_not_rejoin_under_its_old_id() {
+    let mut cluster = Cluster::start(3).await;
+    let mut client = cluster.client().await;
+    let i = cluster.prepare_joiner(&[]);
+    let peer = cluster.members[i].peer_url.clone();
+    let added = client.member_add([peer], Some(MemberAddOptions::new().with_is_learner())).await.expect("add");
+    let id = added.member().expect("member").id();
+    cluster.restart(i);
+    wait::until(Duration::from_secs(30), "the learner to start and publish its name", || {
+        let mut client = client.clone();
+        async move {
+            let list = client.member_list().await.ok()?;
+            list.members().iter().any(|m| m.id() == id && !m.name().is_empty()).then_some(())
+        }
+    })
+    .await;
+    cluster.kill(i);
+    std::fs::remove_dir_all(&cluster.members[i].data_dir).expect("wipe the data dir");
+    cluster.restart(i);
+    assert!(!cluster.wait_exit(i).await, "a wiped member refuses to start");
+    let log = std::fs::read_to_string(cluster.dir().join(format!("m{i}.log"))).unwrap_or_default();
+    assert!(log.contains("has already been bootstrapped"), "{log}");
+}

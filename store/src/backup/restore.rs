@@ -3,13 +3,14 @@
 //! Raft starts empty, with the new cluster's members, and the cluster gets
 //! an id of its own.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use rocksdb::WriteBatch;
 
 use super::{check_trailer, BackupError};
 use crate::ids;
-use crate::raft::snapshot;
+use crate::raft::{snapshot, LogId, MemberNode, StoredMembership};
 use crate::storage::{self, columns, StorageError};
 use crate::urls;
 
@@ -34,16 +35,16 @@ pub struct Restored {
     pub records: u64,
 }
 
-/// Members of the new cluster and this member's id, checked as the server
-/// checks its own flags.
-fn new_members(options: &RestoreOptions) -> Result<(Vec<u64>, u64), BackupError> {
+/// Members of the new cluster (id → node) and this member's id, checked as
+/// the server checks its own flags.
+fn new_members(options: &RestoreOptions) -> Result<(BTreeMap<u64, MemberNode>, u64), BackupError> {
     let bad = |e: urls::UrlError| BackupError::Options(e.to_string());
     let cluster = urls::parse_initial_cluster(&options.initial_cluster).map_err(bad)?;
     let advertised =
         urls::parse_list("--initial-advertise-peer-urls", &options.initial_advertise_peer_urls).map_err(bad)?;
     let mut advertised: Vec<String> = advertised.iter().map(ToString::to_string).collect();
     advertised.sort();
-    let mut ids = Vec::new();
+    let mut members = BTreeMap::new();
     let mut own = None;
     for (name, member_urls) in &cluster {
         let mut peer_urls: Vec<String> = member_urls.iter().map(ToString::to_string).collect();
@@ -59,7 +60,7 @@ fn new_members(options: &RestoreOptions) -> Result<(Vec<u64>, u64), BackupError>
             }
             own = Some(id);
         }
-        ids.push(id);
+        members.insert(id, MemberNode { name: name.clone(), peer_urls });
     }
     let own = own.ok_or_else(|| {
         BackupError::Options(format!(
@@ -67,7 +68,7 @@ fn new_members(options: &RestoreOptions) -> Result<(Vec<u64>, u64), BackupError>
             options.name
         ))
     })?;
-    Ok((ids, own))
+    Ok((members, own))
 }
 
 /// Keys of `meta` that belong to the old cluster's Raft, not to the data.
@@ -91,7 +92,8 @@ pub fn restore(
     options: &RestoreOptions,
     mut progress: impl FnMut(&'static str, u64, u64),
 ) -> Result<Restored, BackupError> {
-    let (member_ids, member_id) = new_members(options)?;
+    let (members, member_id) = new_members(options)?;
+    let member_ids: Vec<u64> = members.keys().copied().collect();
     let data_dir = &options.data_dir;
     if data_dir.exists() && std::fs::read_dir(data_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(BackupError::DataDirExists { path: data_dir.clone() });
@@ -104,7 +106,8 @@ pub fn restore(
 
     let staging = staging_dir(data_dir);
     let _ = std::fs::remove_dir_all(&staging);
-    let written = write_member(file, &staging, member_id, cluster_id, body, &mut progress);
+    let identity = Identity { member_id, cluster_id, members };
+    let written = write_member(file, &staging, &identity, body, &mut progress);
     let records = match written {
         Ok(records) => records,
         Err(e) => {
@@ -137,11 +140,34 @@ fn write_unlogged(db: &rocksdb::DB, batch: WriteBatch) -> Result<(), StorageErro
     db.write_opt(batch, &opts).map_err(StorageError::rocks("restore write"))
 }
 
+/// Who the restored member is, and the cluster it starts.
+struct Identity {
+    member_id: u64,
+    cluster_id: u64,
+    members: BTreeMap<u64, MemberNode>,
+}
+
+/// The new cluster's Raft starts as if it had applied and purged one entry
+/// holding the restored data and its membership, as etcd's restore does:
+/// every member restored from the same file agrees on it, and a member added
+/// later gets the data by snapshot, since no log holds it.
+fn seed_raft(db: &rocksdb::DB, members: &BTreeMap<u64, MemberNode>) -> Result<(), StorageError> {
+    let first = members.keys().next().copied().unwrap_or(0);
+    let seed = LogId::new(openraft::CommittedLeaderId::new(1, first), 1);
+    let voters: BTreeSet<u64> = members.keys().copied().collect();
+    let membership = StoredMembership::new(Some(seed), openraft::Membership::new(vec![voters], members.clone()));
+    let mut batch = WriteBatch::default();
+    let meta = storage::cf(db, columns::META);
+    batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&seed));
+    batch.put_cf(meta, columns::LAST_MEMBERSHIP, storage::encode_bincode(&membership));
+    batch.put_cf(storage::cf(db, columns::RAFT_STATE), columns::LAST_PURGED, storage::encode_bincode(&seed));
+    storage::write_synced(db, batch)
+}
+
 fn write_member(
     file: &Path,
     dir: &Path,
-    member_id: u64,
-    cluster_id: u64,
+    identity: &Identity,
     total: u64,
     progress: &mut impl FnMut(&'static str, u64, u64),
 ) -> Result<u64, BackupError> {
@@ -167,11 +193,14 @@ fn write_member(
     write_unlogged(&db, batch)?;
     // The data skipped the WAL: on disk once the memtables are flushed.
     storage::flush_all(&db)?;
-    let mut identity = WriteBatch::default();
+    let mut ids = WriteBatch::default();
     let state = storage::cf(&db, columns::RAFT_STATE);
-    identity.put_cf(state, columns::MEMBER_ID, (member_id as i64).to_be_bytes());
-    identity.put_cf(state, columns::CLUSTER_ID, (cluster_id as i64).to_be_bytes());
-    storage::write_synced(&db, identity)?;
+    ids.put_cf(state, columns::MEMBER_ID, (identity.member_id as i64).to_be_bytes());
+    ids.put_cf(state, columns::CLUSTER_ID, (identity.cluster_id as i64).to_be_bytes());
+    storage::write_synced(&db, ids)?;
+    seed_raft(&db, &identity.members)?;
     progress("restoring", total, total);
+    // The Raft snapshot a new member will be sent.
+    snapshot::build(&db, &dir.join("member").join("snap"))?;
     Ok(records)
 }

@@ -65,7 +65,17 @@ fn restore_keeps_the_data_and_drops_the_old_clusters_raft_state() {
     let meta_key = |key: &'static [u8]| storage::get(&db, columns::META, key).expect("get");
     assert!(meta_key(columns::REMOVED_MEMBERS).is_none());
     assert!(meta_key(columns::ALARMS).is_none());
-    assert!(meta_key(columns::LAST_APPLIED).is_none());
+    // Raft starts from one applied, purged entry that every restored member agrees on.
+    let applied: crate::raft::LogId =
+        storage::get_bincode(&db, columns::META, columns::LAST_APPLIED).expect("get").expect("seeded");
+    let purged: crate::raft::LogId =
+        storage::get_bincode(&db, columns::RAFT_STATE, columns::LAST_PURGED).expect("get").expect("seeded");
+    assert_eq!((applied, applied.index), (purged, 1));
+    let membership: crate::raft::StoredMembership =
+        storage::get_bincode(&db, columns::META, columns::LAST_MEMBERSHIP).expect("get").expect("seeded");
+    assert_eq!(membership.membership().voter_ids().count(), 2);
+    let snap = crate::raft::snapshot::latest(&data_dir.join("member").join("snap")).expect("read").expect("built");
+    assert_eq!(snap.0.last_log_id, Some(applied));
     assert_eq!(storage::get_i64(&db, columns::META, columns::CURRENT_REVISION).expect("get"), Some(4));
     let member = storage::get_i64(&db, columns::RAFT_STATE, columns::MEMBER_ID).expect("get");
     assert_eq!(member, Some(restored.member_id as i64));

@@ -28,6 +28,11 @@ pub enum BootstrapError {
          add it with `member add` first (error validating peerURLs)"
     )]
     NotAMember { urls: Vec<String> },
+    #[error(
+        "member {id:x} has already been bootstrapped: it started before, and a member that lost its data dir \
+         must not rejoin under its old id; remove it (`member remove {id:x}`) and add it again"
+    )]
+    AlreadyBootstrapped { id: u64 },
 }
 
 fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>, StorageError> {
@@ -82,6 +87,9 @@ async fn join(config: &MemberConfig, peers: &PeerClients) -> Result<(u64, u64), 
                     urls == own_urls
                 });
                 return match me {
+                    // It has published its name: it ran before, and its vote
+                    // and log are gone with its data dir.
+                    Some(me) if !me.name.is_empty() => Err(BootstrapError::AlreadyBootstrapped { id: me.id }),
                     Some(me) => Ok((me.id, info.cluster_id)),
                     None => Err(BootstrapError::NotAMember { urls: own_urls }),
                 };

@@ -214,12 +214,18 @@ impl Node {
         Ok(())
     }
 
+    /// Runs a change to the end. openraft commits a joint configuration and
+    /// then the final one; the change runs in its own task so that a caller
+    /// that gives up (a timeout, a cancelled request) never leaves the
+    /// cluster in the joint configuration.
     async fn change(&self, change: ChangeMembers<u64, MemberNode>) -> Result<(), EtcdError> {
-        let changed = tokio::time::timeout(self.request_timeout, self.raft.change_membership(change, false)).await;
-        match changed {
+        let raft = self.raft.clone();
+        let task = tokio::spawn(async move { raft.change_membership(change, false).await });
+        match tokio::time::timeout(self.request_timeout, task).await {
             Err(_) => Err(EtcdError::Timeout),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(change_error(e)),
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(change_error(e)),
         }
     }
 }

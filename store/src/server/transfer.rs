@@ -18,6 +18,23 @@ use crate::error::EtcdError;
 /// How often progress is checked while waiting.
 const POLL: Duration = Duration::from_millis(20);
 
+/// Heartbeats stay off while this lives, and resume when it is dropped,
+/// even if the request is cancelled half way.
+struct PausedHeartbeats<'a>(&'a crate::raft::Raft);
+
+impl<'a> PausedHeartbeats<'a> {
+    fn new(raft: &'a crate::raft::Raft) -> Self {
+        raft.runtime_config().heartbeat(false);
+        PausedHeartbeats(raft)
+    }
+}
+
+impl Drop for PausedHeartbeats<'_> {
+    fn drop(&mut self) {
+        self.0.runtime_config().heartbeat(true);
+    }
+}
+
 impl Node {
     /// Moves leadership from this member, which must lead, to `target`.
     pub async fn move_leader(&self, target: u64) -> Result<(), EtcdError> {
@@ -39,7 +56,7 @@ impl Node {
         let deadline = Instant::now() + self.request_timeout;
         self.wait_caught_up(target, deadline).await?;
 
-        self.raft.runtime_config().heartbeat(false);
+        let _paused = PausedHeartbeats::new(&self.raft);
         let result = async {
             // Followers refuse to vote until the lease since the last heartbeat runs out.
             let lease = Duration::from_millis(self.raft.config().election_timeout_max);
@@ -54,7 +71,6 @@ impl Node {
             }
         }
         .await;
-        self.raft.runtime_config().heartbeat(true);
         if result.is_ok() {
             tracing::info!(target = format_args!("{target:x}"), "leadership transferred");
         }

@@ -162,8 +162,12 @@ async fn left_membership(node: &Node) {
     loop {
         {
             let m = metrics.borrow_and_update();
-            let is_member = m.membership_config.membership().get_node(&node.id).is_some();
-            if was_member && !is_member {
+            let membership = &m.membership_config;
+            let is_member = membership.membership().get_node(&node.id).is_some();
+            // Only a membership this member has applied is committed; an
+            // appended one may still be truncated by a new leader.
+            let applied = membership.log_id().is_some() && membership.log_id() <= &m.last_applied;
+            if was_member && !is_member && applied {
                 break;
             }
             was_member |= is_member;

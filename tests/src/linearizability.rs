@@ -1,0 +1,305 @@
+//! A linearizability checker for key-value histories: the Wing–Gong
+//! algorithm with Lowe's memoization (as porcupine implements it), run per
+//! key, since operations on different keys never constrain each other.
+//!
+//! Each key is a register holding a value or nothing. A history is the
+//! list of operations clients invoked, each with its invocation and
+//! completion time and what it returned. An operation whose outcome is
+//! unknown (a timeout) completes "at infinity": it may take effect at any
+//! point after its invocation, or never be observed at all.
+
+use std::collections::{BTreeMap, HashSet};
+
+/// What a client asked of one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    Read,
+    Write(u64),
+    Delete,
+    /// Write `new` if the key holds `expect` (None: the key is absent).
+    Cas {
+        expect: Option<u64>,
+        new: u64,
+    },
+}
+
+/// What came back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A read's value.
+    Value(Option<u64>),
+    /// A write or delete that was acknowledged.
+    Done,
+    /// A compare-and-swap: whether it swapped.
+    Swapped(bool),
+    /// No answer (timeout, lost connection): it may or may not have happened.
+    Unknown,
+}
+
+#[derive(Clone, Debug)]
+pub struct Operation {
+    pub key: String,
+    pub input: Input,
+    pub output: Output,
+    /// Invocation and completion, in any monotonic unit (e.g. nanoseconds).
+    pub call: u64,
+    pub ret: u64,
+}
+
+/// The register's next state if `output` is a possible result of `input`
+/// in `state`, or None.
+fn step(state: Option<u64>, input: &Input, output: &Output) -> Option<Option<u64>> {
+    match (input, output) {
+        (Input::Read, Output::Value(v)) => (*v == state).then_some(state),
+        (Input::Read, Output::Unknown) => Some(state),
+        (Input::Write(v), Output::Done | Output::Unknown) => Some(Some(*v)),
+        (Input::Delete, Output::Done | Output::Unknown) => Some(None),
+        (Input::Cas { expect, new }, Output::Swapped(true)) => (state == *expect).then_some(Some(*new)),
+        (Input::Cas { expect, .. }, Output::Swapped(false)) => (state != *expect).then_some(state),
+        (Input::Cas { expect, new }, Output::Unknown) => Some(if state == *expect { Some(*new) } else { state }),
+        _ => None,
+    }
+}
+
+/// A violation: the key whose history cannot be linearized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub key: String,
+    pub operations: usize,
+}
+
+/// Checks every key's history; returns the keys that are not linearizable.
+pub fn check(history: &[Operation]) -> Vec<Violation> {
+    let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+    for op in history {
+        // A read that never answered tells nothing.
+        if op.input == Input::Read && op.output == Output::Unknown {
+            continue;
+        }
+        by_key.entry(op.key.as_str()).or_default().push(op);
+    }
+    by_key
+        .into_iter()
+        .filter(|(_, ops)| !check_key(ops))
+        .map(|(key, ops)| Violation { key: key.to_string(), operations: ops.len() })
+        .collect()
+}
+
+/// One event of the doubly linked list the search walks.
+#[derive(Clone, Copy)]
+struct Event {
+    op: usize,
+    is_call: bool,
+    /// For a call, the index of its return event.
+    matching: usize,
+    prev: Option<usize>,
+    next: Option<usize>,
+}
+
+struct Events {
+    list: Vec<Event>,
+    head: Option<usize>,
+}
+
+impl Events {
+    fn new(ops: &[&Operation]) -> Events {
+        // Calls sort before returns at the same instant: touching operations
+        // count as concurrent, which never rejects a correct history.
+        let mut order: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
+        for (i, op) in ops.iter().enumerate() {
+            let ret = if op.output == Output::Unknown { u64::MAX } else { op.ret };
+            order.push((op.call, false, i));
+            order.push((ret, true, i));
+        }
+        order.sort();
+        let mut call_at = vec![0; ops.len()];
+        let mut list: Vec<Event> = Vec::with_capacity(order.len());
+        for (pos, (_, is_return, op)) in order.iter().enumerate() {
+            list.push(Event {
+                op: *op,
+                is_call: !is_return,
+                matching: 0,
+                prev: pos.checked_sub(1),
+                next: (pos + 1 < order.len()).then_some(pos + 1),
+            });
+            if *is_return {
+                list[call_at[*op]].matching = pos;
+            } else {
+                call_at[*op] = pos;
+            }
+        }
+        Events { head: (!list.is_empty()).then_some(0), list }
+    }
+
+    fn unlink(&mut self, at: usize) {
+        let Event { prev, next, .. } = self.list[at];
+        match prev {
+            Some(p) => self.list[p].next = next,
+            None => self.head = next,
+        }
+        if let Some(n) = next {
+            self.list[n].prev = prev;
+        }
+    }
+
+    fn relink(&mut self, at: usize) {
+        let Event { prev, next, .. } = self.list[at];
+        match prev {
+            Some(p) => self.list[p].next = Some(at),
+            None => self.head = Some(at),
+        }
+        if let Some(n) = next {
+            self.list[n].prev = Some(at);
+        }
+    }
+
+    /// Takes a call and its return out of the list.
+    fn lift(&mut self, call: usize) {
+        self.unlink(call);
+        self.unlink(self.list[call].matching);
+    }
+
+    /// Puts them back, in the reverse order.
+    fn unlift(&mut self, call: usize) {
+        self.relink(self.list[call].matching);
+        self.relink(call);
+    }
+}
+
+fn check_key(ops: &[&Operation]) -> bool {
+    let mut events = Events::new(ops);
+    let words = ops.len().div_ceil(64);
+    let mut linearized = vec![0u64; words];
+    let mut seen: HashSet<(Vec<u64>, Option<u64>)> = HashSet::new();
+    let mut stack: Vec<(usize, Option<u64>)> = Vec::new();
+    let mut state: Option<u64> = None;
+    let mut cursor = events.head;
+    while let Some(at) = cursor {
+        let event = events.list[at];
+        if event.is_call {
+            let op = ops[event.op];
+            if let Some(next) = step(state, &op.input, &op.output) {
+                let mut after = linearized.clone();
+                after[event.op / 64] |= 1 << (event.op % 64);
+                if seen.insert((after.clone(), next)) {
+                    stack.push((at, state));
+                    linearized = after;
+                    state = next;
+                    events.lift(at);
+                    cursor = events.head;
+                    continue;
+                }
+            }
+            cursor = event.next;
+        } else {
+            // An operation completed before it could be placed: undo the last choice.
+            let Some((call, previous)) = stack.pop() else {
+                return false;
+            };
+            let op = events.list[call].op;
+            linearized[op / 64] &= !(1 << (op % 64));
+            state = previous;
+            events.unlift(call);
+            cursor = events.list[call].next;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(input: Input, output: Output, call: u64, ret: u64) -> Operation {
+        Operation { key: "k".into(), input, output, call, ret }
+    }
+
+    #[test]
+    fn sequential_register_is_linearizable() {
+        let h = [
+            op(Input::Write(1), Output::Done, 0, 1),
+            op(Input::Read, Output::Value(Some(1)), 2, 3),
+            op(Input::Cas { expect: Some(1), new: 2 }, Output::Swapped(true), 4, 5),
+            op(Input::Read, Output::Value(Some(2)), 6, 7),
+            op(Input::Delete, Output::Done, 8, 9),
+            op(Input::Read, Output::Value(None), 10, 11),
+        ];
+        assert!(check(&h).is_empty());
+    }
+
+    #[test]
+    fn a_stale_read_after_a_completed_write_is_not() {
+        let h = [
+            op(Input::Write(1), Output::Done, 0, 1),
+            op(Input::Write(2), Output::Done, 2, 3),
+            op(Input::Read, Output::Value(Some(1)), 4, 5),
+        ];
+        assert_eq!(check(&h), vec![Violation { key: "k".into(), operations: 3 }]);
+    }
+
+    #[test]
+    fn concurrent_operations_may_take_effect_in_either_order() {
+        // The read overlaps both writes: seeing either value is fine.
+        for seen in [1, 2] {
+            let h = [
+                op(Input::Write(1), Output::Done, 0, 10),
+                op(Input::Write(2), Output::Done, 1, 9),
+                op(Input::Read, Output::Value(Some(seen)), 2, 8),
+            ];
+            assert!(check(&h).is_empty(), "seeing {seen}");
+        }
+    }
+
+    #[test]
+    fn reads_may_not_go_back_in_time() {
+        // Two reads in sequence, both concurrent with one write: new then old is impossible.
+        let h = [
+            op(Input::Write(1), Output::Done, 0, 1),
+            op(Input::Write(2), Output::Done, 2, 20),
+            op(Input::Read, Output::Value(Some(2)), 3, 4),
+            op(Input::Read, Output::Value(Some(1)), 5, 6),
+        ];
+        assert_eq!(check(&h).len(), 1);
+    }
+
+    #[test]
+    fn an_unknown_write_may_or_may_not_have_happened() {
+        let happened = [op(Input::Write(1), Output::Unknown, 0, 1), op(Input::Read, Output::Value(Some(1)), 5, 6)];
+        assert!(check(&happened).is_empty());
+        let never_seen = [op(Input::Write(1), Output::Unknown, 0, 1), op(Input::Read, Output::Value(None), 5, 6)];
+        assert!(check(&never_seen).is_empty());
+        // But it cannot take effect before it was invoked.
+        let too_early = [op(Input::Read, Output::Value(Some(1)), 0, 1), op(Input::Write(1), Output::Unknown, 5, 6)];
+        assert_eq!(check(&too_early).len(), 1);
+    }
+
+    #[test]
+    fn compare_and_swap_results_must_agree_with_the_value() {
+        let lying = [
+            op(Input::Write(1), Output::Done, 0, 1),
+            op(Input::Cas { expect: Some(1), new: 2 }, Output::Swapped(false), 2, 3),
+        ];
+        assert_eq!(check(&lying).len(), 1);
+        let double = [
+            op(Input::Write(1), Output::Done, 0, 1),
+            op(Input::Cas { expect: Some(1), new: 2 }, Output::Swapped(true), 2, 10),
+            op(Input::Cas { expect: Some(1), new: 3 }, Output::Swapped(true), 3, 9),
+        ];
+        assert_eq!(check(&double).len(), 1, "two swaps from the same value cannot both win");
+    }
+
+    #[test]
+    fn keys_are_checked_apart() {
+        let mut h = vec![op(Input::Write(1), Output::Done, 0, 1)];
+        h.push(Operation { key: "other".into(), ..op(Input::Read, Output::Value(None), 2, 3) });
+        assert!(check(&h).is_empty());
+    }
+
+    #[test]
+    fn many_concurrent_writers_check_quickly() {
+        // 12 concurrent writes then a read of the last: a search space the cache keeps small.
+        let mut h: Vec<Operation> = (0..12).map(|i| op(Input::Write(i), Output::Done, i, 100)).collect();
+        h.push(op(Input::Read, Output::Value(Some(7)), 101, 102));
+        assert!(check(&h).is_empty());
+    }
+}
