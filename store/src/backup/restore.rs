@@ -10,7 +10,7 @@ use rocksdb::WriteBatch;
 
 use super::{check_trailer, BackupError};
 use crate::ids;
-use crate::raft::{snapshot, LogId, MemberNode, StoredMembership};
+use crate::raft::{snapshot, LogId, MemberNode, SnapshotMeta, StoredMembership};
 use crate::storage::{self, columns, StorageError};
 use crate::urls;
 
@@ -150,20 +150,24 @@ struct Identity {
 /// The new cluster's Raft starts as if it had applied and purged one entry
 /// holding the restored data and its membership, as etcd's restore does:
 /// every member restored from the same file agrees on it, and a member added
-/// later gets the data by snapshot, since no log holds it.
-fn seed_raft(db: &rocksdb::DB, members: &BTreeMap<u64, MemberNode>) -> Result<(), StorageError> {
+/// later gets the data by snapshot, since no log holds it. Returns the meta
+/// of that snapshot and the `meta` rows that go with it.
+fn seed(members: &BTreeMap<u64, MemberNode>) -> (SnapshotMeta, [(&'static [u8], Vec<u8>); 2]) {
     let first = members.keys().next().copied().unwrap_or(0);
     let seed = LogId::new(openraft::CommittedLeaderId::new(1, first), 1);
     let voters: BTreeSet<u64> = members.keys().copied().collect();
     let membership = StoredMembership::new(Some(seed), openraft::Membership::new(vec![voters], members.clone()));
-    let mut batch = WriteBatch::default();
-    let meta = storage::cf(db, columns::META);
-    batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&seed));
-    batch.put_cf(meta, columns::LAST_MEMBERSHIP, storage::encode_bincode(&membership));
-    batch.put_cf(storage::cf(db, columns::RAFT_STATE), columns::LAST_PURGED, storage::encode_bincode(&seed));
-    storage::write_synced(db, batch)
+    let rows = [
+        (columns::LAST_APPLIED, storage::encode_bincode(&seed)),
+        (columns::LAST_MEMBERSHIP, storage::encode_bincode(&membership)),
+    ];
+    let meta =
+        SnapshotMeta { last_log_id: Some(seed), last_membership: membership, snapshot_id: "1-1-restored".into() };
+    (meta, rows)
 }
 
+/// Writes the member's database and, in the same pass, the Raft snapshot
+/// that a member added later will be sent.
 fn write_member(
     file: &Path,
     dir: &Path,
@@ -174,22 +178,37 @@ fn write_member(
     let db_dir = dir.join("member").join("db");
     std::fs::create_dir_all(&db_dir).map_err(StorageError::io(&db_dir))?;
     let db = storage::open(&db_dir)?;
+    let (meta, seed_rows) = seed(&identity.members);
     let mut batch = WriteBatch::default();
     let (mut records, mut done) = (0u64, 0u64);
-    let scanned = snapshot::scan(file, |family, key, value| {
-        done += (key.len() + value.len() + 9) as u64;
-        if belongs_to_old_raft(family, &key) {
-            return Ok(());
-        }
-        batch.put_cf(storage::cf(&db, family), key, value);
-        records += 1;
-        if batch.size_in_bytes() >= BATCH_BYTES {
-            write_unlogged(&db, std::mem::take(&mut batch))?;
-            progress("restoring", done, total);
+    let mut scan_failed = false;
+    let written = snapshot::write_file(&dir.join("member").join("snap"), &meta, |snap| {
+        snapshot::scan(file, |family, key, value| {
+            done += (key.len() + value.len() + 9) as u64;
+            if belongs_to_old_raft(family, &key) {
+                return Ok(());
+            }
+            snap.record(family, &key, &value)?;
+            batch.put_cf(storage::cf(&db, family), key, value);
+            records += 1;
+            if batch.size_in_bytes() >= BATCH_BYTES {
+                write_unlogged(&db, std::mem::take(&mut batch))?;
+                progress("restoring", done, total);
+            }
+            Ok(())
+        })
+        .inspect_err(|_| scan_failed = true)?;
+        for (key, value) in &seed_rows {
+            snap.record(columns::META, key, value)?;
+            batch.put_cf(storage::cf(&db, columns::META), key, value);
         }
         Ok(())
     });
-    scanned.map_err(|source| BackupError::Corrupt { path: file.to_path_buf(), source })?;
+    match written {
+        Ok(_) => {}
+        Err(source) if scan_failed => return Err(BackupError::Corrupt { path: file.to_path_buf(), source }),
+        Err(e) => return Err(e.into()),
+    }
     write_unlogged(&db, batch)?;
     // The data skipped the WAL: on disk once the memtables are flushed.
     storage::flush_all(&db)?;
@@ -197,10 +216,8 @@ fn write_member(
     let state = storage::cf(&db, columns::RAFT_STATE);
     ids.put_cf(state, columns::MEMBER_ID, (identity.member_id as i64).to_be_bytes());
     ids.put_cf(state, columns::CLUSTER_ID, (identity.cluster_id as i64).to_be_bytes());
+    ids.put_cf(state, columns::LAST_PURGED, &seed_rows[0].1);
     storage::write_synced(&db, ids)?;
-    seed_raft(&db, &identity.members)?;
     progress("restoring", total, total);
-    // The Raft snapshot a new member will be sent.
-    snapshot::build(&db, &dir.join("member").join("snap"))?;
     Ok(records)
 }

@@ -106,6 +106,50 @@ pub fn meta_of(db: &DB, view: &rocksdb::Snapshot<'_>) -> Result<SnapshotMeta, St
     Ok(SnapshotMeta { last_log_id, last_membership, snapshot_id })
 }
 
+/// Writes a snapshot in the file format, record by record.
+pub struct SnapshotWriter<W: Write> {
+    out: CrcWriter<W>,
+    what: String,
+}
+
+impl<W: Write> SnapshotWriter<W> {
+    /// Starts a snapshot whose meta is `meta`; `what` names it in errors.
+    pub fn begin(out: W, meta: &SnapshotMeta, what: &str) -> Result<Self, StorageError> {
+        let mut out = CrcWriter { inner: out, crc: crc32fast::Hasher::new() };
+        out.write_all(MAGIC)
+            .and_then(|_| write_chunk(&mut out, &storage::encode_bincode(meta)))
+            .map_err(StorageError::io(what))?;
+        Ok(SnapshotWriter { out, what: what.to_string() })
+    }
+
+    /// Adds one row of state-machine family `family`.
+    pub fn record(&mut self, family: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        let tag = columns::STATE_MACHINE
+            .iter()
+            .position(|f| *f == family)
+            .ok_or_else(|| StorageError::corrupt("snapshot", format!("{family} is not a state-machine family")))?;
+        self.tagged(tag as u8, key, value)
+    }
+
+    fn tagged(&mut self, tag: u8, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        let out = &mut self.out;
+        out.write_all(&[tag])
+            .and_then(|_| write_chunk(out, key))
+            .and_then(|_| write_chunk(out, value))
+            .map_err(StorageError::io(&self.what))
+    }
+
+    /// Writes the end marker and the checksum; returns the output.
+    pub fn finish(mut self) -> Result<W, StorageError> {
+        let io = StorageError::io(&self.what);
+        self.out.write_all(&[END]).map_err(StorageError::io(&self.what))?;
+        let crc = self.out.crc.clone().finalize();
+        let mut inner = self.out.inner;
+        inner.write_all(&crc.to_be_bytes()).and_then(|_| inner.flush()).map_err(io)?;
+        Ok(inner)
+    }
+}
+
 /// Writes the whole state `view` holds (whose meta is `meta`) to `out` in
 /// the snapshot format, trailer included, and returns `out`.
 pub fn dump<W: Write>(
@@ -115,26 +159,47 @@ pub fn dump<W: Write>(
     out: W,
     what: &str,
 ) -> Result<W, StorageError> {
-    let mut out = CrcWriter { inner: out, crc: crc32fast::Hasher::new() };
-    let io = |e| StorageError::io(what)(e);
-    out.write_all(MAGIC).and_then(|_| write_chunk(&mut out, &storage::encode_bincode(meta))).map_err(io)?;
+    let mut writer = SnapshotWriter::begin(out, meta, what)?;
+    copy_view(db, view, &mut writer)?;
+    writer.finish()
+}
+
+/// Writes every state-machine row `view` holds, family by family.
+fn copy_view<W: Write>(
+    db: &DB,
+    view: &rocksdb::Snapshot<'_>,
+    writer: &mut SnapshotWriter<W>,
+) -> Result<(), StorageError> {
     for (tag, name) in columns::STATE_MACHINE.iter().enumerate() {
         let mut it = view.raw_iterator_cf(storage::cf(db, name));
         it.seek_to_first();
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            out.write_all(&[tag as u8])
-                .and_then(|_| write_chunk(&mut out, key))
-                .and_then(|_| write_chunk(&mut out, value))
-                .map_err(io)?;
+            writer.tagged(tag as u8, key, value)?;
             it.next();
         }
         it.status().map_err(StorageError::rocks("snapshot scan"))?;
     }
-    out.write_all(&[END]).map_err(io)?;
-    let crc = out.crc.clone().finalize();
-    let mut inner = out.inner;
-    inner.write_all(&crc.to_be_bytes()).and_then(|_| inner.flush()).map_err(io)?;
-    Ok(inner)
+    Ok(())
+}
+
+/// Creates `dir/<snapshot id>.snap` through a temporary file: `fill` writes
+/// the records. Returns the path.
+pub fn write_file(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    fill: impl FnOnce(&mut SnapshotWriter<BufWriter<File>>) -> Result<(), StorageError>,
+) -> Result<PathBuf, StorageError> {
+    fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
+    let tmp = dir.join(format!("{}.tmp", meta.snapshot_id));
+    let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
+    let mut writer = SnapshotWriter::begin(BufWriter::with_capacity(1 << 20, file), meta, &tmp.to_string_lossy())?;
+    fill(&mut writer)?;
+    let file = writer.finish()?.into_inner().map_err(|e| StorageError::io(&tmp)(e.into_error()))?;
+    file.sync_all().map_err(StorageError::io(&tmp))?;
+    let path = dir.join(format!("{}.{SUFFIX}", meta.snapshot_id));
+    fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
+    sync_dir(dir)?;
+    Ok(path)
 }
 
 /// Builds a snapshot of the applied state into `dir` and returns its meta.
@@ -144,15 +209,7 @@ pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageErro
     db.flush_wal(true).map_err(StorageError::rocks("flush wal"))?;
     let view = db.snapshot();
     let meta = meta_of(db, &view)?;
-    fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
-    let tmp = dir.join(format!("{}.tmp", meta.snapshot_id));
-    let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
-    let written = dump(db, &view, &meta, BufWriter::with_capacity(1 << 20, file), &tmp.to_string_lossy())?;
-    let file = written.into_inner().map_err(|e| StorageError::io(&tmp)(e.into_error()))?;
-    file.sync_all().map_err(StorageError::io(&tmp))?;
-    let path = dir.join(format!("{}.{SUFFIX}", meta.snapshot_id));
-    fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
-    sync_dir(dir)?;
+    let path = write_file(dir, &meta, |writer| copy_view(db, &view, writer))?;
     remove_older(dir, &path);
     Ok((meta, path))
 }
