@@ -147,12 +147,15 @@ struct Identity {
     members: BTreeMap<u64, MemberNode>,
 }
 
+/// A fixed key of `meta` and its value.
+type MetaRow = (&'static [u8], Vec<u8>);
+
 /// The new cluster's Raft starts as if it had applied and purged one entry
 /// holding the restored data and its membership, as etcd's restore does:
 /// every member restored from the same file agrees on it, and a member added
 /// later gets the data by snapshot, since no log holds it. Returns the meta
 /// of that snapshot and the `meta` rows that go with it.
-fn seed(members: &BTreeMap<u64, MemberNode>) -> (SnapshotMeta, [(&'static [u8], Vec<u8>); 2]) {
+fn seed(members: &BTreeMap<u64, MemberNode>) -> (SnapshotMeta, [MetaRow; 2]) {
     let first = members.keys().next().copied().unwrap_or(0);
     let seed = LogId::new(openraft::CommittedLeaderId::new(1, first), 1);
     let voters: BTreeSet<u64> = members.keys().copied().collect();
