@@ -4,6 +4,7 @@ mod backup;
 mod client_compat;
 mod errors;
 mod etcdctl_compat;
+mod faults;
 mod lease;
 mod lease_compat;
 mod maintenance;

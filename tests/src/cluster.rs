@@ -47,6 +47,8 @@ pub struct Member {
     pub peer_url: String,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    /// A command prefix that runs the member elsewhere (its network namespace).
+    launcher: Vec<String>,
     log: PathBuf,
     process: Option<Process>,
 }
@@ -65,18 +67,30 @@ impl Member {
     }
 }
 
+/// Where a member listens.
+struct Place {
+    host: String,
+    client: u16,
+    peer: u16,
+}
+
+impl Place {
+    fn loopback(client: u16, peer: u16) -> Place {
+        Place { host: "127.0.0.1".into(), client, peer }
+    }
+}
+
 fn member(
     dir: &std::path::Path,
     i: usize,
-    client: u16,
-    peer: u16,
+    place: &Place,
     initial_cluster: &str,
     state: &str,
     extra: &[&str],
 ) -> Member {
     let name = format!("m{i}");
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
+    let client_url = format!("http://{}:{}", place.host, place.client);
+    let peer_url = format!("http://{}:{}", place.host, place.peer);
     let data_dir = dir.join(&name);
     let mut args: Vec<String> = [
         "--name",
@@ -103,11 +117,14 @@ fn member(
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     let log = dir.join(format!("{name}.log"));
-    Member { name, client_url, peer_url, data_dir, args, log, process: None }
+    Member { name, client_url, peer_url, data_dir, args, launcher: Vec::new(), log, process: None }
 }
 
 pub struct Cluster {
     pub members: Vec<Member>,
+    /// Set when members run in network namespaces that can be partitioned.
+    /// Dropped after the members, whose processes go first.
+    pub net: Option<crate::netns::Net>,
     dir: tempfile::TempDir,
 }
 
@@ -141,9 +158,40 @@ impl Cluster {
         let members = ports
             .iter()
             .enumerate()
-            .map(|(i, (client, peer))| member(dir.path(), i, *client, *peer, &initial_cluster, "new", extra))
+            .map(|(i, (client, peer))| {
+                member(dir.path(), i, &Place::loopback(*client, *peer), &initial_cluster, "new", extra)
+            })
             .collect();
-        Cluster { members, dir }
+        Cluster { members, net: None, dir }
+    }
+
+    /// Starts `n` members, each in its own network namespace (see
+    /// [`crate::netns`]), so that tests can cut the network between them.
+    pub async fn start_partitionable(n: usize, extra: &[&str]) -> Result<Cluster, String> {
+        let net = crate::netns::Net::create(n)?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let places: Vec<Place> =
+            (0..n).map(|i| Place { host: net.addr(i).to_string(), client: 2379, peer: 2380 }).collect();
+        let initial_cluster = places
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("m{i}=http://{}:{}", p.host, p.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = places
+            .iter()
+            .enumerate()
+            .map(|(i, place)| Member {
+                launcher: net.launcher(i),
+                ..member(dir.path(), i, place, &initial_cluster, "new", extra)
+            })
+            .collect();
+        let mut cluster = Cluster { members, net: Some(net), dir };
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster.leader().await;
+        Ok(cluster)
     }
 
     /// Plans a member that joins the running cluster (`--initial-cluster-state
@@ -154,7 +202,8 @@ impl Cluster {
         let mut initial_cluster: Vec<String> =
             self.members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect();
         initial_cluster.push(format!("m{i}=http://127.0.0.1:{peer}"));
-        let joiner = member(self.dir.path(), i, client, peer, &initial_cluster.join(","), "existing", extra);
+        let place = Place::loopback(client, peer);
+        let joiner = member(self.dir.path(), i, &place, &initial_cluster.join(","), "existing", extra);
         self.members.push(joiner);
         i
     }
@@ -190,7 +239,16 @@ impl Cluster {
     pub fn restart(&mut self, i: usize) {
         let member = &mut self.members[i];
         assert!(member.process.is_none(), "{} is already running", member.name);
-        member.process = Some(Process::spawn(&shoal_binary(), &member.args, member.log.clone()));
+        let process = match member.launcher.split_first() {
+            None => Process::spawn(&shoal_binary(), &member.args, member.log.clone()),
+            Some((program, prefix)) => {
+                let mut args = prefix.to_vec();
+                args.push(shoal_binary().display().to_string());
+                args.extend(member.args.iter().cloned());
+                Process::spawn(std::path::Path::new(program), &args, member.log.clone())
+            }
+        };
+        member.process = Some(process);
     }
 
     /// Waits until member `i` exits on its own (a removed member does) and

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`answers`]: client answers as comparable text, and comparing them with etcd's.
 //! - [`linearizability`]: a Wing–Gong–Lowe linearizability checker for key-value histories.
+//! - [`netns`]: members in network namespaces, for real partitions.
 //! - [`ports`]: free loopback ports for each test.
 //! - [`process`]: a child process owned by a test, killed by pid when dropped.
 //! - [`cluster`]: a Shoal cluster; members can be killed, stopped and restarted.
@@ -16,6 +17,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod etcdctl;
 pub mod linearizability;
+pub mod netns;
 pub mod ports;
 pub mod process;
 pub mod wait;
