@@ -10,6 +10,7 @@
 //! - [`cluster`]: a Shoal cluster; members can be killed, stopped and restarted.
 //! - [`etcd`]: a single-member etcd 3.4, the reference for output comparisons.
 //! - [`etcdctl`]: running etcdctl 3.4 and normalizing what differs between clusters.
+//! - [`watch_check`]: etcd's watch guarantees, checked against the complete event log.
 //! - [`wait`]: waiting on observable state with a deadline, never a bare sleep.
 
 pub mod answers;
@@ -21,6 +22,7 @@ pub mod netns;
 pub mod ports;
 pub mod process;
 pub mod wait;
+pub mod watch_check;
 
 pub use cluster::Cluster;
 pub use etcd::Etcd;

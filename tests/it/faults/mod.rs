@@ -8,123 +8,25 @@
 //! Quick by default (bounded, seeded); `SHOAL_CHAOS_SECONDS` and
 //! `SHOAL_CHAOS_SEED` make it longer or different (see `tests/chaos`).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
+use etcd_client::{Client, ConnectOptions};
 use nix::sys::signal::Signal;
 use shoal_tests::linearizability::{self, Input, Operation, Output};
-use shoal_tests::{wait, Cluster};
+use shoal_tests::{wait, watch_check, Cluster};
 
-const KEYS: u64 = 5;
+mod watchers;
+mod workload;
+
+use workload::{History, Rng, KEYS};
+
 const CLIENTS: u64 = 6;
-
-/// A small deterministic generator: the run is reproducible from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-struct History {
-    start: Instant,
-    ops: Mutex<Vec<Operation>>,
-}
-
-impl History {
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
-    }
-
-    fn record(&self, key: u64, input: Input, output: Output, call: u64) {
-        let op = Operation { key: format!("reg/{key}"), input, output, call, ret: self.now() };
-        self.ops.lock().unwrap_or_else(|p| p.into_inner()).push(op);
-    }
-}
-
-fn value_of(kv: Option<&etcd_client::KeyValue>) -> Option<u64> {
-    kv.and_then(|kv| std::str::from_utf8(kv.value()).ok()?.parse().ok())
-}
-
-/// One operation on register `key`; returns what it learned of the
-/// register's value, if anything.
-async fn operate(
-    client: &mut Client,
-    history: &History,
-    rng: &mut Rng,
-    key: u64,
-    next_value: u64,
-    seen: Option<u64>,
-) -> Option<Option<u64>> {
-    let name = format!("reg/{key}");
-    let call = history.now();
-    match rng.below(10) {
-        0..=3 => {
-            let (output, learned) = match client.get(name, None).await {
-                Ok(resp) => {
-                    let value = value_of(resp.kvs().first());
-                    (Output::Value(value), Some(value))
-                }
-                Err(_) => (Output::Unknown, None),
-            };
-            history.record(key, Input::Read, output, call);
-            learned
-        }
-        4..=6 => {
-            let (output, learned) = match client.put(name, next_value.to_string(), None).await {
-                Ok(_) => (Output::Done, Some(Some(next_value))),
-                Err(_) => (Output::Unknown, None),
-            };
-            history.record(key, Input::Write(next_value), output, call);
-            learned
-        }
-        _ => {
-            let compare = match seen {
-                Some(v) => Compare::value(name.clone(), CompareOp::Equal, v.to_string()),
-                None => Compare::create_revision(name.clone(), CompareOp::Equal, 0),
-            };
-            let txn = Txn::new().when([compare]).and_then([TxnOp::put(name, next_value.to_string(), None)]);
-            let (output, learned) = match client.txn(txn).await {
-                Ok(resp) => (Output::Swapped(resp.succeeded()), resp.succeeded().then_some(Some(next_value))),
-                Err(_) => (Output::Unknown, None),
-            };
-            history.record(key, Input::Cas { expect: seen, new: next_value }, output, call);
-            learned
-        }
-    }
-}
-
-async fn run_client(id: u64, endpoints: Vec<String>, history: Arc<History>, stop: Arc<AtomicBool>, seed: u64) -> u64 {
-    let options =
-        ConnectOptions::new().with_timeout(Duration::from_secs(2)).with_connect_timeout(Duration::from_secs(1));
-    let Ok(mut client) = Client::connect(endpoints, Some(options)).await else { return 0 };
-    let mut rng = Rng(seed ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut seen = vec![None; KEYS as usize];
-    let mut count = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let key = rng.below(KEYS);
-        count += 1;
-        let value = (id + 1) * 1_000_000_000 + count;
-        // The last value this client knows of, for its next compare-and-swap.
-        if let Some(learned) = operate(&mut client, &history, &mut rng, key, value, seen[key as usize]).await {
-            seen[key as usize] = learned;
-        }
-    }
-    count
 }
 
 /// The member every reachable member names as leader, if they agree.
@@ -185,6 +87,70 @@ fn save_evidence(cluster: &Cluster, history: &[Operation], seed: u64) -> std::pa
     dir
 }
 
+/// Keeps a lease alive through the faults; returns its id.
+async fn keep_lease(endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Option<i64> {
+    let options = ConnectOptions::new().with_timeout(Duration::from_secs(2));
+    let mut client = Client::connect(endpoints, Some(options)).await.ok()?;
+    let lease = client.lease_grant(LEASE_TTL, None).await.ok()?.id();
+    let attach = etcd_client::PutOptions::new().with_lease(lease);
+    client.put("lease/holder", "1", Some(attach)).await.ok()?;
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok((mut keeper, mut replies)) = client.lease_keep_alive(lease).await {
+            while !stop.load(Ordering::Relaxed) {
+                let renewed = async {
+                    keeper.keep_alive().await.ok()?;
+                    replies.message().await.ok().flatten()
+                };
+                if tokio::time::timeout(Duration::from_secs(2), renewed).await.ok().flatten().is_none() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Some(lease)
+}
+
+/// Longer than any fault lasts, so that keep-alives always get through in time.
+const LEASE_TTL: i64 = 15;
+
+/// Writes acknowledged in the history that the event log lacks, and values
+/// in the event log that nobody wrote.
+fn lost_or_invented(ops: &[Operation], log: &[watch_check::Event]) -> Vec<String> {
+    let mut written: HashMap<&str, HashSet<u64>> = HashMap::new();
+    let mut acknowledged = Vec::new();
+    for op in ops {
+        let (value, done) = match (&op.input, &op.output) {
+            (Input::Write(v), output) => (*v, *output == Output::Done),
+            (Input::Cas { new, .. }, output) => (*new, *output == Output::Swapped(true)),
+            _ => continue,
+        };
+        written.entry(op.key.as_str()).or_default().insert(value);
+        if done {
+            acknowledged.push((op.key.as_str(), value));
+        }
+    }
+    let mut in_log: HashSet<(&[u8], u64)> = HashSet::new();
+    let mut problems = Vec::new();
+    for event in log {
+        let Some(value) = event.value.as_ref().and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok()) else {
+            continue;
+        };
+        in_log.insert((event.key.as_slice(), value));
+        let key = String::from_utf8_lossy(&event.key);
+        if !written.get(key.as_ref()).is_some_and(|values| values.contains(&value)) {
+            problems.push(format!("revision {}: {key}={value} was never written", event.revision));
+        }
+    }
+    for (key, value) in acknowledged {
+        if !in_log.contains(&(key.as_bytes(), value)) {
+            problems.push(format!("acknowledged write {key}={value} is missing from the event log"));
+        }
+    }
+    problems
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
     let seconds = env_u64("SHOAL_CHAOS_SECONDS", 40);
@@ -192,11 +158,15 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
     let mut cluster = Cluster::start_partitionable(3, &[]).await.unwrap_or_else(|e| {
         panic!("the fault suite runs members in network namespaces and needs root and iproute2: {e}")
     });
-    let history = Arc::new(History { start: Instant::now(), ops: Mutex::new(Vec::new()) });
+    let history = Arc::new(History::new());
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|id| tokio::spawn(run_client(id, cluster.endpoints(), history.clone(), stop.clone(), seed)))
+        .map(|id| tokio::spawn(workload::run_client(id, cluster.endpoints(), history.clone(), stop.clone(), seed)))
         .collect();
+    let watchers: Vec<_> = (0..cluster.members.len())
+        .map(|i| tokio::spawn(watchers::watch(i, cluster.members[i].client_url.clone(), stop.clone(), None)))
+        .collect();
+    let lease = tokio::spawn(keep_lease(cluster.endpoints(), stop.clone()));
 
     let mut rng = Rng(seed);
     let faults = AtomicU64::new(0);
@@ -212,31 +182,64 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
     for client in clients {
         operations += client.await.expect("client task");
     }
+    let mut watched = Vec::new();
+    for watcher in watchers {
+        watched.push(watcher.await.expect("watcher task"));
+    }
+    let lease = lease.await.expect("lease task").expect("the lease was granted");
 
     // Healed: every member up and agreeing on a leader.
     cluster.leader().await;
     let mut client = cluster.client().await;
-    for key in 0..KEYS {
+    for key in (0..KEYS).map(workload::register).chain(workload::PAIR.iter().map(|k| k.to_string())) {
         let call = history.now();
-        let got = client.get(format!("reg/{key}"), None).await.expect("final read");
-        history.record(key, Input::Read, Output::Value(value_of(got.kvs().first())), call);
+        let got = client.get(key.clone(), None).await.expect("final read");
+        history.record(&key, Input::Read, Output::Value(workload::value_of(got.kvs().first())), call);
     }
-    let ops = history.ops.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let violations = linearizability::check(&ops);
-    let acknowledged = ops.iter().filter(|op| op.output != Output::Unknown).count();
+    let revision = client.get("reg/0", None).await.expect("get").header().expect("header").revision();
+    let log =
+        watchers::watch(0, cluster.members[0].client_url.clone(), Arc::new(AtomicBool::new(false)), Some(revision))
+            .await
+            .received
+            .into_iter()
+            .map(|r| r.event)
+            .collect::<Vec<_>>();
+
+    let ops = history.snapshot();
+    let mut violations: Vec<String> =
+        linearizability::check(&ops).iter().map(|v| format!("not linearizable: {v:?}")).collect();
+    violations.extend(history.torn.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|t| format!("torn pair {t}")));
+    violations.extend(lost_or_invented(&ops, &log));
+    for w in &watched {
+        violations.extend(
+            watch_check::check(&log, &w.received).into_iter().map(|p| format!("watcher on m{}: {p}", w.member)),
+        );
+    }
+    let ttl = client.lease_time_to_live(lease, None).await.expect("lease time to live").ttl();
+    if ttl <= 0 {
+        violations.push(format!("lease {lease:x} expired although it was kept alive"));
+    }
+    let answered = ops.iter().filter(|op| op.output != Output::Unknown).count();
+    let events: usize = watched.iter().map(|w| w.received.len()).sum();
+    let resumes: u64 = watched.iter().map(|w| w.resumes).sum();
     eprintln!(
-        "chaos summary: seed {seed}, {seconds}s, {operations} operations ({acknowledged} answered), {} faults, {} violations",
+        "chaos summary: seed {seed}, {seconds}s, {operations} operations ({answered} answered), {events} watch events \
+         ({resumes} resumes), {} faults, {} violations",
         faults.load(Ordering::Relaxed),
         violations.len()
     );
     if !violations.is_empty() {
         let dir = save_evidence(&cluster, &ops, seed);
-        panic!("not linearizable: {violations:?}; history and logs in {}", dir.display());
+        panic!(
+            "{} violations, first: {:?}; history and logs in {}",
+            violations.len(),
+            &violations[..violations.len().min(5)],
+            dir.display()
+        );
     }
-    assert!(acknowledged > 100, "the workload made progress: {acknowledged} answered operations");
+    assert!(answered > 100, "the workload made progress: {answered} answered operations");
 
     // Every member holds the same history.
-    let revision = got_revision(&mut client).await;
     let mut hashes = Vec::new();
     for i in 0..cluster.members.len() {
         let mut member = cluster.member_client(i).await;
@@ -249,10 +252,6 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
         member.status().await.expect("status");
     }
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "members differ after healing: {hashes:?}");
-}
-
-async fn got_revision(client: &mut Client) -> i64 {
-    client.get("reg/0", None).await.expect("get").header().expect("header").revision()
 }
 
 fn our_namespaces() -> Vec<String> {
