@@ -167,8 +167,10 @@ impl Cluster {
 
     /// Starts `n` members, each in its own network namespace (see
     /// [`crate::netns`]), so that tests can cut the network between them.
-    pub async fn start_partitionable(n: usize, extra: &[&str]) -> Result<Cluster, String> {
-        let net = crate::netns::Net::create(n)?;
+    /// `spares` more namespaces wait for members added later
+    /// ([`Cluster::prepare_joiner_in_net`]).
+    pub async fn start_partitionable(n: usize, spares: usize, extra: &[&str]) -> Result<Cluster, String> {
+        let net = crate::netns::Net::create(n + spares)?;
         let dir = tempfile::tempdir().expect("temp dir");
         let places: Vec<Place> =
             (0..n).map(|i| Place { host: net.addr(i).to_string(), client: 2379, peer: 2380 }).collect();
@@ -206,6 +208,28 @@ impl Cluster {
         let joiner = member(self.dir.path(), i, &place, &initial_cluster.join(","), "existing", extra);
         self.members.push(joiner);
         i
+    }
+
+    /// Plans a member that joins the running cluster from the next spare
+    /// namespace. Returns its index.
+    pub fn prepare_joiner_in_net(&mut self, extra: &[&str]) -> usize {
+        let i = self.members.len();
+        let net = self.net.as_ref().expect("a partitionable cluster");
+        let place = Place { host: net.addr(i).to_string(), client: 2379, peer: 2380 };
+        let mut initial_cluster: Vec<String> =
+            self.members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect();
+        initial_cluster.push(format!("m{i}=http://{}:{}", place.host, place.peer));
+        let launcher = net.launcher(i);
+        let joiner = member(self.dir.path(), i, &place, &initial_cluster.join(","), "existing", extra);
+        self.members.push(Member { launcher, ..joiner });
+        i
+    }
+
+    /// Deletes the data dir of member `i`, which must not be running (before
+    /// it joins again as a new member).
+    pub fn wipe(&mut self, i: usize) {
+        assert!(!self.members[i].is_running(), "wipe a stopped member only");
+        let _ = std::fs::remove_dir_all(&self.members[i].data_dir);
     }
 
     /// The member id of member `i`, as it reports it.

@@ -44,36 +44,130 @@ async fn current_leader(cluster: &Cluster) -> Option<usize> {
 }
 
 /// Injects one fault and undoes it; returns its name.
-async fn inject(cluster: &mut Cluster, rng: &mut Rng) -> &'static str {
-    let n = cluster.members.len();
-    let leader = current_leader(cluster).await.unwrap_or(0);
-    let (name, victim) = match rng.below(5) {
-        0 => ("kill -9 a follower", (leader + 1 + rng.below(n as u64 - 1) as usize) % n),
-        1 => ("kill -9 the leader", leader),
-        2 => ("pause the leader", leader),
-        3 => ("isolate the leader", leader),
-        _ => ("isolate a follower", (leader + 1) % n),
-    };
-    match name {
-        "kill -9 a follower" | "kill -9 the leader" => {
-            cluster.kill(victim);
+async fn inject(cluster: &mut Cluster, rng: &mut Rng, membership: &mut Membership) -> &'static str {
+    let running: Vec<usize> = (0..cluster.members.len()).filter(|i| cluster.members[*i].is_running()).collect();
+    let leader = current_leader(cluster).await.unwrap_or(running[0]);
+    let followers: Vec<usize> = running.iter().copied().filter(|i| *i != leader).collect();
+    let follower = followers[rng.below(followers.len() as u64) as usize];
+    match rng.below(6) {
+        0 => {
+            cluster.kill(follower);
             tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
-            cluster.restart(victim);
+            cluster.restart(follower);
+            "kill -9 a follower"
         }
-        "pause the leader" => {
-            let process = cluster.members[victim].process().expect("running");
+        1 => {
+            cluster.kill(leader);
+            tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
+            cluster.restart(leader);
+            "kill -9 the leader"
+        }
+        2 => {
+            let process = cluster.members[leader].process().expect("running");
             process.signal(Signal::SIGSTOP);
             tokio::time::sleep(Duration::from_millis(1500 + rng.below(1500))).await;
             process.signal(Signal::SIGCONT);
+            "pause the leader"
         }
-        _ => {
-            let net = cluster.net.as_ref().expect("partitionable cluster");
-            net.partition(&[victim]);
-            tokio::time::sleep(Duration::from_millis(2000 + rng.below(2000))).await;
-            net.heal_all();
+        3 => {
+            isolate(cluster, leader, rng).await;
+            "isolate the leader"
+        }
+        4 => {
+            isolate(cluster, follower, rng).await;
+            "isolate a follower"
+        }
+        _ => membership.change(cluster).await,
+    }
+}
+
+async fn isolate(cluster: &Cluster, member: usize, rng: &mut Rng) {
+    let net = cluster.net.as_ref().expect("partitionable cluster");
+    net.partition(&[member]);
+    tokio::time::sleep(Duration::from_millis(2000 + rng.below(2000))).await;
+    net.heal_all();
+}
+
+/// The spare member: added as a learner, promoted once caught up, removed,
+/// and added again as a new member, in turn.
+struct Membership {
+    spare: Option<usize>,
+    id: Option<u64>,
+    changes: u64,
+}
+
+impl Membership {
+    async fn change(&mut self, cluster: &mut Cluster) -> &'static str {
+        let original: Vec<String> = cluster.endpoints().into_iter().take(3).collect();
+        let Ok(mut client) = Client::connect(original, None).await else {
+            return "membership change (no client)";
+        };
+        match (self.spare, self.id) {
+            (_, Some(id)) => {
+                let i = self.spare.expect("the spare's slot");
+                let removed = retry(|| {
+                    let mut client = client.clone();
+                    async move { client.member_remove(id).await.ok() }
+                })
+                .await;
+                if removed.is_none() {
+                    return "remove the added member (refused: unhealthy)";
+                }
+                assert!(cluster.wait_exit(i).await, "a removed member exits cleanly");
+                self.id = None;
+                self.changes += 1;
+                "remove the added member"
+            }
+            (spare, None) => {
+                let i = match spare {
+                    Some(i) => {
+                        cluster.wipe(i);
+                        i
+                    }
+                    None => cluster.prepare_joiner_in_net(&[]),
+                };
+                self.spare = Some(i);
+                let peer = cluster.members[i].peer_url.clone();
+                let added = retry(|| {
+                    let (mut client, peer) = (client.clone(), peer.clone());
+                    let learner = etcd_client::MemberAddOptions::new().with_is_learner();
+                    async move { client.member_add([peer], Some(learner)).await.ok() }
+                })
+                .await;
+                let Some(id) = added.and_then(|a| a.member().map(|m| m.id())) else {
+                    return "add a learner (refused: unhealthy)";
+                };
+                self.id = Some(id);
+                cluster.restart(i);
+                let promoted = wait::until(Duration::from_secs(60), "the learner to be promoted", || {
+                    let mut client = client.clone();
+                    async move { client.member_promote(id).await.ok() }
+                })
+                .await;
+                assert!(promoted.members().iter().any(|m| m.id() == id && !m.is_learner()));
+                client.status().await.expect("status");
+                self.changes += 1;
+                "add a learner and promote it"
+            }
         }
     }
-    name
+}
+
+/// Retries `attempt` for a while: right after a fault the cluster may
+/// still count a member as unreachable.
+async fn retry<T, F, Fut>(mut attempt: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Some(value) = attempt().await {
+            return Some(value);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    None
 }
 
 /// Saves the history and the member logs for a failed run; returns the directory.
@@ -91,9 +185,19 @@ fn save_evidence(cluster: &Cluster, history: &[Operation], seed: u64) -> std::pa
 async fn keep_lease(endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Option<i64> {
     let options = ConnectOptions::new().with_timeout(Duration::from_secs(2));
     let mut client = Client::connect(endpoints, Some(options)).await.ok()?;
-    let lease = client.lease_grant(LEASE_TTL, None).await.ok()?.id();
-    let attach = etcd_client::PutOptions::new().with_lease(lease);
-    client.put("lease/holder", "1", Some(attach)).await.ok()?;
+    // The first faults may come at once: grant until it works.
+    let lease = loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        if let Ok(granted) = client.lease_grant(LEASE_TTL, None).await {
+            let attach = etcd_client::PutOptions::new().with_lease(granted.id());
+            if client.put("lease/holder", "1", Some(attach)).await.is_ok() {
+                break granted.id();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
     while !stop.load(Ordering::Relaxed) {
         if let Ok((mut keeper, mut replies)) = client.lease_keep_alive(lease).await {
             while !stop.load(Ordering::Relaxed) {
@@ -155,7 +259,7 @@ fn lost_or_invented(ops: &[Operation], log: &[watch_check::Event]) -> Vec<String
 async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
     let seconds = env_u64("SHOAL_CHAOS_SECONDS", 40);
     let seed = env_u64("SHOAL_CHAOS_SEED", 0x5eed_5a1e) | 1;
-    let mut cluster = Cluster::start_partitionable(3, &[]).await.unwrap_or_else(|e| {
+    let mut cluster = Cluster::start_partitionable(3, 1, &[]).await.unwrap_or_else(|e| {
         panic!("the fault suite runs members in network namespaces and needs root and iproute2: {e}")
     });
     let history = Arc::new(History::new());
@@ -170,9 +274,10 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
 
     let mut rng = Rng(seed);
     let faults = AtomicU64::new(0);
+    let mut membership = Membership { spare: None, id: None, changes: 0 };
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < deadline {
-        let fault = inject(&mut cluster, &mut rng).await;
+        let fault = inject(&mut cluster, &mut rng, &mut membership).await;
         faults.fetch_add(1, Ordering::Relaxed);
         eprintln!("fault: {fault}");
         tokio::time::sleep(Duration::from_millis(500 + rng.below(1000))).await;
@@ -190,7 +295,9 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
 
     // Healed: every member up and agreeing on a leader.
     cluster.leader().await;
-    let mut client = cluster.client().await;
+    let running: Vec<String> =
+        cluster.members.iter().filter(|m| m.is_running()).map(|m| m.client_url.clone()).collect();
+    let mut client = Client::connect(running, None).await.expect("connect");
     for key in (0..KEYS).map(workload::register).chain(workload::PAIR.iter().map(|k| k.to_string())) {
         let call = history.now();
         let got = client.get(key.clone(), None).await.expect("final read");
@@ -223,9 +330,11 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
     let events: usize = watched.iter().map(|w| w.received.len()).sum();
     let resumes: u64 = watched.iter().map(|w| w.resumes).sum();
     eprintln!(
-        "chaos summary: seed {seed}, {seconds}s, {operations} operations ({answered} answered), {events} watch events \
-         ({resumes} resumes), {} faults, {} violations",
+        "chaos summary: seed {seed}, {seconds}s, {operations} operations ({} recorded, {answered} answered), {events} watch events \
+         ({resumes} resumes), {} faults ({} membership changes), {} violations",
+        ops.len(),
         faults.load(Ordering::Relaxed),
+        membership.changes,
         violations.len()
     );
     if !violations.is_empty() {
@@ -241,7 +350,7 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
 
     // Every member holds the same history.
     let mut hashes = Vec::new();
-    for i in 0..cluster.members.len() {
+    for i in (0..cluster.members.len()).filter(|i| cluster.members[*i].is_running()) {
         let mut member = cluster.member_client(i).await;
         let hash = wait::until(Duration::from_secs(30), "the member to apply the revision", || {
             let mut member = member.clone();
@@ -262,7 +371,7 @@ fn our_namespaces() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_is_replaced_and_rejoins_after_healing() {
-    let cluster = Cluster::start_partitionable(3, &[]).await.expect("network namespaces (root needed)");
+    let cluster = Cluster::start_partitionable(3, 0, &[]).await.expect("network namespaces (root needed)");
     assert_eq!(our_namespaces().len(), 3);
     let old = cluster.leader().await;
     let old_id = cluster.member_id(old).await.expect("id");
