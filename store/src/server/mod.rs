@@ -235,6 +235,10 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
     }
     kv.shutdown();
     db.flush_wal(true).map_err(StorageError::rocks("flush wal"))?;
+    // Something may still hold the database (a blocking task finishing
+    // late); stop RocksDB's own threads now, so that none is still running
+    // while the process exits.
+    db.cancel_all_background_work(true);
     tracing::info!("stopped");
     Ok(())
 }

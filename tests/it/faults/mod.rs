@@ -113,7 +113,11 @@ impl Membership {
                 if removed.is_none() {
                     return "remove the added member (refused: unhealthy)";
                 }
-                assert!(cluster.wait_exit(i).await, "a removed member exits cleanly");
+                if !cluster.wait_exit(i).await {
+                    let log = std::fs::read_to_string(cluster.dir().join(format!("m{i}.log"))).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+                    panic!("the removed member m{i} did not exit cleanly:\n{}", tail.join("\n"));
+                }
                 self.id = None;
                 self.changes += 1;
                 "remove the added member"
