@@ -159,22 +159,36 @@ pub async fn removed(node: Arc<Node>) {
 async fn left_membership(node: &Node) {
     let mut metrics = node.raft.metrics();
     let mut was_member = false;
+    let mut left_at: Option<tokio::time::Instant> = None;
+    // A membership that drops this member counts once it is applied. A
+    // removed member may never learn that it was committed (the leader stops
+    // replicating to it), so one that stays appended for a few election
+    // timeouts counts too; a new leader would have truncated it by then.
+    let grace = node.election_timeout * 3;
     loop {
         {
             let m = metrics.borrow_and_update();
             let membership = &m.membership_config;
             let is_member = membership.membership().get_node(&node.id).is_some();
-            // Only a membership this member has applied is committed; an
-            // appended one may still be truncated by a new leader.
             let applied = membership.log_id().is_some() && membership.log_id() <= &m.last_applied;
-            if was_member && !is_member && applied {
-                break;
+            if is_member {
+                left_at = None;
+            } else if was_member {
+                let since = *left_at.get_or_insert_with(tokio::time::Instant::now);
+                if applied || since.elapsed() >= grace {
+                    break;
+                }
             }
             was_member |= is_member;
         }
-        if metrics.changed().await.is_err() {
-            // Raft stopped: shutdown is under way anyway.
-            std::future::pending::<()>().await;
+        tokio::select! {
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    // Raft stopped: shutdown is under way anyway.
+                    std::future::pending::<()>().await;
+                }
+            }
+            _ = tokio::time::sleep(node.election_timeout / 2), if left_at.is_some() => {}
         }
     }
 }
