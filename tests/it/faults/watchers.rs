@@ -17,13 +17,21 @@ pub struct Watched {
 }
 
 /// Watches `reg/` on `url` from revision 1 until `stop`, or until it has
-/// seen revision `until`.
+/// delivered everything up to revision `until` (the store is quiet by then:
+/// a response at or past it, then a second of silence).
 pub async fn watch(member: usize, url: String, stop: Arc<AtomicBool>, until: Option<i64>) -> Watched {
     let mut out = Watched { member, received: Vec::new(), resumes: 0 };
     let mut next = 1;
     let mut response = 0;
-    let done = |next: i64| stop.load(Ordering::Relaxed) || until.is_some_and(|u| next > u);
-    while !done(next) {
+    // Set once a response said the store is at `until` or past it; then
+    // the watch is done after two quiet seconds.
+    let mut caught_up_at: Option<std::time::Instant> = None;
+    let done = |next: i64, caught_up_at: Option<std::time::Instant>| {
+        stop.load(Ordering::Relaxed)
+            || until.is_some_and(|u| next > u)
+            || caught_up_at.is_some_and(|at| at.elapsed() >= Duration::from_secs(2))
+    };
+    while !done(next, caught_up_at) {
         let options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(1));
         let stream = async {
             let mut client = Client::connect([url.clone()], Some(options)).await.ok()?;
@@ -31,7 +39,7 @@ pub async fn watch(member: usize, url: String, stop: Arc<AtomicBool>, until: Opt
             client.watch("reg/", Some(watch)).await.ok()
         };
         if let Ok(Some(mut stream)) = tokio::time::timeout(Duration::from_secs(3), stream).await {
-            while !done(next) {
+            while !done(next, caught_up_at) {
                 let message = match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
                     Err(_) => continue,
                     Ok(Ok(Some(message))) => message,
@@ -39,6 +47,10 @@ pub async fn watch(member: usize, url: String, stop: Arc<AtomicBool>, until: Opt
                 };
                 if message.canceled() {
                     break;
+                }
+                let header = message.header().map_or(0, |h| h.revision());
+                if until.is_some_and(|u| header >= u) {
+                    caught_up_at = Some(std::time::Instant::now());
                 }
                 for event in message.events() {
                     let Some(kv) = event.kv() else { continue };
@@ -56,7 +68,7 @@ pub async fn watch(member: usize, url: String, stop: Arc<AtomicBool>, until: Opt
                 }
             }
         }
-        if !done(next) {
+        if !done(next, caught_up_at) {
             out.resumes += 1;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
