@@ -217,23 +217,8 @@ async fn etcdctl_saves_what_shoalctl_restores_and_bad_files_are_refused() {
 
     // The file etcdctl saved restores, and the member serves its keys.
     let mut restored = Cluster::prepare(1, &[]);
+    restore_member(&file, &restored, 0);
     let member = &restored.members[0];
-    let (ok, stdout, stderr) = shoalctl(&[
-        "snapshot",
-        "restore",
-        &file.display().to_string(),
-        "--name",
-        "m0",
-        "--initial-cluster",
-        &format!("m0={}", member.peer_url),
-        "--initial-advertise-peer-urls",
-        &member.peer_url,
-        "--initial-cluster-token",
-        "shoal-test",
-        "--data-dir",
-        &member.data_dir.display().to_string(),
-    ]);
-    assert!(ok, "{stdout}\n{stderr}");
     let (ok, _, stderr) = restore(&file, &member.data_dir.clone());
     assert!(!ok && stderr.contains("exists"), "a restore never overwrites a data dir: {stderr}");
     restored.restart(0);

@@ -116,17 +116,7 @@ async fn grows_to_five_and_shrinks_to_three_under_load_without_losing_writes() {
 
     // Every survivor holds the same history at the same revision.
     let revision = got.header().expect("header").revision();
-    let mut hashes = Vec::new();
-    for i in survivors {
-        let mut member = cluster.member_client(i).await;
-        let hash = wait::until(Duration::from_secs(30), "the member to apply the revision", || {
-            let mut member = member.clone();
-            async move { member.hash_kv(revision).await.ok().map(|h| h.hash()) }
-        })
-        .await;
-        hashes.push(hash);
-        member.status().await.expect("status");
-    }
+    let hashes = cluster.hashes_at(survivors, revision).await;
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "HashKV differs across members: {hashes:?}");
 }
 

@@ -232,6 +232,21 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&self.members[i].data_dir);
     }
 
+    /// HashKV at `revision` on each of `members`, once each has applied it.
+    pub async fn hashes_at(&self, members: impl IntoIterator<Item = usize>, revision: i64) -> Vec<u32> {
+        let mut hashes = Vec::new();
+        for i in members {
+            let member = self.member_client(i).await;
+            let hash = wait::until(Duration::from_secs(30), "the member to apply the revision", || {
+                let mut member = member.clone();
+                async move { member.hash_kv(revision).await.ok().map(|h| h.hash()) }
+            })
+            .await;
+            hashes.push(hash);
+        }
+        hashes
+    }
+
     /// The member id of member `i`, as it reports it.
     pub async fn member_id(&self, i: usize) -> Option<u64> {
         self.status(i).await.and_then(|s| s.header().map(|h| h.member_id()))

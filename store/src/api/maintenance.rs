@@ -77,10 +77,12 @@ impl Maintenance for MaintenanceService {
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let metrics = self.node.metrics();
         let db = self.node.db.clone();
-        let (db_size, in_use) =
-            tokio::task::spawn_blocking(move || (quota::backend_size(&db), quota::backend_size_in_use(&db)))
-                .await
-                .unwrap_or((0, 0));
+        let (db_size, in_use) = tokio::task::spawn_blocking(move || {
+            let total = quota::backend_size(&db);
+            (total, quota::backend_size_in_use(&db, total))
+        })
+        .await
+        .unwrap_or((0, 0));
         let is_learner = !metrics.membership_config.membership().voter_ids().any(|id| id == self.node.id);
         let mut errors = Vec::new();
         if metrics.current_leader.is_none() {
@@ -134,7 +136,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        let estimate = quota::backend_size_in_use(&self.node.db);
+        let estimate = quota::backend_size_in_use(&self.node.db, u64::MAX);
         let chunks = backup::stream(self.node.kv.clone());
         let mut sent = 0u64;
         let stream = ReceiverStream::new(chunks).map(move |chunk| {

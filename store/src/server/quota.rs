@@ -29,9 +29,10 @@ pub fn backend_size(db: &DB) -> u64 {
     sum_property(db, &["rocksdb.total-sst-files-size", "rocksdb.size-all-mem-tables"])
 }
 
-/// Bytes of live data in the state machine, as RocksDB estimates them.
-pub fn backend_size_in_use(db: &DB) -> u64 {
-    sum_property(db, &["rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables"]).min(backend_size(db))
+/// Bytes of live data in the state machine, as RocksDB estimates them,
+/// at most `total` (the backend size).
+pub fn backend_size_in_use(db: &DB, total: u64) -> u64 {
+    sum_property(db, &["rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables"]).min(total)
 }
 
 fn sum_property(db: &DB, properties: &[&str]) -> u64 {
