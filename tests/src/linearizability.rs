@@ -61,6 +61,24 @@ fn step(state: Option<u64>, input: &Input, output: &Output) -> Option<Option<u64
     }
 }
 
+/// The history without the unanswered writes (and compare-and-swaps) that
+/// never took effect, as `applied(key, value)` tells from a complete event
+/// log. Each one would otherwise stay pending forever and double the
+/// search wherever it could have landed.
+pub fn without_unapplied(history: &[Operation], applied: impl Fn(&str, u64) -> bool) -> Vec<Operation> {
+    history
+        .iter()
+        .filter(|op| {
+            let value = match op.input {
+                Input::Write(v) | Input::Cas { new: v, .. } => v,
+                _ => return true,
+            };
+            op.output != Output::Unknown || applied(&op.key, value)
+        })
+        .cloned()
+        .collect()
+}
+
 /// A violation: the key whose history cannot be linearized.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
@@ -166,11 +184,25 @@ impl Events {
     }
 }
 
+/// A random 128-bit tag per operation: the set of linearized operations is
+/// remembered as the XOR of their tags, so each step of the search costs the
+/// same however long the history is. Two different sets collide with
+/// probability 2^-128.
+fn tag(op: usize) -> u128 {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let op = op as u64;
+    (u128::from(mix(op)) << 64) | u128::from(mix(op ^ 0xA5A5_A5A5_A5A5_A5A5))
+}
+
 fn check_key(ops: &[&Operation]) -> bool {
     let mut events = Events::new(ops);
-    let words = ops.len().div_ceil(64);
-    let mut linearized = vec![0u64; words];
-    let mut seen: HashSet<(Vec<u64>, Option<u64>)> = HashSet::new();
+    let mut linearized: u128 = 0;
+    let mut seen: HashSet<(u128, Option<u64>)> = HashSet::new();
     let mut stack: Vec<(usize, Option<u64>)> = Vec::new();
     let mut state: Option<u64> = None;
     let mut cursor = events.head;
@@ -179,9 +211,8 @@ fn check_key(ops: &[&Operation]) -> bool {
         if event.is_call {
             let op = ops[event.op];
             if let Some(next) = step(state, &op.input, &op.output) {
-                let mut after = linearized.clone();
-                after[event.op / 64] |= 1 << (event.op % 64);
-                if seen.insert((after.clone(), next)) {
+                let after = linearized ^ tag(event.op);
+                if seen.insert((after, next)) {
                     stack.push((at, state));
                     linearized = after;
                     state = next;
@@ -196,8 +227,7 @@ fn check_key(ops: &[&Operation]) -> bool {
             let Some((call, previous)) = stack.pop() else {
                 return false;
             };
-            let op = events.list[call].op;
-            linearized[op / 64] &= !(1 << (op % 64));
+            linearized ^= tag(events.list[call].op);
             state = previous;
             events.unlift(call);
             cursor = events.list[call].next;
@@ -286,6 +316,20 @@ mod tests {
             op(Input::Cas { expect: Some(1), new: 3 }, Output::Swapped(true), 3, 9),
         ];
         assert_eq!(check(&double).len(), 1, "two swaps from the same value cannot both win");
+    }
+
+    #[test]
+    fn unanswered_writes_that_never_applied_are_dropped() {
+        let h = [
+            op(Input::Write(1), Output::Unknown, 0, 1),
+            op(Input::Cas { expect: None, new: 2 }, Output::Unknown, 0, 1),
+            op(Input::Write(3), Output::Unknown, 0, 1),
+            op(Input::Write(4), Output::Done, 0, 1),
+            op(Input::Delete, Output::Unknown, 0, 1),
+        ];
+        let kept = without_unapplied(&h, |_, v| v == 3);
+        let inputs: Vec<&Input> = kept.iter().map(|o| &o.input).collect();
+        assert_eq!(inputs, [&Input::Write(3), &Input::Write(4), &Input::Delete]);
     }
 
     #[test]

@@ -136,6 +136,15 @@ impl Net {
         }
     }
 
+    /// Cuts every link: each member is alone, and no side has a quorum.
+    pub fn split_all(&self) {
+        for a in 0..self.names.len() {
+            for b in a + 1..self.names.len() {
+                self.cut(a, b);
+            }
+        }
+    }
+
     /// Heals every link.
     pub fn heal_all(&self) {
         for a in 0..self.names.len() {
