@@ -89,6 +89,8 @@ impl MvccError {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod model;
 #[cfg(test)]
 mod model_test;
 #[cfg(test)]
