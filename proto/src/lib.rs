@@ -9,21 +9,27 @@
 //!   (a vendored one compiles them).
 //! - [`peerpb`]: the member-to-member protocol (Raft messages, forwarded writes,
 //!   read index) and [`peerpb::InternalRequest`], the command stored in the Raft log.
+//! - [`objects`]: the control plane's objects (Node, Pod, ReplicaSet,
+//!   Deployment) as serde types, with their keys and their validation.
 
-#![allow(clippy::all, clippy::pedantic)]
-
+#[allow(clippy::all, clippy::pedantic)]
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
 }
 
+#[allow(clippy::all, clippy::pedantic)]
 pub mod authpb {
     tonic::include_proto!("authpb");
 }
 
+#[allow(clippy::all, clippy::pedantic)]
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }
 
+pub mod objects;
+
+#[allow(clippy::all, clippy::pedantic)]
 pub mod peerpb {
     tonic::include_proto!("peerpb");
 }
