@@ -9,6 +9,7 @@ mod lease;
 mod lease_compat;
 mod maintenance;
 mod membership;
+mod objects;
 mod ops_compat;
 mod replication;
 mod up;

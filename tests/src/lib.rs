@@ -7,6 +7,7 @@
 //! - [`netns`]: members in network namespaces, for real partitions.
 //! - [`ports`]: free loopback ports for each test.
 //! - [`process`]: a child process owned by a test, killed by pid when dropped.
+//! - [`proxy`]: a TCP proxy a test can cut and heal, for real client disconnects.
 //! - [`cluster`]: a Shoal cluster; members can be killed, stopped and restarted.
 //! - [`etcd`]: a single-member etcd 3.4, the reference for output comparisons.
 //! - [`etcdctl`]: running etcdctl 3.4 and normalizing what differs between clusters.
@@ -21,6 +22,7 @@ pub mod linearizability;
 pub mod netns;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod wait;
 pub mod watch_check;
 

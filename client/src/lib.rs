@@ -1,0 +1,25 @@
+//! The control plane's client runtime. Controllers, the node agent and
+//! `shoalctl` act on the cluster only through this crate: they read, watch
+//! and write objects in the store, and never call each other.
+//!
+//! # Layout
+//! - [`store`]: connections to the store's members (the etcd v3 API).
+//! - [`api`]: the typed object client: get, list, create, update
+//!   (compare-and-swap on `resourceVersion`), delete and watch.
+//! - [`error`]: its errors, in Kubernetes' words.
+//! - [`cache`]: an informer's local copy, indexed by namespace, label and node.
+//! - [`informer`]: list at R, watch from R+1, resume, relist when compacted.
+//! - [`queue`]: the de-duplicating work queue with per-key backoff.
+//! - [`election`]: leader election on a lease-backed key, with fencing.
+
+pub mod api;
+pub mod cache;
+pub mod election;
+pub mod error;
+pub mod informer;
+pub mod queue;
+pub mod store;
+
+pub use api::{Api, ObjectKey};
+pub use error::{Error, Result};
+pub use store::Store;
