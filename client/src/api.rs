@@ -204,7 +204,14 @@ impl<K: Object> Api<K> {
     pub async fn get_opt(&self, namespace: &str, name: &str) -> Result<Option<K>> {
         let key = Self::key(namespace, name);
         let request = RangeRequest { key: key.into_bytes(), ..Default::default() };
-        let response = self.store.kv().range(request).await?.into_inner();
+        let response = self
+            .store
+            .call(|s| {
+                let request = request.clone();
+                async move { s.kv().range(request).await }
+            })
+            .await?
+            .into_inner();
         response.kvs.first().map(decode::<K>).transpose()
     }
 
@@ -216,7 +223,14 @@ impl<K: Object> Api<K> {
     pub async fn list(&self, namespace: Option<&str>) -> Result<ObjectList<K>> {
         let prefix = K::prefix(namespace);
         let request = RangeRequest { range_end: prefix_end(&prefix), key: prefix.into_bytes(), ..Default::default() };
-        let response = self.store.kv().range(request).await?.into_inner();
+        let response = self
+            .store
+            .call(|s| {
+                let request = request.clone();
+                async move { s.kv().range(request).await }
+            })
+            .await?
+            .into_inner();
         let revision = response.header.map_or(0, |h| h.revision);
         let mut list = ObjectList { items: Vec::new(), revision, malformed: Vec::new() };
         for kv in &response.kvs {
@@ -258,7 +272,7 @@ impl<K: Object> Api<K> {
             }))],
             failure: self.fence_probe(vec![]),
         };
-        let response = self.store.kv().txn(txn).await?.into_inner();
+        let response = self.txn(txn).await?;
         if !response.succeeded {
             self.check_fence(&response)?;
             return Err(Error::exists::<K>(&object.meta().name));
@@ -304,13 +318,27 @@ impl<K: Object> Api<K> {
             }))],
             failure: self.fence_probe(vec![]),
         };
-        let response = self.store.kv().txn(txn).await?.into_inner();
+        let response = self.txn(txn).await?;
         if !response.succeeded {
             self.check_fence(&response)?;
             return Err(Error::conflict::<K>(&object.meta().name));
         }
         object.meta_mut().resource_version = Some(revision_of(&response).to_string());
         Ok(object)
+    }
+
+    /// Reads the object, applies `change`, and writes it back; starts over
+    /// when someone else wrote in between (up to 20 times).
+    pub async fn modify(&self, namespace: &str, name: &str, change: impl Fn(&mut K)) -> Result<K> {
+        let mut attempts = 0;
+        loop {
+            let mut object = self.get(namespace, name).await?;
+            change(&mut object);
+            match self.update(&object).await {
+                Err(e) if e.is_conflict() && attempts < 20 => attempts += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Deletes the object, if its `resourceVersion` is still `precondition`
@@ -330,7 +358,7 @@ impl<K: Object> Api<K> {
             }))],
             failure: self.fence_probe(vec![get_op(&key)]),
         };
-        let response = self.store.kv().txn(txn).await?.into_inner();
+        let response = self.txn(txn).await?;
         if !response.succeeded {
             self.check_fence(&response)?;
             let exists = response.responses.first().is_some_and(
@@ -346,6 +374,41 @@ impl<K: Object> Api<K> {
             Some(d) if d.deleted > 0 => Ok(d.prev_kvs.first().and_then(|kv| decode::<K>(kv).ok())),
             _ => Err(Error::not_found::<K>(name)),
         }
+    }
+
+    /// Writes the object whatever is there, attached to store lease `lease`:
+    /// it vanishes when the lease expires (heartbeats).
+    pub async fn put_leased(&self, object: &K, lease: i64) -> Result<K> {
+        let mut object = object.clone();
+        object.set_type();
+        let meta = object.meta_mut();
+        if meta.uid.is_empty() {
+            meta.uid = new_uid();
+        }
+        meta.creation_timestamp.get_or_insert_with(time::now);
+        meta.generation = meta.generation.max(1);
+        meta.resource_version = None;
+        validate(&object)?;
+        let value = serde_json::to_vec(&object).map_err(|e| Error::Connect(e.to_string()))?;
+        let request = PutRequest { key: object.key_of().into_bytes(), value, lease, ..Default::default() };
+        let response = self
+            .store
+            .call(|s| {
+                let request = request.clone();
+                async move { s.kv().put(request).await }
+            })
+            .await?
+            .into_inner();
+        object.meta_mut().resource_version = response.header.map(|h| h.revision.to_string());
+        Ok(object)
+    }
+
+    async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse> {
+        let response = self.store.call(|s| {
+            let txn = txn.clone();
+            async move { s.kv().txn(txn).await }
+        });
+        Ok(response.await?.into_inner())
     }
 
     fn with_fence(&self, mut compares: Vec<Compare>) -> Vec<Compare> {

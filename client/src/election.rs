@@ -75,6 +75,7 @@ impl Election {
                 }
                 Err(e) => {
                     tracing::debug!(component = %self.component, error = %e, "campaign failed; retrying");
+                    self.store.rotate();
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(300)) => {}
                         _ = shutdown.changed() => return None,
@@ -187,7 +188,7 @@ async fn renew(store: Store, fence: Fence, lease: i64, ttl: Duration, granted_at
         match renewed {
             Ok(Some(remaining)) if remaining > 0 => valid_until = sent + ttl,
             Ok(Some(_)) => break,
-            _ => {}
+            _ => store.rotate(),
         }
         if !holds(&store, &fence).await.unwrap_or(true) {
             break;

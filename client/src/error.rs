@@ -39,6 +39,11 @@ impl Error {
         matches!(self, Error::Conflict { .. })
     }
 
+    /// A conflict on an object of a kind the caller does not name.
+    pub fn conflict_on(name: &str) -> Error {
+        Error::Conflict { resource: "object".into(), name: name.into() }
+    }
+
     pub(crate) fn not_found<K: Object>(name: &str) -> Error {
         Error::NotFound { resource: resource::<K>(), name: name.into() }
     }

@@ -143,8 +143,12 @@ impl<K: Object> Informer<K> {
             let from = self.read(|c| c.revision) + 1;
             match self.watch_from(&api, namespace.as_deref(), from, &mut shutdown).await {
                 Ended::Shutdown => return,
-                Ended::Compacted => must_list = true,
+                Ended::Compacted => {
+                    tracing::info!(kind = K::KIND, from, "watch history compacted; listing again");
+                    must_list = true;
+                }
                 Ended::Broken => {
+                    api.store().rotate();
                     self.stats.lock().unwrap_or_else(|p| p.into_inner()).resumes += 1;
                     failures += 1;
                     if pause(&mut shutdown, failures.min(4)).await {

@@ -1,7 +1,11 @@
-//! Connections to the store: one channel balanced over every member's
-//! client URL. Requests go to whichever member is up; the store's members
-//! forward writes to their leader themselves.
+//! Connections to the store: a lazily connected channel per member. Calls
+//! go to the current member; a call that finds it unreachable moves on to
+//! the next one and tries again, so a dead member costs one failed connect,
+//! not an error. Members forward writes to their leader themselves.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::etcdserverpb::kv_client::KvClient;
@@ -16,13 +20,14 @@ use crate::error::{Error, Result};
 pub const ENDPOINTS_ENV: &str = "SHOAL_ENDPOINTS";
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:2379";
 
-/// Handles to the store, cheap to clone.
+/// Handles to the store, cheap to clone (clones share the current member).
 #[derive(Clone)]
 pub struct Store {
-    /// For unary calls: each times out.
-    unary: Channel,
-    /// For watch and keep-alive streams, which live as long as they are needed.
-    streaming: Channel,
+    /// Per member, for unary calls: each times out.
+    unary: Arc<Vec<Channel>>,
+    /// Per member, for watch and keep-alive streams, which live as long as needed.
+    streaming: Arc<Vec<Channel>>,
+    current: Arc<AtomicUsize>,
 }
 
 /// Splits `a,b,c` into URLs with a scheme.
@@ -35,48 +40,69 @@ pub fn parse_endpoints(text: &str) -> Vec<String> {
 }
 
 impl Store {
-    /// Connects lazily to `endpoints`; calls fail (and may be retried) while
-    /// no member answers.
+    /// Prepares channels to `endpoints` without connecting yet. Must be
+    /// called within a Tokio runtime.
     pub fn connect(endpoints: &[String], timeout: Duration) -> Result<Store> {
-        let make = |timeout: Option<Duration>| -> Result<Vec<Endpoint>> {
-            endpoints
-                .iter()
-                .map(|url| {
-                    let endpoint = Endpoint::from_shared(url.clone())
-                        .map_err(|e| Error::Connect(format!("bad endpoint {url}: {e}")))?
-                        .connect_timeout(Duration::from_secs(1))
-                        .tcp_nodelay(true)
-                        .http2_keep_alive_interval(Duration::from_secs(2))
-                        .keep_alive_timeout(Duration::from_secs(2));
-                    Ok(match timeout {
-                        Some(t) => endpoint.timeout(t),
-                        None => endpoint,
-                    })
-                })
-                .collect()
-        };
         if endpoints.is_empty() {
             return Err(Error::Connect("no endpoints".into()));
         }
-        Ok(Store {
-            unary: Channel::balance_list(make(Some(timeout))?.into_iter()),
-            streaming: Channel::balance_list(make(None)?.into_iter()),
-        })
+        let mut unary = Vec::new();
+        let mut streaming = Vec::new();
+        for url in endpoints {
+            let endpoint = Endpoint::from_shared(url.clone())
+                .map_err(|e| Error::Connect(format!("bad endpoint {url}: {e}")))?
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(2))
+                .keep_alive_timeout(Duration::from_secs(2));
+            streaming.push(endpoint.connect_lazy());
+            unary.push(endpoint.timeout(timeout).connect_lazy());
+        }
+        Ok(Store { unary: Arc::new(unary), streaming: Arc::new(streaming), current: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    fn at(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.unary.len()
+    }
+
+    /// Moves on to the next member.
+    pub fn rotate(&self) {
+        self.current.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn kv(&self) -> KvClient<Channel> {
-        KvClient::new(self.unary.clone())
+        KvClient::new(self.unary[self.at()].clone())
     }
 
     pub fn lease(&self) -> LeaseClient<Channel> {
-        LeaseClient::new(self.unary.clone())
+        LeaseClient::new(self.unary[self.at()].clone())
     }
 
     pub fn lease_stream(&self) -> LeaseClient<Channel> {
-        LeaseClient::new(self.streaming.clone())
+        LeaseClient::new(self.streaming[self.at()].clone())
     }
 
     pub fn watch(&self) -> WatchClient<Channel> {
-        WatchClient::new(self.streaming.clone())
+        WatchClient::new(self.streaming[self.at()].clone())
+    }
+
+    /// Runs `call`, moving on to the next member while the current one is
+    /// unavailable, once around all of them.
+    pub async fn call<T, F, Fut>(&self, call: F) -> std::result::Result<T, tonic::Status>
+    where
+        F: Fn(Store) -> Fut,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        let mut attempts = self.unary.len() + 1;
+        loop {
+            match call(self.clone()).await {
+                Err(status) if status.code() == tonic::Code::Unavailable && attempts > 1 => {
+                    attempts -= 1;
+                    self.rotate();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
     }
 }

@@ -316,20 +316,7 @@ fn auto_compaction(mode: CompactionMode, retention: &str) -> Result<AutoCompacti
     }
 }
 
-/// Parses a Go-style duration: a number and a unit (`ms`, `s`, `m`, `h`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("invalid duration unit in {text:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
-}
+pub use shoal_proto::objects::time::parse_duration;
 
 /// Go's flag package accepts `-name value` as well as `--name value`; etcd
 /// users' scripts use both. Rewrites single-dash long flags to double-dash.

@@ -2,6 +2,7 @@
 
 mod backup;
 mod client_compat;
+mod controllers;
 mod errors;
 mod etcdctl_compat;
 mod faults;

@@ -126,7 +126,8 @@ async fn an_informer_resumes_after_a_disconnect_and_relists_after_compaction() {
     // The informer reaches the store only through a proxy the test can cut.
     let proxy = Proxy::start(&cluster.members[0].client_url).await;
     let (stop, shutdown) = watch::channel(false);
-    let (informer, task) = Informer::spawn(Api::<Pod>::new(store(std::slice::from_ref(&proxy.url))), None, None, shutdown);
+    let (informer, task) =
+        Informer::spawn(Api::<Pod>::new(store(std::slice::from_ref(&proxy.url))), None, None, shutdown);
     let mut changes = informer.subscribe();
     let mut names: Vec<String> = Vec::new();
     for i in 0..10 {

@@ -20,6 +20,11 @@ pub fn shoalctl_binary() -> PathBuf {
     binary("shoalctl", "SHOALCTL_BIN")
 }
 
+/// The `shoal-controllers` binary of this build, or wherever `SHOAL_CONTROLLERS_BIN` says.
+pub fn controllers_binary() -> PathBuf {
+    binary("shoal-controllers", "SHOAL_CONTROLLERS_BIN")
+}
+
 fn binary(name: &str, env: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env) {
         return PathBuf::from(path);

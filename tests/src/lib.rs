@@ -9,6 +9,7 @@
 //! - [`process`]: a child process owned by a test, killed by pid when dropped.
 //! - [`proxy`]: a TCP proxy a test can cut and heal, for real client disconnects.
 //! - [`cluster`]: a Shoal cluster; members can be killed, stopped and restarted.
+//! - [`control_plane`]: `shoal-controllers` processes and fake nodes standing in for agents.
 //! - [`etcd`]: a single-member etcd 3.4, the reference for output comparisons.
 //! - [`etcdctl`]: running etcdctl 3.4 and normalizing what differs between clusters.
 //! - [`watch_check`]: etcd's watch guarantees, checked against the complete event log.
@@ -16,6 +17,7 @@
 
 pub mod answers;
 pub mod cluster;
+pub mod control_plane;
 pub mod etcd;
 pub mod etcdctl;
 pub mod linearizability;

@@ -5,12 +5,13 @@
 //!
 //! # Layout
 //! - [`meta`]: `metadata`, owner references and status conditions.
-//! - [`pod`], [`node`], [`workload`]: the objects.
+//! - [`pod`], [`node`], [`workload`]: the objects; [`lease`]: a node's heartbeat.
 //! - [`selector`]: label selectors.
 //! - [`quantity`]: `500m`, `128Mi` and the like.
 //! - [`time`]: RFC 3339 timestamps.
 //! - [`validation`]: field-by-field checks with Kubernetes' messages.
 
+pub mod lease;
 pub mod meta;
 pub mod node;
 pub mod pod;
@@ -25,6 +26,7 @@ use std::fmt::Debug;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use lease::Lease;
 pub use meta::{Condition, ObjectMeta, OwnerReference};
 pub use node::Node;
 pub use pod::Pod;
@@ -127,6 +129,7 @@ object!(Pod, "Pod", "v1", "pods", true, validation::pod);
 object!(Node, "Node", "v1", "nodes", false, validation::node);
 object!(ReplicaSet, "ReplicaSet", "apps/v1", "replicasets", true, validation::replica_set);
 object!(Deployment, "Deployment", "apps/v1", "deployments", true, validation::deployment);
+object!(Lease, "Lease", "coordination.k8s.io/v1", "leases", false, validation::lease);
 
 /// A count, or a percentage of some total (`maxSurge: 25%`, `port: http`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

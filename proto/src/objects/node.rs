@@ -79,3 +79,50 @@ impl Node {
             .is_some_and(|s| super::meta::condition(&s.conditions, "Ready").is_some_and(|c| c.is_true()))
     }
 }
+
+/// What a node offers: (millicores, bytes, pods); None where it says nothing.
+pub fn allocatable(node: &Node) -> (Option<i64>, Option<i64>, i64) {
+    let status = node.status.as_ref();
+    let amount = |name: &str| {
+        let status = status?;
+        let text = status.allocatable.get(name).or_else(|| status.capacity.get(name))?;
+        super::quantity::Quantity::parse(text).ok()
+    };
+    (
+        amount("cpu").map(|q| q.milli_value()),
+        amount("memory").map(|q| q.value()),
+        amount("pods").map_or(110, |q| q.value()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::pod::Toleration;
+
+    fn taint(key: &str, value: &str, effect: &str) -> Taint {
+        Taint { key: key.into(), value: value.into(), effect: effect.into(), time_added: None }
+    }
+
+    fn toleration(key: &str, operator: Option<&str>, value: &str, effect: &str) -> Toleration {
+        Toleration {
+            key: key.into(),
+            operator: operator.map(String::from),
+            value: value.into(),
+            effect: effect.into(),
+            toleration_seconds: None,
+        }
+    }
+
+    #[test]
+    fn tolerations_match_taints_as_kubernetes_does() {
+        let t = taint("gpu", "yes", "NoSchedule");
+        assert!(toleration("gpu", None, "yes", "NoSchedule").tolerates(&t));
+        assert!(toleration("gpu", None, "yes", "").tolerates(&t), "an empty effect matches every effect");
+        assert!(toleration("gpu", Some("Exists"), "", "").tolerates(&t));
+        assert!(toleration("", Some("Exists"), "", "").tolerates(&t), "an empty key with Exists tolerates everything");
+        assert!(!toleration("gpu", None, "no", "NoSchedule").tolerates(&t));
+        assert!(!toleration("gpu", None, "yes", "NoExecute").tolerates(&t));
+        assert!(!toleration("", None, "", "").tolerates(&t));
+    }
+}

@@ -253,6 +253,39 @@ pub struct StateTerminated {
     pub finished_at: Option<String>,
 }
 
+impl Toleration {
+    /// Whether this toleration lets a pod stay despite `taint`.
+    pub fn tolerates(&self, taint: &super::node::Taint) -> bool {
+        let exists = self.operator.as_deref() == Some("Exists");
+        (self.effect.is_empty() || self.effect == taint.effect)
+            && ((self.key.is_empty() && exists) || self.key == taint.key)
+            && (exists || self.value == taint.value)
+    }
+}
+
+impl PodSpec {
+    /// Whether some toleration covers `taint`.
+    pub fn tolerates(&self, taint: &super::node::Taint) -> bool {
+        self.tolerations.iter().any(|t| t.tolerates(taint))
+    }
+
+    /// What the pod asks for: (millicores, bytes), each container's requests
+    /// summed, a limit standing in for a missing request as Kubernetes does.
+    pub fn requests(&self) -> (i64, i64) {
+        let mut total = (0i64, 0i64);
+        for container in &self.containers {
+            let resources = &container.resources;
+            let amount = |name: &str| {
+                let text = resources.requests.get(name).or_else(|| resources.limits.get(name))?;
+                super::quantity::Quantity::parse(text).ok()
+            };
+            total.0 += amount("cpu").map_or(0, |q| q.milli_value());
+            total.1 += amount("memory").map_or(0, |q| q.value());
+        }
+        total
+    }
+}
+
 impl Pod {
     pub fn phase(&self) -> &str {
         self.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending")

@@ -1,5 +1,5 @@
 //! Timestamps as Kubernetes writes them: RFC 3339 in UTC to the second
-//! (`2026-11-27T04:35:42Z`).
+//! (`2026-11-27T04:35:42Z`); durations as Go's flags take them (`5s`, `500ms`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,6 +37,21 @@ pub fn parse(text: &str) -> Option<SystemTime> {
 /// How long ago `text` was, or None if it does not parse or lies ahead.
 pub fn age(text: &str) -> Option<Duration> {
     SystemTime::now().duration_since(parse(text)?).ok()
+}
+
+/// Parses a Go-style duration: a number and a unit (`ms`, `s`, `m`, `h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("invalid duration unit in {text:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
 }
 
 // Howard Hinnant's days-from-civil algorithms, for the proleptic Gregorian calendar.

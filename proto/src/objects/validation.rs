@@ -193,6 +193,12 @@ pub(super) fn pod(pod: &Pod, errors: &mut FieldErrors) {
     pod_spec(&pod.spec, "spec", errors);
 }
 
+pub(super) fn lease(lease: &super::Lease, errors: &mut FieldErrors) {
+    if let Some(d) = lease.spec.lease_duration_seconds.filter(|d| *d <= 0) {
+        errors.invalid("spec.leaseDurationSeconds", d, "must be greater than 0");
+    }
+}
+
 pub(super) fn node(node: &Node, errors: &mut FieldErrors) {
     for (i, taint) in node.spec.taints.iter().enumerate() {
         let field = format!("spec.taints[{i}]");
