@@ -1,7 +1,9 @@
 //! `shoal up`: a local 3-member cluster on loopback, each member a separate
-//! `shoal` process (the same binary an operator runs), supervised: a member
-//! that dies is restarted with backoff; Ctrl-C stops them all cleanly. A
-//! second run on the same `--data-dir` resumes the same cluster.
+//! `shoal` process (the same binary an operator runs), plus the control
+//! plane's `shoal-controllers` when it sits next to `shoal`. Everything is
+//! supervised: a process that dies is restarted with backoff; Ctrl-C stops
+//! them all cleanly. A second run on the same `--data-dir` resumes the same
+//! cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +35,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 struct Member {
     name: &'static str,
+    program: PathBuf,
     client_url: String,
     args: Vec<String>,
     log: PathBuf,
@@ -41,9 +44,9 @@ struct Member {
 }
 
 impl Member {
-    fn start(&mut self, exe: &Path) -> std::io::Result<()> {
+    fn start(&mut self) -> std::io::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(exe)
+        let child = Command::new(&self.program)
             .args(&self.args)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
@@ -70,7 +73,7 @@ impl Member {
     }
 }
 
-fn members(args: &UpArgs) -> Result<Vec<Member>, String> {
+fn members(args: &UpArgs, exe: &Path) -> Result<Vec<Member>, String> {
     let port = |p: u16| {
         p.checked_add(args.port_offset).ok_or_else(|| format!("--port-offset {} is too large", args.port_offset))
     };
@@ -108,6 +111,7 @@ fn members(args: &UpArgs) -> Result<Vec<Member>, String> {
         ];
         out.push(Member {
             name,
+            program: exe.to_path_buf(),
             client_url,
             args: member_args,
             log: args.data_dir.join(format!("{name}.log")),
@@ -116,6 +120,25 @@ fn members(args: &UpArgs) -> Result<Vec<Member>, String> {
         });
     }
     Ok(out)
+}
+
+/// `shoal-controllers`, if it was built next to `shoal`.
+fn controllers(args: &UpArgs, exe: &Path, members: &[Member]) -> Option<Member> {
+    let program = exe.with_file_name("shoal-controllers");
+    if !program.exists() {
+        println!("(no shoal-controllers next to {}: running the store only)", exe.display());
+        return None;
+    }
+    let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
+    Some(Member {
+        name: "controllers",
+        program,
+        client_url: String::new(),
+        args: vec!["--endpoints".into(), endpoints.join(","), "--log-level".into(), args.log_level.clone()],
+        log: args.data_dir.join("controllers.log"),
+        child: None,
+        backoff: Duration::from_millis(500),
+    })
 }
 
 /// Waits until every member answers Status and they agree on a leader.
@@ -140,12 +163,15 @@ async fn wait_ready(members: &[Member], timeout: Duration) -> Option<u64> {
     None
 }
 
-fn banner(members: &[Member], data_dir: &Path) {
+fn banner(members: &[Member], control_plane: &[Member], data_dir: &Path) {
     let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
     let endpoints = endpoints.join(",");
     println!("shoal up: 3 members on loopback, data in {}", data_dir.display());
     for member in members {
         println!("  {:<7} client {}  log {}", member.name, member.client_url, member.log.display());
+    }
+    for process in control_plane {
+        println!("  {:<11} log {}", process.name, process.log.display());
     }
     println!();
     println!("Try:");
@@ -165,11 +191,12 @@ async fn supervise(args: UpArgs) -> Result<(), String> {
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the shoal executable: {e}"))?;
     std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
-    let mut members = members(&args)?;
-    for member in &mut members {
-        member.start(&exe).map_err(|e| format!("cannot start {}: {e}", member.name))?;
+    let mut members = members(&args, &exe)?;
+    let mut control_plane: Vec<Member> = controllers(&args, &exe, &members).into_iter().collect();
+    for member in members.iter_mut().chain(control_plane.iter_mut()) {
+        member.start().map_err(|e| format!("cannot start {}: {e}", member.name))?;
     }
-    banner(&members, &args.data_dir);
+    banner(&members, &control_plane, &args.data_dir);
     let mut stopping = false;
     tokio::select! {
         ready = wait_ready(&members, Duration::from_secs(30)) => match ready {
@@ -184,18 +211,22 @@ async fn supervise(args: UpArgs) -> Result<(), String> {
         tokio::select! {
             _ = term.recv() => stopping = true,
             _ = int.recv() => stopping = true,
-            _ = tick.tick() => restart_exited(&mut members, &exe).await,
+            _ = tick.tick() => {
+                restart_exited(&mut members).await;
+                restart_exited(&mut control_plane).await;
+            }
         }
     }
     println!("stopping...");
-    for member in &mut members {
+    // The control plane first, while the store can still take its last writes.
+    for member in control_plane.iter_mut().chain(members.iter_mut()) {
         member.stop().await;
     }
     println!("stopped");
     Ok(())
 }
 
-async fn restart_exited(members: &mut [Member], exe: &Path) {
+async fn restart_exited(members: &mut [Member]) {
     for member in members.iter_mut() {
         let Some(child) = member.child.as_mut() else {
             continue;
@@ -207,7 +238,7 @@ async fn restart_exited(members: &mut [Member], exe: &Path) {
         eprintln!("{} exited ({status}); restarting in {:?}", member.name, member.backoff);
         tokio::time::sleep(member.backoff).await;
         member.backoff = (member.backoff * 2).min(MAX_BACKOFF);
-        if let Err(e) = member.start(exe) {
+        if let Err(e) = member.start() {
             eprintln!("cannot restart {}: {e}", member.name);
         }
     }

@@ -59,6 +59,12 @@ async fn shoal_up_runs_stops_and_resumes() {
     assert!(put.success, "{put:?}");
     let members = ctl.run(&["member", "list"]);
     assert_eq!(members.stdout.lines().count(), 3, "{members:?}");
+    // The control plane runs too: its controllers hold their leader key.
+    shoal_tests::wait::until(std::time::Duration::from_secs(30), "the controllers to lead", || async {
+        let got = ctl.run(&["get", "/registry/leader/shoal-controllers", "--print-value-only"]);
+        (got.success && !got.stdout.trim().is_empty()).then_some(())
+    })
+    .await;
     stop(up);
     for port in [2379u16, 22379, 32379] {
         assert!(!in_use(port + offset), "member on {} still running after Ctrl-C", port + offset);
