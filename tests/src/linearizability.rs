@@ -5,8 +5,11 @@
 //! Each key is a register holding a value or nothing. A history is the
 //! list of operations clients invoked, each with its invocation and
 //! completion time and what it returned. An operation whose outcome is
-//! unknown (a timeout) completes "at infinity": it may take effect at any
-//! point after its invocation, or never be observed at all.
+//! unknown (a timeout) is recorded as completing "at infinity" (`ret` =
+//! `u64::MAX`): it may take effect at any point after its invocation, or
+//! never. Each such operation doubles the space the search may have to
+//! walk, so [`settle`] first uses the store's complete event log to drop the
+//! ones that never took effect and to bound when the others did.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -16,6 +19,10 @@ pub enum Input {
     Read,
     Write(u64),
     Delete,
+    /// Delete the key if it holds `expect`.
+    DeleteIf {
+        expect: u64,
+    },
     /// Write `new` if the key holds `expect` (None: the key is absent).
     Cas {
         expect: Option<u64>,
@@ -30,7 +37,7 @@ pub enum Output {
     Value(Option<u64>),
     /// A write or delete that was acknowledged.
     Done,
-    /// A compare-and-swap: whether it swapped.
+    /// A compare-and-swap (or conditional delete): whether it swapped.
     Swapped(bool),
     /// No answer (timeout, lost connection): it may or may not have happened.
     Unknown,
@@ -54,6 +61,9 @@ fn step(state: Option<u64>, input: &Input, output: &Output) -> Option<Option<u64
         (Input::Read, Output::Unknown) => Some(state),
         (Input::Write(v), Output::Done | Output::Unknown) => Some(Some(*v)),
         (Input::Delete, Output::Done | Output::Unknown) => Some(None),
+        (Input::DeleteIf { expect }, Output::Swapped(true)) => (state == Some(*expect)).then_some(None),
+        (Input::DeleteIf { expect }, Output::Swapped(false)) => (state != Some(*expect)).then_some(state),
+        (Input::DeleteIf { expect }, Output::Unknown) => Some(if state == Some(*expect) { None } else { state }),
         (Input::Cas { expect, new }, Output::Swapped(true)) => (state == *expect).then_some(Some(*new)),
         (Input::Cas { expect, .. }, Output::Swapped(false)) => (state != *expect).then_some(state),
         (Input::Cas { expect, new }, Output::Unknown) => Some(if state == *expect { Some(*new) } else { state }),
@@ -61,21 +71,56 @@ fn step(state: Option<u64>, input: &Input, output: &Output) -> Option<Option<u64
     }
 }
 
-/// The history without the unanswered writes (and compare-and-swaps) that
-/// never took effect, as `applied(key, value)` tells from a complete event
-/// log. Each one would otherwise stay pending forever and double the
-/// search wherever it could have landed.
-pub fn without_unapplied(history: &[Operation], applied: impl Fn(&str, u64) -> bool) -> Vec<Operation> {
+/// Settles unanswered operations with what the store's complete event log
+/// says, given where each value was written and where each value was
+/// deleted (by revision):
+/// - a write, compare-and-swap or conditional delete whose effect is not in
+///   the log never took effect: it is dropped;
+/// - one whose effect is at revision `r` took effect before any answered
+///   operation whose own effect has a higher revision returned (the store
+///   applies revisions in order): that return time becomes its completion,
+///   and a write or compare-and-swap becomes answered (it happened).
+///
+/// Unconditional deletes cannot be told apart in the log and stay unsettled.
+pub fn settle(
+    history: &[Operation],
+    written: impl Fn(&str, u64) -> Option<i64>,
+    deleted: impl Fn(&str, u64) -> Option<i64>,
+) -> Vec<Operation> {
+    let effect = |op: &Operation| match op.input {
+        Input::Write(v) | Input::Cas { new: v, .. } => written(&op.key, v),
+        Input::DeleteIf { expect } => deleted(&op.key, expect),
+        _ => None,
+    };
+    // (revision, return) of answered operations with a visible effect, and
+    // from each position on, the earliest return.
+    let mut answered: Vec<(i64, u64)> = history
+        .iter()
+        .filter(|op| matches!(op.output, Output::Done | Output::Swapped(true)))
+        .filter_map(|op| Some((effect(op)?, op.ret)))
+        .collect();
+    answered.sort();
+    let mut earliest_after = vec![u64::MAX; answered.len() + 1];
+    for i in (0..answered.len()).rev() {
+        earliest_after[i] = earliest_after[i + 1].min(answered[i].1);
+    }
+    let bound = |revision: i64| earliest_after[answered.partition_point(|(r, _)| *r <= revision)];
     history
         .iter()
-        .filter(|op| {
-            let value = match op.input {
-                Input::Write(v) | Input::Cas { new: v, .. } => v,
-                _ => return true,
+        .filter_map(|op| {
+            if op.output != Output::Unknown || matches!(op.input, Input::Read | Input::Delete) {
+                return Some(op.clone());
+            }
+            let revision = effect(op)?;
+            let mut settled = op.clone();
+            settled.ret = bound(revision).max(op.call);
+            settled.output = match op.input {
+                Input::Write(_) => Output::Done,
+                Input::Cas { .. } => Output::Swapped(true),
+                _ => Output::Unknown,
             };
-            op.output != Output::Unknown || applied(&op.key, value)
+            Some(settled)
         })
-        .cloned()
         .collect()
 }
 
@@ -125,9 +170,8 @@ impl Events {
         // count as concurrent, which never rejects a correct history.
         let mut order: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
         for (i, op) in ops.iter().enumerate() {
-            let ret = if op.output == Output::Unknown { u64::MAX } else { op.ret };
             order.push((op.call, false, i));
-            order.push((ret, true, i));
+            order.push((op.ret, true, i));
         }
         order.sort();
         let mut call_at = vec![0; ops.len()];
@@ -292,15 +336,31 @@ mod tests {
         assert_eq!(check(&h).len(), 1);
     }
 
+    const NEVER: u64 = u64::MAX;
+
     #[test]
     fn an_unknown_write_may_or_may_not_have_happened() {
-        let happened = [op(Input::Write(1), Output::Unknown, 0, 1), op(Input::Read, Output::Value(Some(1)), 5, 6)];
+        let happened = [op(Input::Write(1), Output::Unknown, 0, NEVER), op(Input::Read, Output::Value(Some(1)), 5, 6)];
         assert!(check(&happened).is_empty());
-        let never_seen = [op(Input::Write(1), Output::Unknown, 0, 1), op(Input::Read, Output::Value(None), 5, 6)];
+        let never_seen = [op(Input::Write(1), Output::Unknown, 0, NEVER), op(Input::Read, Output::Value(None), 5, 6)];
         assert!(check(&never_seen).is_empty());
         // But it cannot take effect before it was invoked.
-        let too_early = [op(Input::Read, Output::Value(Some(1)), 0, 1), op(Input::Write(1), Output::Unknown, 5, 6)];
+        let too_early = [op(Input::Read, Output::Value(Some(1)), 0, 1), op(Input::Write(1), Output::Unknown, 5, NEVER)];
         assert_eq!(check(&too_early).len(), 1);
+    }
+
+    #[test]
+    fn conditional_deletes_delete_only_the_expected_value() {
+        let h = [
+            op(Input::Write(1), Output::Done, 0, 1),
+            op(Input::DeleteIf { expect: 2 }, Output::Swapped(false), 2, 3),
+            op(Input::DeleteIf { expect: 1 }, Output::Swapped(true), 4, 5),
+            op(Input::Read, Output::Value(None), 6, 7),
+        ];
+        assert!(check(&h).is_empty());
+        let lying =
+            [op(Input::Write(1), Output::Done, 0, 1), op(Input::DeleteIf { expect: 1 }, Output::Swapped(false), 2, 3)];
+        assert_eq!(check(&lying).len(), 1);
     }
 
     #[test]
@@ -319,17 +379,35 @@ mod tests {
     }
 
     #[test]
-    fn unanswered_writes_that_never_applied_are_dropped() {
+    fn settling_drops_what_never_applied_and_bounds_what_did() {
         let h = [
-            op(Input::Write(1), Output::Unknown, 0, 1),
-            op(Input::Cas { expect: None, new: 2 }, Output::Unknown, 0, 1),
-            op(Input::Write(3), Output::Unknown, 0, 1),
-            op(Input::Write(4), Output::Done, 0, 1),
-            op(Input::Delete, Output::Unknown, 0, 1),
+            op(Input::Write(1), Output::Unknown, 0, NEVER), // never applied
+            op(Input::Cas { expect: None, new: 2 }, Output::Unknown, 0, NEVER), // applied at 10
+            op(Input::Write(3), Output::Done, 20, 30),      // applied at 11
+            op(Input::DeleteIf { expect: 3 }, Output::Unknown, 31, NEVER), // applied at 12
+            op(Input::Write(4), Output::Done, 40, 50),      // applied at 13
+            op(Input::Delete, Output::Unknown, 0, NEVER),   // cannot tell
         ];
-        let kept = without_unapplied(&h, |_, v| v == 3);
-        let inputs: Vec<&Input> = kept.iter().map(|o| &o.input).collect();
-        assert_eq!(inputs, [&Input::Write(3), &Input::Write(4), &Input::Delete]);
+        let written = |_: &str, v: u64| match v {
+            2 => Some(10),
+            3 => Some(11),
+            4 => Some(13),
+            _ => None,
+        };
+        let deleted = |_: &str, v: u64| (v == 3).then_some(12);
+        let settled = settle(&h, written, deleted);
+        let summary: Vec<(&Input, &Output, u64)> = settled.iter().map(|o| (&o.input, &o.output, o.ret)).collect();
+        assert_eq!(
+            summary,
+            [
+                (&Input::Cas { expect: None, new: 2 }, &Output::Swapped(true), 30),
+                (&Input::Write(3), &Output::Done, 30),
+                (&Input::DeleteIf { expect: 3 }, &Output::Unknown, 50),
+                (&Input::Write(4), &Output::Done, 50),
+                (&Input::Delete, &Output::Unknown, NEVER),
+            ]
+        );
+        assert!(check(&settled).is_empty());
     }
 
     #[test]

@@ -356,18 +356,33 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
         history.record(&key, Input::Read, Output::Value(workload::value_of(got.kvs().first())), call);
     }
     let revision = client.get("reg/0", None).await.expect("get").header().expect("header").revision();
-    let log =
+    let received =
         watchers::watch(0, cluster.members[0].client_url.clone(), Arc::new(AtomicBool::new(false)), Some(revision))
             .await
-            .received
-            .into_iter()
-            .map(|r| r.event)
-            .collect::<Vec<_>>();
+            .received;
     phase("event log read");
 
     let ops = history.snapshot();
-    let applied: HashSet<(&[u8], u64)> = log.iter().filter_map(|e| Some((e.key.as_slice(), value_in(e)?))).collect();
-    let settled = linearizability::without_unapplied(&ops, |key, value| applied.contains(&(key.as_bytes(), value)));
+    // Where each value was written, and where each was deleted (prev_kv says which).
+    let mut written: HashMap<(Vec<u8>, u64), i64> = HashMap::new();
+    let mut deleted: HashMap<(Vec<u8>, u64), i64> = HashMap::new();
+    for r in &received {
+        let event = &r.event;
+        match value_in(event) {
+            Some(value) => written.insert((event.key.clone(), value), event.revision),
+            None => r
+                .prev
+                .as_ref()
+                .and_then(|p| std::str::from_utf8(p).ok()?.parse::<u64>().ok())
+                .and_then(|value| deleted.insert((event.key.clone(), value), event.revision)),
+        };
+    }
+    let log: Vec<watch_check::Event> = received.into_iter().map(|r| r.event).collect();
+    let settled = linearizability::settle(
+        &ops,
+        |key, value| written.get(&(key.as_bytes().to_vec(), value)).copied(),
+        |key, value| deleted.get(&(key.as_bytes().to_vec(), value)).copied(),
+    );
     let mut violations: Vec<String> =
         linearizability::check(&settled).iter().map(|v| format!("not linearizable: {v:?}")).collect();
     phase("linearizability checked");
@@ -386,7 +401,7 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
     let events: usize = watched.iter().map(|w| w.received.len()).sum();
     let resumes: u64 = watched.iter().map(|w| w.resumes).sum();
     eprintln!(
-        "chaos summary: seed {seed}, {members} members, {seconds}s, {operations} operations ({} recorded, {answered} answered, {} unanswered writes \
+        "chaos summary: seed {seed}, {members} members, {seconds}s, {operations} operations ({} recorded, {answered} answered, {} unanswered \
          never applied), {events} watch events ({resumes} resumes), {} faults ({} membership changes), {} violations",
         ops.len(),
         ops.len() - settled.len(),

@@ -1,5 +1,5 @@
-//! The recorded client workload: registers (read, write, delete and
-//! compare-and-swap through Txn), and pairs of keys written together in one
+//! The recorded client workload: registers (read, write, conditional delete
+//! and compare-and-swap through Txn), and pairs of keys written together in one
 //! Txn, whose reads must never see the two apart.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,8 +44,10 @@ impl History {
         self.start.elapsed().as_nanos() as u64
     }
 
+    /// Records an operation; one without an answer completes "at infinity".
     pub fn record(&self, key: &str, input: Input, output: Output, call: u64) {
-        let op = Operation { key: key.to_string(), input, output, call, ret: self.now() };
+        let ret = if output == Output::Unknown { u64::MAX } else { self.now() };
+        let op = Operation { key: key.to_string(), input, output, call, ret };
         self.ops.lock().unwrap_or_else(|p| p.into_inner()).push(op);
     }
 
@@ -93,12 +95,17 @@ async fn on_register(
             history.record(&name, Input::Write(next), output, call);
             learned
         }
-        7 => {
-            let (output, learned) = match client.delete(name.clone(), None).await {
-                Ok(_) => (Output::Done, Some(None)),
+        // Deletes only the value this client last saw, so that the event
+        // log (with prev_kv) tells which delete took effect.
+        7 if seen.is_some() => {
+            let expect = seen.unwrap_or_default();
+            let compare = Compare::value(name.clone(), CompareOp::Equal, expect.to_string());
+            let txn = Txn::new().when([compare]).and_then([TxnOp::delete(name.clone(), None)]);
+            let (output, learned) = match client.txn(txn).await {
+                Ok(resp) => (Output::Swapped(resp.succeeded()), resp.succeeded().then_some(None)),
                 Err(_) => (Output::Unknown, None),
             };
-            history.record(&name, Input::Delete, output, call);
+            history.record(&name, Input::DeleteIf { expect }, output, call);
             learned
         }
         _ => {
