@@ -120,8 +120,8 @@ fn object_kind(bytes: &[u8]) -> Option<String> {
 }
 
 /// The end of the range of keys starting with `prefix`.
-pub fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
             end.push(last + 1);
@@ -222,7 +222,8 @@ impl<K: Object> Api<K> {
     /// Every object in `namespace` (every namespace when None), at one revision.
     pub async fn list(&self, namespace: Option<&str>) -> Result<ObjectList<K>> {
         let prefix = K::prefix(namespace);
-        let request = RangeRequest { range_end: prefix_end(&prefix), key: prefix.into_bytes(), ..Default::default() };
+        let request =
+            RangeRequest { range_end: prefix_end(prefix.as_bytes()), key: prefix.into_bytes(), ..Default::default() };
         let response = self
             .store
             .call(|s| {

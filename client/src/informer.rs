@@ -165,7 +165,7 @@ impl<K: Object> Informer<K> {
     async fn watch_from(&self, api: &Api<K>, namespace: Option<&str>, from: i64, shutdown: &mut Shutdown) -> Ended {
         let prefix = K::prefix(namespace);
         let create = WatchCreateRequest {
-            range_end: prefix_end(&prefix),
+            range_end: prefix_end(prefix.as_bytes()),
             key: prefix.into_bytes(),
             start_revision: from,
             progress_notify: true,

@@ -3,6 +3,8 @@
 use clap::Args;
 use shoal_proto::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest};
 
+use shoal_client::api::prefix_end;
+
 use crate::connect::{status_error, Endpoints};
 
 #[derive(Args, Debug)]
@@ -45,18 +47,6 @@ pub struct CompactionArgs {
     /// Wait until the space is reclaimed on the member that answers.
     #[arg(long)]
     physical: bool,
-}
-
-/// The end of the range of keys starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 fn range_end(key: &str, end: Option<&String>, prefix: bool) -> Vec<u8> {

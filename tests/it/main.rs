@@ -3,6 +3,7 @@
 mod backup;
 mod client_compat;
 mod controllers;
+mod ctl_objects;
 mod errors;
 mod etcdctl_compat;
 mod faults;
