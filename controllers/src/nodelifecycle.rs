@@ -106,7 +106,13 @@ fn disrupted(context: &Context) -> bool {
     let names: Vec<String> =
         context.informers.nodes.read(|c| c.list(None).iter().map(|n| n.metadata.name.clone()).collect());
     let silent = names.iter().filter(|n| !heartbeating(context, n)).count();
-    names.len() >= 3 && silent as f64 > DISRUPTED_SHARE * names.len() as f64
+    is_disruption(names.len(), silent)
+}
+
+/// More than 55% of at least 3 nodes silent: more likely the network than
+/// the nodes.
+fn is_disruption(nodes: usize, silent: usize) -> bool {
+    nodes >= 3 && silent as f64 > DISRUPTED_SHARE * nodes as f64
 }
 
 /// Ready=Unknown and the NoExecute taint; returns the node as written (or
@@ -190,4 +196,18 @@ async fn evict(context: &Context, node: &Node, tainted_for: Duration) -> Result<
         ignore_gone(context.pods.delete(meta.namespace_or_default(), &meta.name, None).await)?;
     }
     Ok(next_check.map_or(Action::Done, Action::RequeueAfter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn most_nodes_silent_at_once_is_a_disruption() {
+        assert!(!is_disruption(3, 1), "one of three dies: evict at once");
+        assert!(is_disruption(3, 2));
+        assert!(!is_disruption(10, 5));
+        assert!(is_disruption(10, 6));
+        assert!(!is_disruption(2, 2), "too few nodes to tell");
+    }
 }

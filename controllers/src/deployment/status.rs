@@ -109,3 +109,64 @@ pub fn compute(
     }
     (status, check_again)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::objects::workload::ReplicaSetStatus;
+
+    fn deployment(replicas: i32, status: Option<DeploymentStatus>) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.generation = 1;
+        d.spec.replicas = Some(replicas);
+        d.status = status;
+        d
+    }
+
+    fn rs(name: &str, replicas: i32, available: i32) -> ReplicaSet {
+        let mut rs = ReplicaSet::default();
+        rs.metadata.name = name.into();
+        rs.spec.replicas = Some(replicas);
+        rs.status = Some(ReplicaSetStatus {
+            replicas,
+            ready_replicas: available,
+            available_replicas: available,
+            ..Default::default()
+        });
+        rs
+    }
+
+    fn reason<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'a str> {
+        condition(&status.conditions, type_).and_then(|c| c.reason.as_deref())
+    }
+
+    #[test]
+    fn a_finished_rollout_is_available_and_complete() {
+        let new = rs("web-1", 3, 3);
+        let (status, again) = compute(&deployment(3, None), &[&new], Some(&new), "2026-01-01T00:00:00Z");
+        assert_eq!((status.replicas, status.updated_replicas, status.available_replicas), (3, 3, 3));
+        assert_eq!(reason(&status, "Available"), Some("MinimumReplicasAvailable"));
+        assert_eq!(reason(&status, "Progressing"), Some("NewReplicaSetAvailable"));
+        assert_eq!(again, None);
+    }
+
+    #[test]
+    fn no_progress_past_the_deadline_is_reported() {
+        let old = rs("web-1", 3, 3);
+        let new = rs("web-2", 1, 0);
+        let mut d = deployment(3, None);
+        d.spec.progress_deadline_seconds = Some(10);
+        let (first, again) = compute(&d, &[&old, &new], Some(&new), "2026-01-01T00:00:00Z");
+        assert_eq!(reason(&first, "Progressing"), Some("ReplicaSetUpdated"));
+        assert_eq!(again, Some(Duration::from_secs(10)));
+        // Nothing moved since long ago.
+        let mut stale = first.clone();
+        for c in &mut stale.conditions {
+            c.last_update_time = Some("2020-01-01T00:00:00Z".into());
+        }
+        let d = Deployment { status: Some(stale), ..d };
+        let (late, _) = compute(&d, &[&old, &new], Some(&new), "2026-01-01T00:00:00Z");
+        assert_eq!(reason(&late, "Progressing"), Some("ProgressDeadlineExceeded"));
+        assert_eq!(late.unavailable_replicas, 1);
+    }
+}
