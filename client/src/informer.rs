@@ -132,6 +132,7 @@ impl<K: Object> Informer<K> {
                     }
                     Err(e) => {
                         tracing::debug!(kind = K::KIND, error = %e, "list failed; retrying");
+                        api.store().rotate();
                         failures += 1;
                         if pause(&mut shutdown, failures).await {
                             return;

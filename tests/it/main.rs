@@ -1,5 +1,6 @@
 //! Integration tests on real processes: Shoal members, etcd 3.4, etcdctl.
 
+mod agent;
 mod backup;
 mod client_compat;
 mod controllers;

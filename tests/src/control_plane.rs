@@ -10,8 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use shoal_client::informer::Informer;
 use shoal_client::{Api, Store};
-use shoal_proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest};
-use shoal_proto::objects::{time, Lease, Node, Pod};
+use shoal_proto::objects::{time, Node, Pod};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -103,7 +102,6 @@ impl Drop for FakeNodes {
 }
 
 async fn run_node(store: Store, name: String, pods: Informer<Pod>) {
-    let leases: Api<Lease> = Api::new(store.clone());
     let pod_api: Api<Pod> = Api::new(store.clone());
     let mut lease_id = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -111,7 +109,8 @@ async fn run_node(store: Store, name: String, pods: Informer<Pod>) {
     loop {
         tick.tick().await;
         if beats.is_multiple_of(10) {
-            lease_id = heartbeat(&store, &leases, &name, lease_id).await;
+            lease_id =
+                shoal_agent::node::beat(&store, &name, lease_id, Duration::from_secs(HEARTBEAT_TTL as u64)).await;
         }
         beats += 1;
         for pod in pods.read(|c| c.indexed(&name)) {
@@ -134,32 +133,5 @@ async fn run_node(store: Store, name: String, pods: Informer<Pod>) {
             }
             let _ = pod_api.update(&running).await;
         }
-    }
-}
-
-/// Renews (or first grants) the heartbeat lease and writes the Lease object.
-async fn heartbeat(store: &Store, leases: &Api<Lease>, name: &str, lease_id: i64) -> i64 {
-    if lease_id != 0 {
-        let request = tokio_stream::iter([LeaseKeepAliveRequest { id: lease_id }]);
-        if let Ok(replies) = store.lease_stream().lease_keep_alive(request).await {
-            if let Ok(Some(reply)) = replies.into_inner().message().await {
-                if reply.ttl > 0 {
-                    return lease_id;
-                }
-            }
-        }
-    }
-    let Ok(granted) = store.lease().lease_grant(LeaseGrantRequest { ttl: HEARTBEAT_TTL, id: 0 }).await else {
-        return 0;
-    };
-    let id = granted.into_inner().id;
-    let lease: Lease = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {"holderIdentity": name, "leaseDurationSeconds": HEARTBEAT_TTL, "renewTime": time::now()}
-    }))
-    .expect("a lease");
-    match leases.put_leased(&lease, id).await {
-        Ok(_) => id,
-        Err(_) => 0,
     }
 }

@@ -1,0 +1,90 @@
+//! `shoal-agent` flags, validated once.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use shoal_client::store::{parse_endpoints, DEFAULT_ENDPOINT, ENDPOINTS_ENV};
+use shoal_proto::objects::time::parse_duration;
+use shoal_proto::objects::validation::is_dns_subdomain;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "shoal-agent", version, about = "The node agent of Shoal's control plane")]
+pub struct Cli {
+    /// The Node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Store client URLs, comma-separated.
+    #[arg(long, env = ENDPOINTS_ENV, default_value = DEFAULT_ENDPOINT)]
+    pub endpoints: String,
+    /// Where the agent keeps its record of containers, images and logs.
+    #[arg(long, default_value = "shoal-agent.data")]
+    pub data_dir: PathBuf,
+    /// CPUs to offer (default: the host's).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Memory to offer, e.g. 8Gi (default: the host's).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Pods to offer at most.
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+    /// TTL of the heartbeat's store lease; it is renewed every second.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_ttl: Duration,
+    /// First restart delay of a crashing container; it doubles up to 5 minutes.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub restart_backoff: Duration,
+    /// Log level (error, warn, info, debug).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_name: String,
+    pub endpoints: Vec<String>,
+    pub data_dir: PathBuf,
+    pub cpus: Option<String>,
+    pub memory: Option<String>,
+    pub max_pods: u32,
+    pub heartbeat_ttl: Duration,
+    pub restart_backoff: Duration,
+}
+
+impl Cli {
+    pub fn validate(&self) -> Result<Config, String> {
+        let node_name = match &self.node_name {
+            Some(name) => name.clone(),
+            None => crate::host::hostname(),
+        };
+        if !is_dns_subdomain(&node_name) {
+            return Err(format!("--node-name {node_name:?} is not a valid node name (a lowercase RFC 1123 subdomain)"));
+        }
+        let endpoints = parse_endpoints(&self.endpoints);
+        if endpoints.is_empty() {
+            return Err("--endpoints is empty".into());
+        }
+        for (flag, value) in [("--cpus", &self.cpus), ("--memory", &self.memory)] {
+            if let Some(v) = value {
+                match shoal_proto::objects::quantity::Quantity::parse(v) {
+                    Ok(q) if q.millis > 0 => {}
+                    _ => return Err(format!("{flag} {v:?} is not a positive quantity")),
+                }
+            }
+        }
+        if self.heartbeat_ttl < Duration::from_secs(2) {
+            return Err("--heartbeat-ttl must be at least 2s".into());
+        }
+        Ok(Config {
+            node_name,
+            endpoints,
+            data_dir: self.data_dir.clone(),
+            cpus: self.cpus.clone(),
+            memory: self.memory.clone(),
+            max_pods: self.max_pods,
+            heartbeat_ttl: self.heartbeat_ttl,
+            restart_backoff: self.restart_backoff,
+        })
+    }
+}

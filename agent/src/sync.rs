@@ -1,0 +1,257 @@
+//! The pod sync, level triggered: given what a pod asks for (or that it
+//! must not run here), start what is missing, restart what exited as its
+//! restart policy says (with backoff), stop what must go, and say what the
+//! pod's status is now.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shoal_client::ObjectKey;
+use shoal_proto::objects::{time, Pod};
+
+use crate::runtime::{ContainerSpec, Run, Runtime};
+use crate::status::Seen;
+
+/// Restart delays double up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A container that ran this long before exiting starts its backoff afresh.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+#[derive(Clone, Debug, Default)]
+struct Tracked {
+    id: Option<String>,
+    restarts: i32,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+    started: Option<Instant>,
+    /// Why it is not running, while it waits.
+    waiting: Option<(String, String)>,
+    /// Its last exit, kept to report while it waits to restart.
+    last: Option<Run>,
+}
+
+pub struct PodSync<R> {
+    runtime: Arc<R>,
+    base_backoff: Duration,
+    /// By (pod uid, container name).
+    tracked: Mutex<HashMap<(String, String), Tracked>>,
+}
+
+fn restarts_after(policy: &str, code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => code != 0,
+        _ => true,
+    }
+}
+
+impl<R: Runtime> PodSync<R> {
+    pub fn new(runtime: Arc<R>, base_backoff: Duration) -> PodSync<R> {
+        PodSync { runtime, base_backoff, tracked: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Tracked>> {
+        self.tracked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops every container of pod `uid` (it was deleted, or bound elsewhere).
+    pub async fn remove(&self, uid: &str, grace: Duration) {
+        let ids: Vec<String> = {
+            let mut tracked = self.lock();
+            let keys: Vec<(String, String)> = tracked.keys().filter(|(u, _)| u == uid).cloned().collect();
+            keys.iter().filter_map(|k| tracked.remove(k)).filter_map(|t| t.id).collect()
+        };
+        for id in ids {
+            self.runtime.stop(&id, grace).await;
+            self.runtime.remove(&id);
+        }
+    }
+
+    /// Brings the runtime in line with `pod`; returns each container's state
+    /// and, when something waits on a timer, how soon to look again.
+    pub fn sync(&self, pod: &Pod) -> (Vec<Seen>, Option<Duration>) {
+        let uid = pod.metadata.uid.clone();
+        let policy = pod.spec.restart_policy().to_string();
+        let key = ObjectKey::of(pod);
+        let mut seen = Vec::new();
+        let mut next: Option<Duration> = None;
+        let mut tracked = self.lock();
+        for container in &pod.spec.containers {
+            let t = tracked.entry((uid.clone(), container.name.clone())).or_default();
+            let run = t.id.as_deref().map_or(Run::Gone, |id| self.runtime.state(id));
+            let mut will_run = true;
+            let start_now = match &run {
+                Run::Running { .. } => {
+                    t.waiting = None;
+                    false
+                }
+                Run::Exited { code, .. } if !restarts_after(&policy, *code) => {
+                    will_run = false;
+                    false
+                }
+                Run::Exited { code, .. } => {
+                    let ran_long = t.started.is_some_and(|s| s.elapsed() >= BACKOFF_RESET);
+                    if t.retry_at.is_none() {
+                        t.backoff = if t.backoff.is_zero() || ran_long {
+                            self.base_backoff
+                        } else {
+                            (t.backoff * 2).min(MAX_BACKOFF)
+                        };
+                        t.retry_at = Some(Instant::now() + t.backoff);
+                        t.last = Some(run.clone());
+                        t.waiting = Some((
+                            "CrashLoopBackOff".into(),
+                            format!(
+                                "back-off {:?} restarting failed container={} pod={} (exit code {code})",
+                                t.backoff, container.name, key.name
+                            ),
+                        ));
+                    }
+                    t.retry_at.is_some_and(|at| Instant::now() >= at)
+                }
+                Run::Gone => t.retry_at.is_none_or(|at| Instant::now() >= at),
+            };
+            if start_now {
+                let spec = ContainerSpec {
+                    pod: key.clone(),
+                    pod_uid: uid.clone(),
+                    container: container.clone(),
+                    hostname: key.name.clone(),
+                };
+                if let Some(old) = t.id.take() {
+                    self.runtime.remove(&old);
+                    t.restarts += 1;
+                }
+                match self.runtime.start(&spec) {
+                    Ok(id) => {
+                        t.id = Some(id);
+                        t.retry_at = None;
+                        t.waiting = None;
+                        t.started = Some(Instant::now());
+                    }
+                    Err(e) => {
+                        t.backoff =
+                            if t.backoff.is_zero() { self.base_backoff } else { (t.backoff * 2).min(MAX_BACKOFF) };
+                        t.retry_at = Some(Instant::now() + t.backoff);
+                        t.waiting = Some((e.reason, e.message));
+                    }
+                }
+            }
+            if let Some(at) = t.retry_at {
+                let wait = at.saturating_duration_since(Instant::now());
+                next = Some(next.map_or(wait, |n| n.min(wait)));
+            }
+            let run = t.id.as_deref().map_or(Run::Gone, |id| self.runtime.state(id));
+            let shown = match (&run, &t.last) {
+                (Run::Gone, Some(last)) if t.waiting.is_some() => last.clone(),
+                _ => run,
+            };
+            seen.push(Seen {
+                name: container.name.clone(),
+                run: shown,
+                restarts: t.restarts,
+                waiting: t.waiting.clone(),
+                will_run,
+            });
+        }
+        (seen, next)
+    }
+
+    /// Pod uids with containers, for finding pods that must no longer run.
+    pub fn pods(&self) -> Vec<String> {
+        let mut uids: Vec<String> = self.lock().keys().map(|(u, _)| u.clone()).collect();
+        uids.sort();
+        uids.dedup();
+        uids
+    }
+}
+
+/// The status to write for `pod` after a sync.
+pub fn status_of(pod: &Pod, seen: &[Seen], host_ip: &str) -> shoal_proto::objects::pod::PodStatus {
+    crate::status::compute(pod, seen, host_ip, &time::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::fake::FakeRuntime;
+
+    fn pod(policy: &str, command: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"restartPolicy": policy, "nodeName": "n1", "containers": [{"name": "main", "command": [command]}]}
+        }))
+        .expect("pod")
+    }
+
+    fn sync_with(base: Duration) -> (Arc<FakeRuntime>, PodSync<FakeRuntime>) {
+        let runtime = Arc::new(FakeRuntime::default());
+        (runtime.clone(), PodSync::new(runtime, base))
+    }
+
+    #[test]
+    fn a_pod_starts_once_however_often_it_is_synced() {
+        let (runtime, sync) = sync_with(Duration::from_millis(10));
+        let p = pod("Always", "/bin/true");
+        for _ in 0..3 {
+            sync.sync(&p);
+        }
+        assert_eq!(runtime.running("u1").len(), 1);
+        let (seen, _) = sync.sync(&p);
+        assert_eq!(crate::status::phase(&seen), "Running");
+    }
+
+    #[test]
+    fn a_crashed_container_restarts_after_a_growing_backoff() {
+        let (runtime, sync) = sync_with(Duration::from_millis(50));
+        let p = pod("Always", "/bin/true");
+        sync.sync(&p);
+        let first = runtime.running("u1")[0].clone();
+        runtime.exit(&first, 1);
+        let (seen, next) = sync.sync(&p);
+        assert_eq!(seen[0].waiting.as_ref().map(|w| w.0.as_str()), Some("CrashLoopBackOff"));
+        assert!(next.is_some_and(|n| n <= Duration::from_millis(50)));
+        assert!(runtime.running("u1").is_empty(), "not before the backoff");
+        std::thread::sleep(Duration::from_millis(60));
+        let (seen, _) = sync.sync(&p);
+        assert_eq!(seen[0].restarts, 1);
+        let second = runtime.running("u1")[0].clone();
+        runtime.exit(&second, 1);
+        let (_, next) = sync.sync(&p);
+        assert!(next.is_some_and(|n| n > Duration::from_millis(50)), "the backoff doubled: {next:?}");
+    }
+
+    #[test]
+    fn restart_policies_decide_what_an_exit_means() {
+        for (policy, code, phase) in [("Never", 1, "Failed"), ("OnFailure", 0, "Succeeded"), ("Never", 0, "Succeeded")]
+        {
+            let (runtime, sync) = sync_with(Duration::from_millis(10));
+            let p = pod(policy, "/bin/true");
+            sync.sync(&p);
+            runtime.exit(&runtime.running("u1")[0], code);
+            let (seen, next) = sync.sync(&p);
+            assert_eq!(crate::status::phase(&seen), phase, "{policy} exit {code}");
+            assert_eq!(next, None);
+        }
+    }
+
+    #[test]
+    fn a_container_that_cannot_start_waits_with_the_reason() {
+        let (runtime, sync) = sync_with(Duration::from_millis(10));
+        let (seen, next) = sync.sync(&pod("Always", "/nonexistent"));
+        assert_eq!(seen[0].waiting.as_ref().map(|w| w.0.as_str()), Some("CreateContainerError"));
+        assert!(next.is_some());
+        assert!(runtime.list().is_empty());
+    }
+
+    #[tokio::test]
+    async fn removing_a_pod_stops_its_containers() {
+        let (runtime, sync) = sync_with(Duration::from_millis(10));
+        sync.sync(&pod("Always", "/bin/true"));
+        assert_eq!(sync.pods(), ["u1"]);
+        sync.remove("u1", Duration::from_secs(1)).await;
+        assert!(runtime.list().is_empty());
+        assert!(sync.pods().is_empty());
+    }
+}
