@@ -383,6 +383,11 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
         |key, value| written.get(&(key.as_bytes().to_vec(), value)).copied(),
         |key, value| deleted.get(&(key.as_bytes().to_vec(), value)).copied(),
     );
+    if seconds >= 300 {
+        // A long run keeps its history even when it passes, for a look afterwards.
+        let dir = save_evidence(&cluster, &settled, seed);
+        eprintln!("chaos phase: history saved in {}", dir.display());
+    }
     let mut violations: Vec<String> =
         linearizability::check(&settled).iter().map(|v| format!("not linearizable: {v:?}")).collect();
     phase("linearizability checked");
