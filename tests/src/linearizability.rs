@@ -133,6 +133,14 @@ pub struct Violation {
 
 /// Checks every key's history; returns the keys that are not linearizable.
 pub fn check(history: &[Operation]) -> Vec<Violation> {
+    check_with(history, |_| None)
+}
+
+/// Like [`check`], with a witness: `effect` gives the store revision at
+/// which an answered change took effect, when a complete event log tells.
+/// Where a segment's changes all have one, the value it leaves is the
+/// result of the latest of them, and only that value is searched for.
+pub fn check_with(history: &[Operation], effect: impl Fn(&Operation) -> Option<i64>) -> Vec<Violation> {
     let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
     for op in history {
         // A read that never answered tells nothing.
@@ -143,7 +151,7 @@ pub fn check(history: &[Operation]) -> Vec<Violation> {
     }
     by_key
         .into_iter()
-        .filter(|(_, ops)| !check_key(ops))
+        .filter(|(_, ops)| !check_key(ops, &effect))
         .map(|(key, ops)| Violation { key: key.to_string(), operations: ops.len() })
         .collect()
 }
@@ -248,7 +256,7 @@ fn tag(op: usize) -> u128 {
 /// cut: the first part may end in a few possible values, and the rest is
 /// checked from each of them. Long histories thus cost the sum of their
 /// segments, not the product.
-fn check_key(ops: &[&Operation]) -> bool {
+fn check_key(ops: &[&Operation], effect: &impl Fn(&Operation) -> Option<i64>) -> bool {
     let mut sorted: Vec<&Operation> = ops.to_vec();
     sorted.sort_by_key(|op| op.call);
     let mut states: HashSet<Option<u64>> = HashSet::from([None]);
@@ -264,8 +272,15 @@ fn check_key(ops: &[&Operation]) -> bool {
         if last {
             return states.iter().any(|from| search(segment, *from, None));
         }
+        let candidates = witnessed_end(segment, effect).map_or_else(
+            || candidate_ends(segment, &states),
+            |end| {
+                // Nothing changed the value here: it is still what it was.
+                end.map_or_else(|| states.clone(), |value| HashSet::from([value]))
+            },
+        );
         let mut ends = HashSet::new();
-        for end in candidate_ends(segment, &states) {
+        for end in candidates {
             if states.iter().any(|from| search(segment, *from, Some(end))) {
                 ends.insert(end);
             }
@@ -278,6 +293,29 @@ fn check_key(ops: &[&Operation]) -> bool {
         latest_return = 0;
     }
     true
+}
+
+/// What a segment's value change result is, when every operation that may
+/// change the value has a known effect revision: Some(None) when none
+/// changes it, Some(Some(value)) for the latest change's result; None when
+/// something is uncertain.
+fn witnessed_end(segment: &[&Operation], effect: &impl Fn(&Operation) -> Option<i64>) -> Option<Option<Option<u64>>> {
+    let mut latest: Option<(i64, Option<u64>)> = None;
+    for op in segment {
+        let result = match (&op.input, &op.output) {
+            (Input::Write(v), Output::Done) => Some(*v),
+            (Input::Cas { new, .. }, Output::Swapped(true)) => Some(*new),
+            (Input::DeleteIf { .. }, Output::Swapped(true)) | (Input::Delete, Output::Done) => None,
+            (Input::Read, _) | (Input::Cas { .. } | Input::DeleteIf { .. }, Output::Swapped(false)) => continue,
+            // An unanswered change: whether and when it took effect is uncertain.
+            _ => return None,
+        };
+        let revision = effect(op)?;
+        if latest.is_none_or(|(r, _)| revision > r) {
+            latest = Some((revision, result));
+        }
+    }
+    Some(latest.map(|(_, value)| value))
 }
 
 /// The values a segment might leave: the results of the operations that
@@ -516,6 +554,25 @@ mod tests {
             op(Input::Read, Output::Value(Some(2)), 30, 31),
         ];
         assert_eq!(check(&h).len(), 1);
+    }
+
+    #[test]
+    fn a_witness_fixes_which_concurrent_write_came_last() {
+        let h = [
+            op(Input::Write(1), Output::Done, 0, 10),
+            op(Input::Write(2), Output::Done, 1, 9),
+            op(Input::Read, Output::Value(Some(1)), 20, 21),
+        ];
+        let revision = |o: &Operation| match o.input {
+            Input::Write(v) => Some(v as i64),
+            _ => None,
+        };
+        assert_eq!(check_with(&h, revision).len(), 1, "the log says 2 was written last");
+        let reversed = |o: &Operation| match o.input {
+            Input::Write(v) => Some(10 - v as i64),
+            _ => None,
+        };
+        assert!(check_with(&h, reversed).is_empty());
     }
 
     #[test]

@@ -388,8 +388,19 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
         let dir = save_evidence(&cluster, &settled, seed);
         eprintln!("chaos phase: history saved in {}", dir.display());
     }
+    // Where each answered change took effect, as the log witnesses it.
+    let effect = |op: &Operation| -> Option<i64> {
+        let key = op.key.as_bytes().to_vec();
+        match (&op.input, &op.output) {
+            (Input::Write(v), Output::Done) | (Input::Cas { new: v, .. }, Output::Swapped(true)) => {
+                written.get(&(key, *v)).copied()
+            }
+            (Input::DeleteIf { expect }, Output::Swapped(true)) => deleted.get(&(key, *expect)).copied(),
+            _ => None,
+        }
+    };
     let mut violations: Vec<String> =
-        linearizability::check(&settled).iter().map(|v| format!("not linearizable: {v:?}")).collect();
+        linearizability::check_with(&settled, effect).iter().map(|v| format!("not linearizable: {v:?}")).collect();
     phase("linearizability checked");
     violations.extend(history.torn.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|t| format!("torn pair {t}")));
     violations.extend(lost_or_invented(&ops, &log));
