@@ -38,6 +38,13 @@ async fn lease_commands_print_what_etcd_prints() {
     both(&|id| vec!["lease".into(), "timetolive".into(), id.into(), "--keys".into()]);
     both(&|id| vec!["lease".into(), "timetolive".into(), id.into(), "-w".into(), "json".into()]);
     both(&|id| vec!["lease".into(), "keep-alive".into(), "--once".into(), id.into()]);
+    // The two short leases from the start expire on their own clocks: wait
+    // until both lists agree rather than racing them.
+    wait::until(Duration::from_secs(15), "the same lease list on both", || async {
+        (pair.etcd.run(&["lease", "list"]).normalized() == pair.shoal.run(&["lease", "list"]).normalized())
+            .then_some(())
+    })
+    .await;
     pair.same(&["lease", "list"]);
     both(&|id| vec!["lease".into(), "revoke".into(), id.into()]);
     pair.same(&["get", "leased", "--prefix", "-w", "json"]);
