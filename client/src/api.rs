@@ -271,12 +271,23 @@ impl<K: Object> Api<K> {
                 value,
                 ..Default::default()
             }))],
-            failure: self.fence_probe(vec![]),
+            failure: self.fence_probe(vec![get_op(&key)]),
         };
         let response = self.txn(txn).await?;
         if !response.succeeded {
             self.check_fence(&response)?;
-            return Err(Error::exists::<K>(&object.meta().name));
+            // A retried request whose first attempt did land finds its own object.
+            let ours = response.responses.first().is_some_and(|r| match &r.response {
+                Some(response_op::Response::ResponseRange(range)) => range
+                    .kvs
+                    .first()
+                    .and_then(|kv| decode::<K>(kv).ok())
+                    .is_some_and(|existing| existing.meta().uid == object.meta().uid),
+                _ => false,
+            });
+            if !ours {
+                return Err(Error::exists::<K>(&object.meta().name));
+            }
         }
         object.meta_mut().resource_version = Some(revision_of(&response).to_string());
         Ok(object)

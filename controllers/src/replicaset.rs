@@ -146,20 +146,35 @@ async fn create_pods(
     while created < count {
         let size = batch.min(count - created);
         let results = futures::future::join_all((0..size).map(|_| context.pods.create(&pod))).await;
-        let failed = results.iter().filter(|r| r.is_err()).count();
         created += size;
-        if failed > 0 {
-            // Those will never be observed; nor will the batches not attempted.
+        // A create that surely failed will never be observed. One whose
+        // outcome is unknown (the store went away mid-request) may yet
+        // appear: keep expecting it, so that a slow cache cannot make us
+        // create it twice; the expectation times out if it never comes.
+        let failed = results.iter().filter(|r| r.as_ref().is_err_and(|e| !outcome_unknown(e))).count();
+        if let Some(error) = results.into_iter().find_map(Result::err) {
             expectations.observed(key, (failed + count - created) as i64, 0);
-            return Err(results
-                .into_iter()
-                .find_map(Result::err)
-                .unwrap_or_else(|| shoal_client::Error::Connect("create failed".into())));
+            return Err(error);
         }
         batch *= 2;
     }
     tracing::info!(replicaset = %key, count, "created pods");
     Ok(())
+}
+
+/// Whether a failed request may still have taken effect.
+fn outcome_unknown(error: &shoal_client::Error) -> bool {
+    use tonic::Code;
+    match error {
+        shoal_client::Error::Store(status) => {
+            matches!(
+                status.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Internal
+            )
+        }
+        shoal_client::Error::Connect(_) => true,
+        _ => false,
+    }
 }
 
 /// Picks `count` pods to delete, one at a time: unscheduled first, then not

@@ -42,7 +42,9 @@ impl Watcher {
     async fn start(cluster: &Cluster) -> Watcher {
         let (stop, shutdown) = watch::channel(false);
         let (pods, _) = Informer::spawn(Api::<Pod>::new(store(&cluster.endpoints())), None, None, shutdown);
-        pods.synced().await;
+        tokio::time::timeout(Duration::from_secs(30), pods.synced())
+            .await
+            .expect("the test's pod informer lists within 30 s");
         Watcher { pods, _stop: stop }
     }
 

@@ -11,6 +11,19 @@ fn lease_id(granted: &str) -> String {
     granted.split_whitespace().nth(1).expect("lease <id> granted ...").to_string()
 }
 
+/// etcd lists a lease's attached keys in map order: sort them.
+fn sorted_keys(mut out: shoal_tests::etcdctl::Output) -> shoal_tests::etcdctl::Output {
+    if let (Some(start), Some(end)) = (out.stdout.find("attached keys(["), out.stdout.find("])")) {
+        let inner = start + "attached keys([".len();
+        if inner <= end {
+            let mut keys: Vec<&str> = out.stdout[inner..end].split(' ').collect();
+            keys.sort();
+            out.stdout = format!("{}{}{}", &out.stdout[..inner], keys.join(" "), &out.stdout[end..]);
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_commands_print_what_etcd_prints() {
     let (pair, _etcd, _cluster) = Pair::start().await;
@@ -31,8 +44,8 @@ async fn lease_commands_print_what_etcd_prints() {
     let both = |args: &dyn Fn(&str) -> Vec<String>| {
         let e: Vec<String> = args(&a.0);
         let s: Vec<String> = args(&a.1);
-        let e_out = pair.etcd.run(&e.iter().map(String::as_str).collect::<Vec<_>>()).normalized();
-        let s_out = pair.shoal.run(&s.iter().map(String::as_str).collect::<Vec<_>>()).normalized();
+        let e_out = sorted_keys(pair.etcd.run(&e.iter().map(String::as_str).collect::<Vec<_>>()).normalized());
+        let s_out = sorted_keys(pair.shoal.run(&s.iter().map(String::as_str).collect::<Vec<_>>()).normalized());
         assert_eq!(s_out, e_out, "etcdctl {s:?}");
     };
     both(&|id| vec!["lease".into(), "timetolive".into(), id.into(), "--keys".into()]);

@@ -11,8 +11,12 @@ where
 {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(value) = probe().await {
-            return value;
+        // A probe that hangs (a request without a timeout) must not hang the test.
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+        match tokio::time::timeout(left, probe()).await {
+            Ok(Some(value)) => return value,
+            Ok(None) => {}
+            Err(_) => panic!("timed out after {timeout:?} waiting for {what} (the probe itself hung)"),
         }
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
