@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shoal_client::informer::Shutdown;
 use shoal_client::{Api, Store};
-use shoal_proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest};
+use shoal_proto::etcdserverpb::LeaseGrantRequest;
 use shoal_proto::objects::meta::set_condition;
 use shoal_proto::objects::node::{NodeAddress, NodeStatus};
 use shoal_proto::objects::{time, Condition, Lease, Node, ObjectMeta};
@@ -84,13 +84,8 @@ pub async fn register(api: &Api<Node>, node: &Node) -> Result<Node, shoal_client
 /// when the store could not be reached.
 pub async fn beat(store: &Store, node: &str, lease: i64, ttl: Duration) -> i64 {
     if lease != 0 {
-        let request = tokio_stream::iter([LeaseKeepAliveRequest { id: lease }]);
-        if let Ok(replies) = store.lease_stream().lease_keep_alive(request).await {
-            if let Ok(Some(reply)) = replies.into_inner().message().await {
-                if reply.ttl > 0 {
-                    return lease;
-                }
-            }
+        if store.keep_alive_once(lease).await.is_some_and(|ttl| ttl > 0) {
+            return lease;
         }
         store.rotate();
     }

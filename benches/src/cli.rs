@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use shoal_proto::objects::time::parse_duration;
 
 #[derive(Parser, Debug)]
 #[command(name = "shoal-bench", about = "Load generator for etcd v3 API servers (Shoal, etcd)")]
@@ -96,18 +97,4 @@ pub struct FailoverArgs {
     /// Give up waiting for writes to resume after this long.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub give_up: Duration,
-}
-
-/// `10s`, `500ms`, `2m`, or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("invalid duration unit in {text:?}")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
 }

@@ -10,7 +10,8 @@ use std::marker::PhantomData;
 
 use shoal_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use shoal_proto::etcdserverpb::{
-    request_op, response_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, TxnResponse,
+    request_op, response_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp,
+    TxnRequest, TxnResponse,
 };
 use shoal_proto::mvccpb::KeyValue;
 use shoal_proto::objects::validation::{self, validate};
@@ -100,9 +101,6 @@ impl<K> Clone for Api<K> {
 pub fn decode<K: Object>(kv: &KeyValue) -> Result<K> {
     let key = String::from_utf8_lossy(&kv.key).into_owned();
     let malformed = |reason: String| Error::Malformed { key: key.clone(), reason };
-    if object_kind(&kv.value).is_some_and(|k| k != K::KIND) {
-        return Err(malformed(format!("kind is not {}", K::KIND)));
-    }
     let mut object: K = validation::decode(&kv.value).map_err(malformed)?;
     validate(&object).map_err(|e| malformed(e.to_string()))?;
     let expected = ObjectKey::from_store_key::<K>(&kv.key).ok_or_else(|| malformed("not a key of this kind".into()))?;
@@ -112,11 +110,6 @@ pub fn decode<K: Object>(kv: &KeyValue) -> Result<K> {
     object.set_type();
     object.meta_mut().resource_version = Some(kv.mod_revision.to_string());
     Ok(object)
-}
-
-fn object_kind(bytes: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    value.get("kind")?.as_str().filter(|k| !k.is_empty()).map(String::from)
 }
 
 /// The end of the range of keys starting with `prefix`.
@@ -204,14 +197,7 @@ impl<K: Object> Api<K> {
     pub async fn get_opt(&self, namespace: &str, name: &str) -> Result<Option<K>> {
         let key = Self::key(namespace, name);
         let request = RangeRequest { key: key.into_bytes(), ..Default::default() };
-        let response = self
-            .store
-            .call(|s| {
-                let request = request.clone();
-                async move { s.kv().range(request).await }
-            })
-            .await?
-            .into_inner();
+        let response = self.range(request).await?;
         response.kvs.first().map(decode::<K>).transpose()
     }
 
@@ -224,14 +210,7 @@ impl<K: Object> Api<K> {
         let prefix = K::prefix(namespace);
         let request =
             RangeRequest { range_end: prefix_end(prefix.as_bytes()), key: prefix.into_bytes(), ..Default::default() };
-        let response = self
-            .store
-            .call(|s| {
-                let request = request.clone();
-                async move { s.kv().range(request).await }
-            })
-            .await?
-            .into_inner();
+        let response = self.range(request).await?;
         let revision = response.header.map_or(0, |h| h.revision);
         let mut list = ObjectList { items: Vec::new(), revision, malformed: Vec::new() };
         for kv in &response.kvs {
@@ -277,17 +256,16 @@ impl<K: Object> Api<K> {
         if !response.succeeded {
             self.check_fence(&response)?;
             // A retried request whose first attempt did land finds its own object.
-            let ours = response.responses.first().is_some_and(|r| match &r.response {
-                Some(response_op::Response::ResponseRange(range)) => range
-                    .kvs
-                    .first()
-                    .and_then(|kv| decode::<K>(kv).ok())
-                    .is_some_and(|existing| existing.meta().uid == object.meta().uid),
-                _ => false,
+            let ours = response.responses.first().and_then(|r| match &r.response {
+                Some(response_op::Response::ResponseRange(range)) => {
+                    range.kvs.first().and_then(|kv| decode::<K>(kv).ok())
+                }
+                _ => None,
             });
-            if !ours {
-                return Err(Error::exists::<K>(&object.meta().name));
-            }
+            return match ours {
+                Some(existing) if existing.meta().uid == object.meta().uid => Ok(existing),
+                _ => Err(Error::exists::<K>(&object.meta().name)),
+            };
         }
         object.meta_mut().resource_version = Some(revision_of(&response).to_string());
         Ok(object)
@@ -413,6 +391,14 @@ impl<K: Object> Api<K> {
             .into_inner();
         object.meta_mut().resource_version = response.header.map(|h| h.revision.to_string());
         Ok(object)
+    }
+
+    async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
+        let response = self.store.call(|s| {
+            let request = request.clone();
+            async move { s.kv().range(request).await }
+        });
+        Ok(response.await?.into_inner())
     }
 
     async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse> {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use shoal_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use shoal_proto::etcdserverpb::{
-    request_op, watch_request, Compare, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest,
-    RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+    request_op, watch_request, Compare, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp,
+    TxnRequest, WatchCreateRequest, WatchRequest,
 };
 use shoal_proto::mvccpb::event::EventType;
 use tokio::sync::{mpsc, watch};
@@ -184,7 +184,7 @@ async fn renew(store: Store, fence: Fence, lease: i64, ttl: Duration, granted_at
     let interval = ttl / 3;
     loop {
         let sent = Instant::now();
-        let renewed = tokio::time::timeout(interval, keep_alive_once(&store, lease)).await;
+        let renewed = tokio::time::timeout(interval, store.keep_alive_once(lease)).await;
         match renewed {
             Ok(Some(remaining)) if remaining > 0 => valid_until = sent + ttl,
             Ok(Some(_)) => break,
@@ -202,13 +202,6 @@ async fn renew(store: Store, fence: Fence, lease: i64, ttl: Duration, granted_at
     }
     tracing::warn!(component = %fence.component, "lost the leadership");
     lost.send_replace(true);
-}
-
-/// One keep-alive round trip; the remaining TTL, or None if it failed.
-async fn keep_alive_once(store: &Store, lease: i64) -> Option<i64> {
-    let request = tokio_stream::iter([LeaseKeepAliveRequest { id: lease }]);
-    let mut replies = store.lease_stream().lease_keep_alive(request).await.ok()?.into_inner();
-    replies.message().await.ok().flatten().map(|r| r.ttl)
 }
 
 /// Whether the leader key is still the one this instance created. None if

@@ -11,6 +11,7 @@ use std::time::Duration;
 use shoal_proto::etcdserverpb::kv_client::KvClient;
 use shoal_proto::etcdserverpb::lease_client::LeaseClient;
 use shoal_proto::etcdserverpb::watch_client::WatchClient;
+use shoal_proto::etcdserverpb::LeaseKeepAliveRequest;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
@@ -84,6 +85,14 @@ impl Store {
 
     pub fn watch(&self) -> WatchClient<Channel> {
         WatchClient::new(self.streaming[self.at()].clone())
+    }
+
+    /// One keep-alive round trip for `lease`: its remaining TTL (0 or less:
+    /// it is gone), or None if the store did not answer.
+    pub async fn keep_alive_once(&self, lease: i64) -> Option<i64> {
+        let request = tokio_stream::iter([LeaseKeepAliveRequest { id: lease }]);
+        let mut replies = self.lease_stream().lease_keep_alive(request).await.ok()?.into_inner();
+        replies.message().await.ok().flatten().map(|r| r.ttl)
     }
 
     /// Runs `call`, moving on to the next member while the current one is

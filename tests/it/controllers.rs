@@ -9,28 +9,9 @@ use serde_json::json;
 use shoal_client::informer::Informer;
 use shoal_client::{Api, ObjectKey};
 use shoal_proto::objects::{Deployment, Pod, ReplicaSet};
-use shoal_tests::control_plane::{store, Controllers, FakeNodes};
+use shoal_tests::control_plane::{deployment, store, Controllers, FakeNodes};
 use shoal_tests::{wait, Cluster};
 use tokio::sync::watch;
-
-fn deployment(name: &str, replicas: i32, cpu: &str) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{
-                    "name": "main",
-                    "command": ["/bin/sleep", "3600"],
-                    "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}
-                }]}
-            }
-        }
-    }))
-    .expect("a deployment")
-}
 
 /// A pod informer for the test's own eyes.
 struct Watcher {

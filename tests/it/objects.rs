@@ -8,15 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shoal_client::election::Election;
 use shoal_client::informer::Informer;
-use shoal_client::{Api, Error, ObjectKey, Store};
+use shoal_client::{Api, Error, ObjectKey};
 use shoal_proto::objects::{Deployment, Object, Pod};
+use shoal_tests::control_plane::{deployment, store};
 use shoal_tests::proxy::Proxy;
 use shoal_tests::{wait, Cluster};
 use tokio::sync::watch;
-
-fn store(endpoints: &[String]) -> Store {
-    Store::connect(endpoints, Duration::from_secs(5)).expect("endpoints")
-}
 
 fn pod(name: &str, app: &str) -> Pod {
     serde_json::from_value(json!({
@@ -26,26 +23,11 @@ fn pod(name: &str, app: &str) -> Pod {
     .expect("a pod")
 }
 
-fn deployment(name: &str, replicas: i32) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "command": ["/bin/sleep", "60"]}]}
-            }
-        }
-    }))
-    .expect("a deployment")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_are_created_updated_by_compare_and_swap_and_deleted() {
     let cluster = Cluster::start(3).await;
     let api: Api<Deployment> = Api::new(store(&cluster.endpoints()));
-    let created = api.create(&deployment("web", 2)).await.expect("create");
+    let created = api.create(&deployment("web", 2, "100m")).await.expect("create");
     assert_eq!(created.metadata.namespace.as_deref(), Some("default"));
     assert_eq!(created.metadata.generation, 1);
     assert_eq!(created.metadata.uid.len(), 36);
@@ -53,7 +35,7 @@ async fn objects_are_created_updated_by_compare_and_swap_and_deleted() {
     let got = api.get("default", "web").await.expect("get");
     assert_eq!(got.metadata.resource_version, created.metadata.resource_version, "resourceVersion is the mod revision");
 
-    let again = api.create(&deployment("web", 2)).await.expect_err("exists");
+    let again = api.create(&deployment("web", 2, "100m")).await.expect_err("exists");
     assert_eq!(again.to_string(), "deployments.apps \"web\" already exists");
 
     // A spec change bumps the generation; a status change does not.
@@ -95,7 +77,7 @@ async fn objects_are_created_updated_by_compare_and_swap_and_deleted() {
 async fn bad_objects_are_refused_with_the_field_and_nothing_is_written() {
     let cluster = Cluster::start(3).await;
     let api: Api<Deployment> = Api::new(store(&cluster.endpoints()));
-    let err = api.create(&deployment("web", -1)).await.expect_err("negative replicas");
+    let err = api.create(&deployment("web", -1, "100m")).await.expect_err("negative replicas");
     assert!(matches!(err, Error::Invalid(_)));
     assert_eq!(
         err.to_string(),

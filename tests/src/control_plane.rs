@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use shoal_client::informer::Informer;
 use shoal_client::{Api, Store};
-use shoal_proto::objects::{time, Node, Pod};
+use shoal_proto::objects::{time, Deployment, Node, Pod};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -19,6 +19,27 @@ use crate::process::Process;
 
 pub fn store(endpoints: &[String]) -> Store {
     Store::connect(endpoints, Duration::from_secs(5)).expect("endpoints")
+}
+
+/// A Deployment `name` of `replicas` sleeping pods, each asking for `cpu`
+/// and 64Mi, labelled `app: name`.
+pub fn deployment(name: &str, replicas: i32, cpu: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{
+                    "name": "main",
+                    "command": ["/bin/sleep", "3600"],
+                    "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}
+                }]}
+            }
+        }
+    }))
+    .expect("a deployment")
 }
 
 /// A `shoal-controllers` process.

@@ -71,6 +71,20 @@ fn step(state: Option<u64>, input: &Input, output: &Output) -> Option<Option<u64
     }
 }
 
+/// The revision at which `op`'s change shows in the log: where its value
+/// was written, or where the value it deletes was deleted.
+fn effect_in_log(
+    op: &Operation,
+    written: &impl Fn(&str, u64) -> Option<i64>,
+    deleted: &impl Fn(&str, u64) -> Option<i64>,
+) -> Option<i64> {
+    match op.input {
+        Input::Write(v) | Input::Cas { new: v, .. } => written(&op.key, v),
+        Input::DeleteIf { expect } => deleted(&op.key, expect),
+        _ => None,
+    }
+}
+
 /// Settles unanswered operations with what the store's complete event log
 /// says, given where each value was written and where each value was
 /// deleted (by revision):
@@ -87,11 +101,7 @@ pub fn settle(
     written: impl Fn(&str, u64) -> Option<i64>,
     deleted: impl Fn(&str, u64) -> Option<i64>,
 ) -> Vec<Operation> {
-    let effect = |op: &Operation| match op.input {
-        Input::Write(v) | Input::Cas { new: v, .. } => written(&op.key, v),
-        Input::DeleteIf { expect } => deleted(&op.key, expect),
-        _ => None,
-    };
+    let effect = |op: &Operation| effect_in_log(op, &written, &deleted);
     // (revision, return) of answered operations with a visible effect, and
     // from each position on, the earliest return.
     let mut answered: Vec<(i64, u64)> = history
@@ -133,14 +143,19 @@ pub struct Violation {
 
 /// Checks every key's history; returns the keys that are not linearizable.
 pub fn check(history: &[Operation]) -> Vec<Violation> {
-    check_with(history, |_| None)
+    check_with(history, |_, _| None, |_, _| None)
 }
 
-/// Like [`check`], with a witness: `effect` gives the store revision at
-/// which an answered change took effect, when a complete event log tells.
-/// Where a segment's changes all have one, the value it leaves is the
+/// Like [`check`], with the complete event log as a witness (where each
+/// value was written and where each was deleted, as for [`settle`]). Where
+/// a segment's changes all show in the log, the value it leaves is the
 /// result of the latest of them, and only that value is searched for.
-pub fn check_with(history: &[Operation], effect: impl Fn(&Operation) -> Option<i64>) -> Vec<Violation> {
+pub fn check_with(
+    history: &[Operation],
+    written: impl Fn(&str, u64) -> Option<i64>,
+    deleted: impl Fn(&str, u64) -> Option<i64>,
+) -> Vec<Violation> {
+    let effect = |op: &Operation| effect_in_log(op, &written, &deleted);
     let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
     for op in history {
         // A read that never answered tells nothing.
@@ -563,16 +578,9 @@ mod tests {
             op(Input::Write(2), Output::Done, 1, 9),
             op(Input::Read, Output::Value(Some(1)), 20, 21),
         ];
-        let revision = |o: &Operation| match o.input {
-            Input::Write(v) => Some(v as i64),
-            _ => None,
-        };
-        assert_eq!(check_with(&h, revision).len(), 1, "the log says 2 was written last");
-        let reversed = |o: &Operation| match o.input {
-            Input::Write(v) => Some(10 - v as i64),
-            _ => None,
-        };
-        assert!(check_with(&h, reversed).is_empty());
+        let nothing_deleted = |_: &str, _: u64| None;
+        assert_eq!(check_with(&h, |_, v| Some(v as i64), nothing_deleted).len(), 1, "the log says 2 was written last");
+        assert!(check_with(&h, |_, v| Some(10 - v as i64), nothing_deleted).is_empty());
     }
 
     #[test]

@@ -82,7 +82,10 @@ async fn reconcile(context: &Context, key: &ObjectKey) -> Result<Action, shoal_c
     let new_index = owned.iter().position(|rs| bare_template(rs) == d.spec.template);
     let now = time::now();
 
-    if !d.spec.paused {
+    // A paused Deployment rolls nothing out; only its status is kept.
+    let new_index = if d.spec.paused {
+        new_index
+    } else {
         let (max_surge, max_unavailable) = d.surge_and_unavailable();
         let replicas = d.replicas();
         let new_index = match new_index {
@@ -115,8 +118,9 @@ async fn reconcile(context: &Context, key: &ObjectKey) -> Result<Action, shoal_c
         if !stepped {
             clean_history(context, &d, &owned, new_index).await?;
         }
-    }
-    let new = owned.iter().find(|rs| bare_template(rs) == d.spec.template);
+        Some(new_index)
+    };
+    let new = new_index.map(|i| &owned[i]);
     let all: Vec<&ReplicaSet> = owned.iter().collect();
     let (status, check_again) = status::compute(&d, &all, new, &now);
     let mut updated = d.as_ref().clone();

@@ -454,9 +454,13 @@ fn int_or_percent(value: &IntOrString, field: &str, errors: &mut FieldErrors) ->
     }
 }
 
-/// Parses JSON from the store or a manifest as `K`, naming what is wrong.
+/// Parses JSON from the store or a manifest as `K`, naming what is wrong
+/// (a `kind` other than `K`'s among it).
 pub fn decode<K: Object>(bytes: &[u8]) -> Result<K, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    if let Some(kind) = value.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty() && *k != K::KIND) {
+        return Err(format!("kind is not {} but {kind}", K::KIND));
+    }
     serde_json::from_value(value).map_err(|e| format!("{} is invalid: strict decoding error: {e}", K::KIND))
 }
 

@@ -378,29 +378,18 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
         };
     }
     let log: Vec<watch_check::Event> = received.into_iter().map(|r| r.event).collect();
-    let settled = linearizability::settle(
-        &ops,
-        |key, value| written.get(&(key.as_bytes().to_vec(), value)).copied(),
-        |key, value| deleted.get(&(key.as_bytes().to_vec(), value)).copied(),
-    );
+    let written_at = |key: &str, value: u64| written.get(&(key.as_bytes().to_vec(), value)).copied();
+    let deleted_at = |key: &str, value: u64| deleted.get(&(key.as_bytes().to_vec(), value)).copied();
+    let settled = linearizability::settle(&ops, written_at, deleted_at);
     if seconds >= 300 {
         // A long run keeps its history even when it passes, for a look afterwards.
         let dir = save_evidence(&cluster, &settled, seed);
         eprintln!("chaos phase: history saved in {}", dir.display());
     }
-    // Where each answered change took effect, as the log witnesses it.
-    let effect = |op: &Operation| -> Option<i64> {
-        let key = op.key.as_bytes().to_vec();
-        match (&op.input, &op.output) {
-            (Input::Write(v), Output::Done) | (Input::Cas { new: v, .. }, Output::Swapped(true)) => {
-                written.get(&(key, *v)).copied()
-            }
-            (Input::DeleteIf { expect }, Output::Swapped(true)) => deleted.get(&(key, *expect)).copied(),
-            _ => None,
-        }
-    };
-    let mut violations: Vec<String> =
-        linearizability::check_with(&settled, effect).iter().map(|v| format!("not linearizable: {v:?}")).collect();
+    let mut violations: Vec<String> = linearizability::check_with(&settled, written_at, deleted_at)
+        .iter()
+        .map(|v| format!("not linearizable: {v:?}"))
+        .collect();
     phase("linearizability checked");
     violations.extend(history.torn.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|t| format!("torn pair {t}")));
     violations.extend(lost_or_invented(&ops, &log));
