@@ -187,7 +187,7 @@ async fn a_rolling_update_keeps_within_surge_and_unavailability_and_rolls_back()
         };
     cluster.restart(leader);
     let (most, fewest_ready) = *seen.lock().unwrap_or_else(|p| p.into_inner());
-    assert!(most <= 13, "never more than replicas + maxSurge pods: saw {most}");
+    assert!(most <= 13, "never more than replicas + maxSurge pods: saw {most}\n{}", _controllers.log());
     assert!(fewest_ready >= 8, "never fewer than replicas - maxUnavailable ready: saw {fewest_ready}");
     assert_eq!(done.metadata.annotations.get("deployment.kubernetes.io/revision").map(String::as_str), Some("2"));
     let pods = watcher.ready("web", 10, Duration::from_secs(30)).await;

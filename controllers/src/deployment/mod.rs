@@ -22,7 +22,7 @@ use shoal_proto::objects::{time, Deployment, ObjectMeta, ReplicaSet};
 use crate::context::Context;
 use crate::owners::{self, claim, controller_ref, ignore_gone};
 use crate::runner::{all_keys, own_key, Builder, Running};
-use rolling::{available, new_replicas, old_scale_down_budget, old_scale_downs, spec};
+use rolling::{available, first_replicas, new_replicas, old_scale_down_budget, old_scale_downs, spec};
 
 pub const TEMPLATE_HASH: &str = "pod-template-hash";
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -95,7 +95,6 @@ async fn reconcile(context: &Context, key: &ObjectKey) -> Result<Action, shoal_c
             }
             None => {
                 let all: Vec<&ReplicaSet> = owned.iter().collect();
-                let probe = ReplicaSet::default();
                 let size = if d.is_recreate() {
                     if owned.iter().any(|rs| spec(rs) > 0 || rs.status.as_ref().is_some_and(|s| s.replicas > 0)) {
                         0
@@ -103,7 +102,7 @@ async fn reconcile(context: &Context, key: &ObjectKey) -> Result<Action, shoal_c
                         replicas
                     }
                 } else {
-                    new_replicas(replicas, max_surge, &all, &probe)
+                    first_replicas(replicas, max_surge, &all)
                 };
                 let created = create_new(context, &d, &owned, size).await?;
                 owned.push(created);

@@ -41,6 +41,14 @@ pub fn new_replicas(replicas: i32, max_surge: i32, all: &[&ReplicaSet], new: &Re
     current + room.min(replicas - current)
 }
 
+/// The size a new ReplicaSet starts with, next to `all` the existing ones.
+pub fn first_replicas(replicas: i32, max_surge: i32, all: &[&ReplicaSet]) -> i32 {
+    // It asks for nothing yet (an unset size would mean 1).
+    let mut unmade = ReplicaSet::default();
+    unmade.spec.replicas = Some(0);
+    new_replicas(replicas, max_surge, all, &unmade)
+}
+
 /// How many old replicas may go now, given what is available.
 pub fn old_scale_down_budget(replicas: i32, max_unavailable: i32, all: &[&ReplicaSet], new: &ReplicaSet) -> i32 {
     let all_pods: i32 = all.iter().map(|rs| spec(rs)).sum();
@@ -93,6 +101,13 @@ mod tests {
         assert_eq!(new_replicas(10, 3, &[&old, &new], &new), 6);
         let new = rs(12, 12, 12);
         assert_eq!(new_replicas(10, 3, &[&new], &new), 10, "shrinks to replicas when over");
+    }
+
+    #[test]
+    fn a_set_yet_to_be_made_starts_within_the_surge() {
+        let old = rs(10, 10, 10);
+        assert_eq!(first_replicas(10, 3, &[&old]), 3);
+        assert_eq!(first_replicas(10, 3, &[]), 10);
     }
 
     #[test]
