@@ -115,7 +115,7 @@ pub fn settle(
         earliest_after[i] = earliest_after[i + 1].min(answered[i].1);
     }
     let bound = |revision: i64| earliest_after[answered.partition_point(|(r, _)| *r <= revision)];
-    history
+    let settled: Vec<Operation> = history
         .iter()
         .filter_map(|op| {
             if op.output != Output::Unknown || matches!(op.input, Input::Read | Input::Delete) {
@@ -123,7 +123,7 @@ pub fn settle(
             }
             let revision = effect(op)?;
             let mut settled = op.clone();
-            settled.ret = bound(revision).max(op.call);
+            settled.ret = bound(revision).min(op.ret).max(op.call);
             settled.output = match op.input {
                 Input::Write(_) => Output::Done,
                 Input::Cas { .. } => Output::Swapped(true),
@@ -131,7 +131,50 @@ pub fn settle(
             };
             Some(settled)
         })
-        .collect()
+        .collect();
+    merge_unanswered_conditional_deletes(settled)
+}
+
+/// A value is written once, so of the conditional deletes that expect it,
+/// at most one finds it; the others change nothing. Unanswered ones are
+/// therefore dropped where an answered one deleted the value, and merged
+/// where their intervals overlap: "one of them deleted it, somewhere in its
+/// own interval" is "it was deleted somewhere in their union". Without this,
+/// a client retrying the same delete through an outage leaves dozens of
+/// them in flight, and the search would try every subset.
+fn merge_unanswered_conditional_deletes(history: Vec<Operation>) -> Vec<Operation> {
+    let unanswered_delete_if = |op: &Operation| match (&op.input, &op.output) {
+        (Input::DeleteIf { expect }, Output::Unknown) => Some((op.key.clone(), *expect)),
+        _ => None,
+    };
+    let found: HashSet<(String, u64)> = history
+        .iter()
+        .filter_map(|op| match (&op.input, &op.output) {
+            (Input::DeleteIf { expect }, Output::Swapped(true)) => Some((op.key.clone(), *expect)),
+            _ => None,
+        })
+        .collect();
+    let mut groups: BTreeMap<(String, u64), Vec<Operation>> = BTreeMap::new();
+    let mut rest = Vec::with_capacity(history.len());
+    for op in history {
+        match unanswered_delete_if(&op) {
+            Some(group) if found.contains(&group) => {}
+            Some(group) => groups.entry(group).or_default().push(op),
+            None => rest.push(op),
+        }
+    }
+    for mut ops in groups.into_values() {
+        ops.sort_by_key(|op| op.call);
+        let mut merged: Vec<Operation> = Vec::new();
+        for op in ops {
+            match merged.last_mut() {
+                Some(last) if op.call <= last.ret => last.ret = last.ret.max(op.ret),
+                _ => merged.push(op),
+            }
+        }
+        rest.extend(merged);
+    }
+    rest
 }
 
 /// A violation: the key whose history cannot be linearized.
@@ -541,12 +584,43 @@ mod tests {
             [
                 (&Input::Cas { expect: None, new: 2 }, &Output::Swapped(true), 30),
                 (&Input::Write(3), &Output::Done, 30),
-                (&Input::DeleteIf { expect: 3 }, &Output::Unknown, 50),
                 (&Input::Write(4), &Output::Done, 50),
                 (&Input::Delete, &Output::Unknown, NEVER),
+                (&Input::DeleteIf { expect: 3 }, &Output::Unknown, 50),
             ]
         );
         assert!(check(&settled).is_empty());
+    }
+
+    #[test]
+    fn retried_conditional_deletes_are_one_and_check_quickly() {
+        // A client retries the same delete through an outage, 100 times.
+        let mut h = vec![op(Input::Write(5), Output::Done, 0, 1)];
+        h.extend((0..100).map(|i| op(Input::DeleteIf { expect: 5 }, Output::Unknown, 2 + i, 200)));
+        h.push(op(Input::Read, Output::Value(None), 201, 202));
+        let deleted = |_: &str, v: u64| (v == 5).then_some(3);
+        let settled = settle(&h, |_, v| (v == 5).then_some(2), deleted);
+        assert_eq!(settled.len(), 3, "the retries are one delete spanning them all");
+        assert!(check(&settled).is_empty());
+
+        // Where an answered delete found the value, the unanswered ones did not.
+        h.push(op(Input::DeleteIf { expect: 5 }, Output::Swapped(true), 150, 160));
+        assert_eq!(settle(&h, |_, v| (v == 5).then_some(2), deleted).len(), 3);
+    }
+
+    #[test]
+    fn unanswered_deletes_apart_in_time_are_not_merged() {
+        // The value is still there after the first delete's interval and
+        // gone before the second's: merging the two would excuse that.
+        let h = [
+            op(Input::Write(5), Output::Done, 0, 1),
+            op(Input::DeleteIf { expect: 5 }, Output::Unknown, 2, 3),
+            op(Input::Read, Output::Value(Some(5)), 4, 5),
+            op(Input::Read, Output::Value(None), 6, 7),
+            op(Input::DeleteIf { expect: 5 }, Output::Unknown, 20, 21),
+        ];
+        let settled = settle(&h, |_, v| (v == 5).then_some(2), |_, v| (v == 5).then_some(3));
+        assert_eq!(check(&settled).len(), 1);
     }
 
     #[test]
