@@ -3,14 +3,15 @@
 #   scripts/prereqs.sh build   what `shoal` needs to compile (libclang for RocksDB)
 #   scripts/prereqs.sh test    plus protoc (for the etcd-client test crate),
 #                              etcd 3.4 + etcdctl (the reference the tests compare against)
-#                              and iproute2 (the fault suite's network namespaces)
+#                              iproute2 (the fault suite's network namespaces)
+#                              and busybox-static (the agent tests' container image)
 # Installs them with apt-get when running as root on Debian/Ubuntu; otherwise
 # prints the exact command to run and fails.
 set -euo pipefail
 
 want=(libclang-dev)
 if [[ "${1:-build}" == "test" ]]; then
-    want+=(protobuf-compiler etcd-server etcd-client iproute2)
+    want+=(protobuf-compiler etcd-server etcd-client iproute2 busybox-static)
 fi
 
 missing=()
@@ -27,7 +28,8 @@ if ! command -v apt-get >/dev/null 2>&1; then
     echo "Shoal needs these Debian/Ubuntu packages (or your system's equivalents): ${missing[*]}" >&2
     echo "  libclang-dev: libclang for building RocksDB; protobuf-compiler: protoc;" >&2
     echo "  etcd-server/etcd-client: etcd 3.4 and etcdctl, used by the tests as the reference;" >&2
-    echo "  iproute2: ip, for the network namespaces of the fault tests." >&2
+    echo "  iproute2: ip, for the network namespaces of the fault tests;" >&2
+    echo "  busybox-static: the root filesystem of the agent tests' containers." >&2
     exit 1
 fi
 if [[ $(id -u) -ne 0 ]]; then

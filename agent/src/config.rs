@@ -35,6 +35,15 @@ pub struct Cli {
     /// First restart delay of a crashing container; it doubles up to 5 minutes.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub restart_backoff: Duration,
+    /// The node's address: its InternalIP, and where it serves container logs.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: std::net::IpAddr,
+    /// Port of the container logs endpoint (0: any free port; the Node records it).
+    #[arg(long, default_value_t = 0)]
+    pub logs_port: u16,
+    /// Size at which a container's log file is rotated (one older part is kept).
+    #[arg(long, default_value = "10Mi")]
+    pub container_log_max_size: String,
     /// Log level (error, warn, info, debug).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -50,6 +59,9 @@ pub struct Config {
     pub max_pods: u32,
     pub heartbeat_ttl: Duration,
     pub restart_backoff: Duration,
+    pub address: std::net::IpAddr,
+    pub logs_port: u16,
+    pub container_log_max_bytes: u64,
 }
 
 impl Cli {
@@ -73,6 +85,16 @@ impl Cli {
                 }
             }
         }
+        let container_log_max_bytes =
+            match shoal_proto::objects::quantity::Quantity::parse(&self.container_log_max_size) {
+                Ok(q) if q.value() >= 1024 => q.value() as u64,
+                _ => {
+                    return Err(format!(
+                        "--container-log-max-size {:?} must be a quantity of at least 1Ki",
+                        self.container_log_max_size
+                    ))
+                }
+            };
         if self.heartbeat_ttl < Duration::from_secs(2) {
             return Err("--heartbeat-ttl must be at least 2s".into());
         }
@@ -85,6 +107,9 @@ impl Cli {
             max_pods: self.max_pods,
             heartbeat_ttl: self.heartbeat_ttl,
             restart_backoff: self.restart_backoff,
+            address: self.address,
+            logs_port: self.logs_port,
+            container_log_max_bytes,
         })
     }
 }

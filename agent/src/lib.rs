@@ -3,16 +3,23 @@
 //! lives back into pod status, through nothing but the store's keys.
 //!
 //! # Layout
+//! - [`agent`]: the main loop: pods bound here against containers running here.
 //! - [`config`]: the `shoal-agent` flags.
 //! - [`host`]: what the machine offers (CPUs, memory, address).
 //! - [`node`]: registering the Node and the heartbeat Lease.
-//! - [`runtime`]: the container runtime behind a trait, and a fake for tests.
+//! - [`runtime`]: the container runtime behind a trait: the real one
+//!   (namespaces, cgroups, images, a supervisor per container) and a fake.
+//! - [`probe`]: liveness and readiness probes.
+//! - [`logs`]: the container logs endpoint.
 //! - [`sync`]: the level-triggered pod sync: desired pods against running ones.
 //! - [`status`]: pod status from container states.
 
+pub mod agent;
 pub mod config;
 pub mod host;
+pub mod logs;
 pub mod node;
+pub mod probe;
 pub mod runtime;
 pub mod status;
 pub mod sync;

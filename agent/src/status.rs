@@ -19,6 +19,8 @@ pub struct Seen {
     pub waiting: Option<(String, String)>,
     /// Whether it will be started (again).
     pub will_run: bool,
+    /// Whether its readiness probe (if any) passes.
+    pub probed_ready: bool,
 }
 
 fn state(seen: &Seen) -> ContainerState {
@@ -29,16 +31,18 @@ fn state(seen: &Seen) -> ContainerState {
         };
     }
     match &seen.run {
-        Run::Running { started_at, .. } => ContainerState {
-            running: Some(StateRunning { started_at: Some(started_at.clone()) }),
+        Run::Running { pid, started_at } => ContainerState {
+            running: Some(StateRunning { started_at: Some(started_at.clone()), pid: (*pid > 0).then_some(*pid) }),
             ..Default::default()
         },
-        Run::Exited { code, signal, oom, started_at, finished_at } => ContainerState {
+        Run::Exited { code, signal, oom, started_at, finished_at, message } => ContainerState {
             terminated: Some(StateTerminated {
                 exit_code: *code,
                 signal: *signal,
                 reason: Some(
-                    if *oom {
+                    if message.is_some() {
+                        "StartError"
+                    } else if *oom {
                         "OOMKilled"
                     } else if *code == 0 {
                         "Completed"
@@ -47,6 +51,7 @@ fn state(seen: &Seen) -> ContainerState {
                     }
                     .into(),
                 ),
+                message: message.clone(),
                 started_at: Some(started_at.clone()),
                 finished_at: Some(finished_at.clone()),
             }),
@@ -94,7 +99,7 @@ pub fn compute(pod: &Pod, seen: &[Seen], host_ip: &str, now: &str) -> PodStatus 
         .iter()
         .map(|s| ContainerStatus {
             name: s.name.clone(),
-            ready: matches!(s.run, Run::Running { .. }) && s.waiting.is_none(),
+            ready: matches!(s.run, Run::Running { .. }) && s.waiting.is_none() && s.probed_ready,
             restart_count: s.restarts,
             state: Some(state(s)),
         })
@@ -113,11 +118,11 @@ mod tests {
     use super::*;
 
     fn seen(run: Run, restarts: i32, will_run: bool) -> Seen {
-        Seen { name: "c".into(), run, restarts, waiting: None, will_run }
+        Seen { name: "c".into(), run, restarts, waiting: None, will_run, probed_ready: true }
     }
 
     fn exited(code: i32) -> Run {
-        Run::Exited { code, signal: None, oom: false, started_at: "t0".into(), finished_at: "t1".into() }
+        Run::Exited { code, signal: None, oom: false, started_at: "t0".into(), finished_at: "t1".into(), message: None }
     }
 
     #[test]
@@ -131,8 +136,14 @@ mod tests {
 
     #[test]
     fn terminated_states_say_why() {
-        let oom =
-            Run::Exited { code: 137, signal: Some(9), oom: true, started_at: "a".into(), finished_at: "b".into() };
+        let oom = Run::Exited {
+            code: 137,
+            signal: Some(9),
+            oom: true,
+            started_at: "a".into(),
+            finished_at: "b".into(),
+            message: None,
+        };
         let s = state(&seen(oom, 0, false));
         assert_eq!(s.terminated.and_then(|t| t.reason).as_deref(), Some("OOMKilled"));
         let mut waiting = seen(exited(1), 2, true);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use shoal_client::ObjectKey;
 use shoal_proto::objects::{time, Pod};
 
-use crate::runtime::{ContainerSpec, Run, Runtime};
+use crate::runtime::{ContainerSpec, Listed, Run, Runtime};
 use crate::status::Seen;
 
 /// Restart delays double up to this.
@@ -36,6 +36,9 @@ pub struct PodSync<R> {
     base_backoff: Duration,
     /// By (pod uid, container name).
     tracked: Mutex<HashMap<(String, String), Tracked>>,
+    /// Readiness probe results by container id; a container without an
+    /// entry has not passed its probe yet.
+    ready: Mutex<HashMap<String, bool>>,
 }
 
 fn restarts_after(policy: &str, code: i32) -> bool {
@@ -48,7 +51,57 @@ fn restarts_after(policy: &str, code: i32) -> bool {
 
 impl<R: Runtime> PodSync<R> {
     pub fn new(runtime: Arc<R>, base_backoff: Duration) -> PodSync<R> {
-        PodSync { runtime, base_backoff, tracked: Mutex::new(HashMap::new()) }
+        PodSync { runtime, base_backoff, tracked: Mutex::new(HashMap::new()), ready: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes over the containers the runtime already has (after an agent
+    /// restart): the latest instance of each pod's container is tracked
+    /// again, with its restart count; older ones are forgotten.
+    pub fn adopt(&self, listed: Vec<Listed>) {
+        let mut latest: HashMap<(String, String), Listed> = HashMap::new();
+        for container in listed {
+            let key = (container.pod_uid.clone(), container.container.clone());
+            match latest.get(&key) {
+                Some(kept) if kept.restarts >= container.restarts => self.runtime.remove(&container.id),
+                _ => {
+                    if let Some(older) = latest.insert(key, container) {
+                        self.runtime.remove(&older.id);
+                    }
+                }
+            }
+        }
+        let mut tracked = self.lock();
+        for (key, container) in latest {
+            let started = matches!(self.runtime.state(&container.id), Run::Running { .. }).then(Instant::now);
+            tracked.insert(
+                key,
+                Tracked { id: Some(container.id), restarts: container.restarts, started, ..Default::default() },
+            );
+        }
+    }
+
+    /// Records a readiness probe's verdict on container `id`.
+    pub fn set_ready(&self, id: &str, ready: bool) {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), ready);
+    }
+
+    fn is_ready(&self, id: &str) -> bool {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner()).get(id).copied().unwrap_or(false)
+    }
+
+    /// The running containers of pod `uid`: (container name, id, pid).
+    pub fn running(&self, uid: &str) -> Vec<(String, String, u32)> {
+        self.lock()
+            .iter()
+            .filter(|((u, _), _)| u == uid)
+            .filter_map(|((_, name), t)| {
+                let id = t.id.clone()?;
+                match self.runtime.state(&id) {
+                    Run::Running { pid, .. } if pid > 0 => Some((name.clone(), id, pid)),
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Tracked>> {
@@ -65,7 +118,9 @@ impl<R: Runtime> PodSync<R> {
         for id in ids {
             self.runtime.stop(&id, grace).await;
             self.runtime.remove(&id);
+            self.ready.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         }
+        self.runtime.remove_pod(uid);
     }
 
     /// Brings the runtime in line with `pod`; returns each container's state
@@ -90,7 +145,7 @@ impl<R: Runtime> PodSync<R> {
                     will_run = false;
                     false
                 }
-                Run::Exited { code, .. } => {
+                Run::Exited { code, message, .. } => {
                     let ran_long = t.started.is_some_and(|s| s.elapsed() >= BACKOFF_RESET);
                     if t.retry_at.is_none() {
                         t.backoff = if t.backoff.is_zero() || ran_long {
@@ -100,29 +155,35 @@ impl<R: Runtime> PodSync<R> {
                         };
                         t.retry_at = Some(Instant::now() + t.backoff);
                         t.last = Some(run.clone());
-                        t.waiting = Some((
-                            "CrashLoopBackOff".into(),
-                            format!(
-                                "back-off {:?} restarting failed container={} pod={} (exit code {code})",
-                                t.backoff, container.name, key.name
+                        t.waiting = Some(match message {
+                            // It never ran: say why, as Kubernetes' RunContainerError does.
+                            Some(why) => ("RunContainerError".into(), why.clone()),
+                            None => (
+                                "CrashLoopBackOff".into(),
+                                format!(
+                                    "back-off {:?} restarting failed container={} pod={} (exit code {code})",
+                                    t.backoff, container.name, key.name
+                                ),
                             ),
-                        ));
+                        });
                     }
                     t.retry_at.is_some_and(|at| Instant::now() >= at)
                 }
                 Run::Gone => t.retry_at.is_none_or(|at| Instant::now() >= at),
             };
             if start_now {
+                if let Some(old) = t.id.take() {
+                    self.runtime.remove(&old);
+                    t.restarts += 1;
+                }
                 let spec = ContainerSpec {
                     pod: key.clone(),
                     pod_uid: uid.clone(),
                     container: container.clone(),
                     hostname: key.name.clone(),
+                    restarts: t.restarts,
+                    host_network: pod.spec.host_network(),
                 };
-                if let Some(old) = t.id.take() {
-                    self.runtime.remove(&old);
-                    t.restarts += 1;
-                }
                 match self.runtime.start(&spec) {
                     Ok(id) => {
                         t.id = Some(id);
@@ -147,8 +208,11 @@ impl<R: Runtime> PodSync<R> {
                 (Run::Gone, Some(last)) if t.waiting.is_some() => last.clone(),
                 _ => run,
             };
+            let probed_ready =
+                container.readiness_probe.is_none() || t.id.as_deref().is_some_and(|id| self.is_ready(id));
             seen.push(Seen {
                 name: container.name.clone(),
+                probed_ready,
                 run: shown,
                 restarts: t.restarts,
                 waiting: t.waiting.clone(),

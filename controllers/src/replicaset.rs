@@ -218,7 +218,8 @@ async fn delete_pods(
     expectations.expect(key, 0, victims.len() as i64);
     for pod in &victims {
         let meta = &pod.metadata;
-        if ignore_gone(context.pods.delete(meta.namespace_or_default(), &meta.name, None).await)?.is_none() {
+        // Graceful, as Kubernetes does it: the node's agent stops the pod, then removes it.
+        if ignore_gone(context.pods.terminate(meta.namespace_or_default(), &meta.name, None).await)?.is_none() {
             expectations.observed(key, 0, 1);
         }
     }

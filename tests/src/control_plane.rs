@@ -135,6 +135,11 @@ async fn run_node(store: Store, name: String, pods: Informer<Pod>) {
         }
         beats += 1;
         for pod in pods.read(|c| c.indexed(&name)) {
+            if pod.metadata.deletion_timestamp.is_some() {
+                // Stopped at once: the pod goes.
+                let _ = pod_api.delete(pod.metadata.namespace_or_default(), &pod.metadata.name, None).await;
+                continue;
+            }
             if pod.is_ready() || !pod.is_active() {
                 continue;
             }

@@ -1,10 +1,12 @@
 //! The container runtime, behind a trait so that the pod sync can be tested
-//! without root. The real one (namespaces, cgroups, images) implements the
-//! same trait.
+//! without root: [`linux`] runs real isolated processes, [`fake`] runs
+//! nothing.
 
 pub mod fake;
+pub mod linux;
 
 use std::future::Future;
+use std::process::Command;
 use std::time::Duration;
 
 use shoal_client::ObjectKey;
@@ -18,6 +20,10 @@ pub struct ContainerSpec {
     pub container: Container,
     /// The pod name: the container's hostname.
     pub hostname: String,
+    /// The restart count this instance starts with.
+    pub restarts: i32,
+    /// Whether the container shares the node's network.
+    pub host_network: bool,
 }
 
 /// A container's life as the runtime sees it.
@@ -33,6 +39,8 @@ pub enum Run {
         oom: bool,
         started_at: String,
         finished_at: String,
+        /// Why the command never ran, when it did not.
+        message: Option<String>,
     },
     /// The runtime has no such container (it was never started, or is forgotten).
     Gone,
@@ -44,6 +52,15 @@ pub struct StartError {
     /// `CreateContainerError`, `ErrImagePull`, ...
     pub reason: String,
     pub message: String,
+}
+
+/// A container the runtime knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub id: String,
+    pub pod_uid: String,
+    pub container: String,
+    pub restarts: i32,
 }
 
 pub trait Runtime: Send + Sync + 'static {
@@ -58,6 +75,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// Forgets an exited container.
     fn remove(&self, id: &str);
 
-    /// Every container the runtime knows: (id, pod uid, container name).
-    fn list(&self) -> Vec<(String, String, String)>;
+    /// Forgets what is left of a pod once all its containers are removed.
+    fn remove_pod(&self, _pod_uid: &str) {}
+
+    /// Every container the runtime knows.
+    fn list(&self) -> Vec<Listed>;
+
+    /// A command that, given `-- COMMAND...` or `--tcp PORT`, probes inside
+    /// the container whose first process is `pid`; None when probes run on
+    /// the host.
+    fn exec_probe(&self, _pid: u32) -> Option<Command> {
+        None
+    }
 }

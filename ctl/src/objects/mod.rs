@@ -75,6 +75,17 @@ pub struct DeleteArgs {
     /// Delete what these manifests describe.
     #[arg(short = 'f', long)]
     pub filename: Option<PathBuf>,
+    /// Seconds a pod's containers get to stop (default: the pod's own
+    /// terminationGracePeriodSeconds).
+    #[arg(long, allow_negative_numbers = true)]
+    pub grace_period: Option<i64>,
+    /// Remove pods from the store at once, without waiting for their node
+    /// to confirm that they stopped.
+    #[arg(long)]
+    pub force: bool,
+    /// Wait until the pods are gone (their node stopped them), as kubectl does.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub wait: bool,
     #[command(flatten)]
     pub scope: Scope,
 }
@@ -177,9 +188,19 @@ pub async fn get(store: &Store, args: GetArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn delete_one(store: &Store, kind: Resource, namespace: &str, name: &str) -> anyhow::Result<()> {
+async fn delete_one(
+    store: &Store,
+    kind: Resource,
+    namespace: &str,
+    name: &str,
+    grace: Option<i64>,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let mut marked = None;
     let result = match kind {
-        Resource::Pod => Api::<Pod>::new(store.clone()).delete(namespace, name, None).await.map(|_| ()),
+        Resource::Pod => Api::<Pod>::new(store.clone()).terminate(namespace, name, grace).await.map(|pod| {
+            marked = pod.metadata.deletion_timestamp.is_some().then_some(pod);
+        }),
         Resource::Deployment => Api::<Deployment>::new(store.clone()).delete(namespace, name, None).await.map(|_| ()),
         Resource::ReplicaSet => Api::<ReplicaSet>::new(store.clone()).delete(namespace, name, None).await.map(|_| ()),
         Resource::Node => Api::<Node>::new(store.clone()).delete(namespace, name, None).await.map(|_| ()),
@@ -187,14 +208,44 @@ async fn delete_one(store: &Store, kind: Resource, namespace: &str, name: &str) 
     };
     result.map_err(server_error)?;
     println!("{} \"{name}\" deleted", kind.singular());
+    if let (Some(pod), true) = (marked, wait) {
+        wait_until_gone(store, &pod).await?;
+    }
     Ok(())
 }
 
+/// Waits for a pod being deleted to be removed by its node's agent.
+async fn wait_until_gone(store: &Store, pod: &Pod) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0) as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(grace + 60);
+    let api = Api::<Pod>::new(store.clone());
+    let (namespace, name) = (pod.metadata.namespace_or_default(), &pod.metadata.name);
+    while std::time::Instant::now() < deadline {
+        match api.get_opt(namespace, name).await {
+            Ok(Some(current)) if current.metadata.uid == pod.metadata.uid => {}
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(server_error(e)),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("timed out waiting for pod \"{name}\" to be deleted (is its node's agent running?)")
+}
+
 pub async fn delete(store: &Store, args: DeleteArgs) -> anyhow::Result<()> {
+    // As kubectl: --force removes at once; a negative grace means the pod's
+    // own; 0 without --force means 1.
+    let grace = match (args.force, args.grace_period) {
+        (true, _) => Some(0),
+        (false, Some(g)) if g < 0 => None,
+        (false, Some(0)) => Some(1),
+        (false, grace) => grace,
+    };
     if let Some(path) = &args.filename {
         for manifest in apply::read(path)? {
             let (namespace, name) = name_of(&manifest.object);
-            delete_one(store, Resource::of(&manifest.object), &namespace, &name).await?;
+            delete_one(store, Resource::of(&manifest.object), &namespace, &name, grace, args.wait).await?;
         }
         return Ok(());
     }
@@ -207,7 +258,7 @@ pub async fn delete(store: &Store, args: DeleteArgs) -> anyhow::Result<()> {
         bail!("resource(s) were provided, but no name was specified");
     }
     for name in names {
-        delete_one(store, kind, args.scope.namespace(), &name).await?;
+        delete_one(store, kind, args.scope.namespace(), &name, grace, args.wait).await?;
     }
     Ok(())
 }

@@ -39,6 +39,10 @@ pub struct PodSpec {
     /// The node the scheduler bound the pod to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// Whether the pod shares the node's network (Shoal's default), or gets
+    /// a network namespace of its own with only loopback (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_network: Option<bool>,
 }
 
 impl PodSpec {
@@ -49,6 +53,11 @@ impl PodSpec {
     /// Seconds between SIGTERM and SIGKILL (Kubernetes' default: 30).
     pub fn grace_period(&self) -> i64 {
         self.termination_grace_period_seconds.unwrap_or(30)
+    }
+
+    /// Whether the pod shares the node's network (the default).
+    pub fn host_network(&self) -> bool {
+        self.host_network.unwrap_or(true)
     }
 }
 
@@ -75,6 +84,23 @@ pub struct Container {
     pub liveness_probe: Option<Probe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityContext {
+    /// An image's root filesystem is read-only unless this is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_root_filesystem: Option<bool>,
+}
+
+impl Container {
+    /// Whether an image's root filesystem is mounted read-only (the default).
+    pub fn read_only_root(&self) -> bool {
+        self.security_context.as_ref().and_then(|s| s.read_only_root_filesystem).unwrap_or(true)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +254,9 @@ pub struct ContainerState {
 pub struct StateRunning {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
+    /// The container's first process, as the node sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +276,8 @@ pub struct StateTerminated {
     pub signal: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,217 @@
+//! The agent's main loop, level triggered: at every change to a pod and at
+//! least twice a second, the pods bound to this node are compared with the
+//! containers running here. Missing containers start, exited ones restart
+//! as their policy says, pods being deleted are stopped gracefully and then
+//! removed from the store, and containers of pods that are gone or bound
+//! elsewhere are killed. Each pod's status is written back whenever it
+//! changes, as a compare-and-swap.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use shoal_client::informer::{Informer, Shutdown};
+use shoal_client::{Api, Store};
+use shoal_proto::objects::{Node, Pod};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::probe::{self, Kind, Probing};
+use crate::runtime::linux::LinuxRuntime;
+use crate::runtime::Runtime;
+use crate::sync::{status_of, PodSync};
+use crate::{logs, node};
+
+/// How long an orphan (a container whose pod is gone) gets to stop.
+const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+
+struct Agent<R: Runtime> {
+    node: String,
+    address: String,
+    pods: Informer<Pod>,
+    api: Api<Pod>,
+    runtime: Arc<R>,
+    sync: Arc<PodSync<R>>,
+    /// Pods whose containers are being stopped, by uid.
+    stopping: Arc<Mutex<HashSet<String>>>,
+    /// Probes running: (container id, kind).
+    probing: Arc<Mutex<HashSet<(String, &'static str)>>>,
+}
+
+/// Runs the agent until `shutdown`. Containers keep running when it stops;
+/// the next agent with the same data dir adopts them.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create --data-dir {}", config.data_dir.display()))?;
+    let data_dir = config.data_dir.canonicalize().context("--data-dir")?;
+    let store = Store::connect(&config.endpoints, Duration::from_secs(5)).context("cannot reach the store")?;
+    let exe = std::env::current_exe().context("cannot find the agent's own binary")?;
+    let scope = format!("shoal-agent-{}", config.node_name);
+    let runtime = Arc::new(LinuxRuntime::new(&data_dir, &scope, config.container_log_max_bytes, exe));
+    let sync = Arc::new(PodSync::new(runtime.clone(), config.restart_backoff));
+    sync.adopt(runtime.list());
+
+    let listener = TcpListener::bind((config.address, config.logs_port)).await.context("cannot bind the logs port")?;
+    let logs_address = format!("{}:{}", config.address, listener.local_addr()?.port());
+    tokio::spawn(logs::serve(listener, data_dir.clone()));
+
+    let address = config.address.to_string();
+    let mut described = node::describe(&config, &address);
+    described.metadata.annotations.insert(logs::ADDRESS_ANNOTATION.into(), logs_address.clone());
+    let nodes: Api<Node> = Api::new(store.clone());
+    let mut shutdown_wait = shutdown.clone();
+    loop {
+        match node::register(&nodes, &described).await {
+            Ok(_) => break,
+            Err(e) => tracing::warn!(error = %e, "cannot register the node yet"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown_wait.changed() => return Ok(()),
+        }
+    }
+    tracing::info!(node = %config.node_name, logs = %logs_address, "registered");
+    tokio::spawn(node::heartbeat(store.clone(), config.node_name.clone(), config.heartbeat_ttl, shutdown.clone()));
+
+    let api: Api<Pod> = Api::new(store.clone());
+    let (pods, _task) = Informer::spawn(api.clone(), None, Some(|p: &Pod| p.spec.node_name.clone()), shutdown.clone());
+    let mut changes = pods.subscribe();
+    pods.synced().await;
+    let agent = Agent {
+        node: config.node_name.clone(),
+        address,
+        pods,
+        api,
+        runtime,
+        sync,
+        stopping: Arc::default(),
+        probing: Arc::default(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut shutdown = shutdown;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(_) = changes.recv() => while changes.try_recv().is_ok() {},
+            _ = shutdown.changed() => return Ok(()),
+        }
+        agent.pass().await;
+    }
+}
+
+impl<R: Runtime> Agent<R> {
+    async fn pass(&self) {
+        let mine = self.pods.read(|c| c.indexed(&self.node));
+        let wanted: HashSet<String> = mine.iter().map(|p| p.metadata.uid.clone()).collect();
+        for uid in self.sync.pods() {
+            if !wanted.contains(&uid) {
+                tracing::info!(pod_uid = %uid, "killing the containers of a pod that is gone or bound elsewhere");
+                self.stop(uid, ORPHAN_GRACE, None);
+            }
+        }
+        for pod in mine {
+            if pod.metadata.deletion_timestamp.is_some() {
+                let seconds = pod.metadata.deletion_grace_period_seconds.unwrap_or(pod.spec.grace_period());
+                let grace = Duration::from_secs(seconds.max(0) as u64);
+                self.stop(pod.metadata.uid.clone(), grace, Some(pod.as_ref().clone()));
+                continue;
+            }
+            if self.locked_stopping().contains(&pod.metadata.uid) {
+                continue;
+            }
+            let (seen, _) = tokio::task::block_in_place(|| self.sync.sync(&pod));
+            self.probe(&pod);
+            let status = status_of(&pod, &seen, &self.address);
+            if pod.status.as_ref() != Some(&status) {
+                self.write_status(&pod, status).await;
+            }
+        }
+    }
+
+    fn locked_stopping(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops a pod's containers in the background; then, for a pod being
+    /// deleted, removes it from the store.
+    fn stop(&self, uid: String, grace: Duration, deleting: Option<Pod>) {
+        if !self.locked_stopping().insert(uid.clone()) {
+            return;
+        }
+        let (sync, stopping, api) = (self.sync.clone(), self.stopping.clone(), self.api.clone());
+        tokio::spawn(async move {
+            sync.remove(&uid, grace).await;
+            if let Some(pod) = deleting {
+                finish_deletion(&api, &pod).await;
+            }
+            stopping.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
+        });
+    }
+
+    /// Starts the probes of newly running containers.
+    fn probe(&self, pod: &Pod) {
+        let grace = Duration::from_secs(pod.spec.grace_period().max(0) as u64);
+        for (name, id, pid) in self.sync.running(&pod.metadata.uid) {
+            let Some(container) = pod.spec.containers.iter().find(|c| c.name == name) else { continue };
+            for (kind, label, probe) in [
+                (Kind::Liveness, "liveness", &container.liveness_probe),
+                (Kind::Readiness, "readiness", &container.readiness_probe),
+            ] {
+                let Some(probe) = probe.clone() else { continue };
+                if !self.probing.lock().unwrap_or_else(|p| p.into_inner()).insert((id.clone(), label)) {
+                    continue;
+                }
+                let probing = Probing { id: id.clone(), pid, kind, probe, container: container.clone(), grace };
+                let (sync, runtime, running) = (self.sync.clone(), self.runtime.clone(), self.probing.clone());
+                tokio::spawn(async move {
+                    let key = (probing.id.clone(), label);
+                    probe::run(sync, runtime, probing).await;
+                    running.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                });
+            }
+        }
+    }
+
+    /// Writes `status` onto the pod, by compare-and-swap; a conflict reads
+    /// the pod again and retries, as long as it is the same pod.
+    async fn write_status(&self, pod: &Pod, status: shoal_proto::objects::pod::PodStatus) {
+        let mut current = pod.clone();
+        for _ in 0..5 {
+            current.status = Some(status.clone());
+            match self.api.update(&current).await {
+                Ok(_) => return,
+                Err(e) if e.is_conflict() => {
+                    let namespace = pod.metadata.namespace_or_default();
+                    match self.api.get_opt(namespace, &pod.metadata.name).await {
+                        Ok(Some(fresh)) if fresh.metadata.uid == pod.metadata.uid => current = fresh,
+                        _ => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(pod = %pod.metadata.name, error = %e, "cannot write the pod's status");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Removes a stopped pod from the store, if it is still the same pod.
+async fn finish_deletion(api: &Api<Pod>, pod: &Pod) {
+    let namespace = pod.metadata.namespace_or_default();
+    for _ in 0..10 {
+        match api.get_opt(namespace, &pod.metadata.name).await {
+            Ok(Some(current)) if current.metadata.uid == pod.metadata.uid => {
+                let revision = current.metadata.revision();
+                match api.delete(namespace, &pod.metadata.name, revision).await {
+                    Ok(_) => return,
+                    Err(e) if e.is_conflict() => continue,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+            Ok(_) => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}

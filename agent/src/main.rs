@@ -1,0 +1,70 @@
+//! `shoal-agent`: the node agent. The same binary is also each container's
+//! supervisor (`supervise`), the container's first process before it runs
+//! the command (`init`), and the probe helper (`enter`); those modes are
+//! chosen by the first argument, before any thread starts.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use shoal_agent::config::Cli;
+use shoal_agent::runtime::linux::{enter, init, supervise};
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    match (args.get(1).map(String::as_str), args.get(2)) {
+        (Some("supervise"), Some(dir)) => return exit_code(supervise::run(Path::new(dir))),
+        (Some("init"), Some(dir)) => return exit_code(init::run(Path::new(dir))),
+        (Some("enter"), Some(_)) => return exit_code(enter::run(&args[2..])),
+        _ => {}
+    }
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let config = match cli.validate() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("shoal-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("shoal-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping; containers keep running");
+            let _ = stop.send(true);
+        });
+        shoal_agent::agent::run(config, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shoal-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

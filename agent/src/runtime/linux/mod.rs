@@ -1,0 +1,270 @@
+//! The real runtime: each container is a process in new PID, mount, UTS and
+//! IPC namespaces (and optionally network), limited by cgroups, started and
+//! watched over by a supervisor process that outlives the agent.
+//!
+//! The agent's data dir holds:
+//! - `containers/<id>/`: each container's [`record`];
+//! - `logs/<pod uid>/<container>/<restart>.log`: its output;
+//! - `pods/<pod uid>/tmp`: the pod's /tmp;
+//! - `images/`: unpacked image tarballs.
+
+pub mod cgroup;
+pub mod enter;
+pub mod image;
+pub mod init;
+pub mod record;
+pub mod supervise;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use shoal_proto::objects::quantity::Quantity;
+use shoal_proto::objects::time;
+
+use super::{ContainerSpec, Listed, Run, Runtime, StartError};
+use cgroup::{Cgroups, Limits};
+use record::{Exit, Launch, Record};
+
+/// The least memory limit a container can start with.
+const MIN_MEMORY: i64 = 4 << 20;
+
+pub struct LinuxRuntime {
+    data_dir: PathBuf,
+    cgroups: Option<Cgroups>,
+    log_max_bytes: u64,
+    exe: PathBuf,
+}
+
+fn create_error(message: impl Into<String>) -> StartError {
+    StartError { reason: "CreateContainerError".into(), message: message.into() }
+}
+
+impl LinuxRuntime {
+    /// A runtime keeping its state in `data_dir`, with its cgroups under
+    /// `scope` in the agent's own; `exe` is the agent binary (for the
+    /// supervisor and the probes).
+    pub fn new(data_dir: &Path, scope: &str, log_max_bytes: u64, exe: PathBuf) -> LinuxRuntime {
+        let cgroups = match Cgroups::detect(scope) {
+            Ok(cgroups) => Some(cgroups),
+            Err(e) => {
+                tracing::warn!(error = %e, "no writable cgroup: containers run without resource limits");
+                None
+            }
+        };
+        LinuxRuntime { data_dir: data_dir.to_path_buf(), cgroups, log_max_bytes, exe }
+    }
+
+    fn record(&self, id: &str) -> Record {
+        Record::new(self.data_dir.join("containers").join(id))
+    }
+
+    /// The directory of a container's logs: `<restart>.log` per instance.
+    pub fn logs_dir(data_dir: &Path, pod_uid: &str, container: &str) -> PathBuf {
+        data_dir.join("logs").join(pod_uid).join(container)
+    }
+
+    fn limits(spec: &ContainerSpec) -> Result<Limits, StartError> {
+        let limits = &spec.container.resources.limits;
+        let parse = |name: &str| -> Result<Option<Quantity>, StartError> {
+            limits
+                .get(name)
+                .map(|text| Quantity::parse(text).map_err(|e| create_error(format!("limits.{name} {text:?}: {e}"))))
+                .transpose()
+        };
+        let memory = parse("memory")?.map(|q| q.value());
+        if let Some(bytes) = memory.filter(|b| *b < MIN_MEMORY) {
+            return Err(create_error(format!("memory limit {bytes} is below the 4Mi a container needs to start")));
+        }
+        let cpu = parse("cpu")?.map(|q| q.milli_value());
+        if let Some(millis) = cpu.filter(|m| *m < 1) {
+            return Err(create_error(format!("cpu limit {millis}m is below the least quota, 1m")));
+        }
+        let pids = parse("pids")?.map(|q| q.value());
+        if let Some(pids) = pids.filter(|p| *p < 1) {
+            return Err(create_error(format!("pids limit {pids} leaves no room for the container's own process")));
+        }
+        Ok(Limits { memory_bytes: memory, cpu_millis: cpu, pids })
+    }
+
+    fn launch(&self, spec: &ContainerSpec, id: &str) -> Result<Launch, StartError> {
+        let container = &spec.container;
+        let argv: Vec<String> = container.command.iter().chain(&container.args).cloned().collect();
+        if container.command.is_empty() {
+            return Err(create_error(format!(
+                "container {:?} has no command (images here have no default entrypoint)",
+                container.name
+            )));
+        }
+        let limits = Self::limits(spec)?;
+        let rootfs = image::resolve(container.image.as_deref(), &self.data_dir.join("images"))?;
+        let tmp_dir = self.data_dir.join("pods").join(&spec.pod_uid).join("tmp");
+        fs::create_dir_all(&tmp_dir).map_err(|e| create_error(format!("cannot create the pod's /tmp: {e}")))?;
+        let made = match &self.cgroups {
+            Some(cgroups) => cgroups.make(id, &limits).map_err(create_error)?,
+            None => cgroup::Made::default(),
+        };
+        Ok(Launch {
+            id: id.to_string(),
+            pod_uid: spec.pod_uid.clone(),
+            pod_namespace: spec.pod.namespace.clone(),
+            pod_name: spec.pod.name.clone(),
+            container: container.name.clone(),
+            restarts: spec.restarts,
+            started_at: time::now(),
+            hostname: spec.hostname.clone(),
+            argv,
+            env: container.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+            working_dir: container.working_dir.clone(),
+            rootfs,
+            read_only_root: container.read_only_root(),
+            tmp_dir,
+            isolated_network: !spec.host_network,
+            cgroups: made.paths,
+            memory_cgroup: made.memory,
+            log: Self::logs_dir(&self.data_dir, &spec.pod_uid, &container.name).join(format!("{}.log", spec.restarts)),
+            log_max_bytes: self.log_max_bytes,
+        })
+    }
+
+    /// Kills whatever is left in the container's cgroups.
+    fn kill_all(launch: &Launch) {
+        for pid in cgroup::processes(&launch.cgroups) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Runtime for LinuxRuntime {
+    fn start(&self, spec: &ContainerSpec) -> Result<String, StartError> {
+        let id = format!("{}-{}-{}", spec.pod_uid, spec.container.name, spec.restarts);
+        let record = self.record(&id);
+        if record.dir.exists() {
+            self.remove(&id);
+        }
+        let launch = self.launch(spec, &id)?;
+        if let Some(parent) = launch.log.parent() {
+            let _ = fs::create_dir_all(parent);
+        }
+        let _ = fs::remove_file(&launch.log);
+        let _ = fs::remove_file(supervise::rotated(&launch.log));
+        record.write_launch(&launch).map_err(|e| create_error(format!("cannot record the container: {e}")))?;
+        let log = fs::File::create(record.supervisor_log()).map_err(|e| create_error(e.to_string()))?;
+        let log2 = log.try_clone().map_err(|e| create_error(e.to_string()))?;
+        let mut command = Command::new(&self.exe);
+        command.arg("supervise").arg(&record.dir).stdin(Stdio::null()).stdout(log).stderr(log2);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().map_err(|e| create_error(format!("cannot start the supervisor: {e}")))?;
+        let supervisor = child.id();
+        // The supervisor is reaped here; after an agent restart, by init.
+        std::thread::spawn(move || child.wait());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while record.pid().is_none() && record.exit().is_none() {
+            if Instant::now() > deadline || record::start_time(supervisor).is_none() && record.pid().is_none() {
+                return Err(create_error(format!(
+                    "the supervisor did not start the container: {}",
+                    fs::read_to_string(record.supervisor_log()).unwrap_or_default().trim()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(id)
+    }
+
+    fn state(&self, id: &str) -> Run {
+        let record = self.record(id);
+        let Ok(launch) = record.launch() else { return Run::Gone };
+        if let Some(exit) = record.exit() {
+            return Run::Exited {
+                code: exit.code,
+                signal: exit.signal,
+                oom: exit.oom,
+                started_at: launch.started_at,
+                finished_at: exit.finished_at,
+                message: record.error(),
+            };
+        }
+        match record.pid() {
+            Some((pid, _)) if record.live_pid().is_some() => Run::Running { pid, started_at: launch.started_at },
+            Some(_) => {
+                // Reaped a moment ago, perhaps: the supervisor is writing down how.
+                let deadline = Instant::now() + Duration::from_millis(200);
+                while record.exit().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if record.exit().is_none() {
+                    // Its supervisor died with it: nobody saw how it ended.
+                    let _ =
+                        record.write_exit(&Exit { code: 137, signal: Some(9), oom: false, finished_at: time::now() });
+                }
+                self.state(id)
+            }
+            None => Run::Running { pid: 0, started_at: launch.started_at },
+        }
+    }
+
+    async fn stop(&self, id: &str, grace: Duration) {
+        let record = self.record(id);
+        let Ok(launch) = record.launch() else { return };
+        let ended = || record.exit().is_some() || record.live_pid().is_none();
+        if let Some(pid) = record.live_pid() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + grace;
+            while !ended() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if let Some(pid) = record.live_pid() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+        Self::kill_all(&launch);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while record.exit().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.state(id);
+    }
+
+    fn remove(&self, id: &str) {
+        let record = self.record(id);
+        if let Ok(launch) = record.launch() {
+            if record.live_pid().is_some() {
+                if let Some((pid, _)) = record.pid() {
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                }
+            }
+            Self::kill_all(&launch);
+            cgroup::remove(&launch.cgroups);
+        }
+        let _ = fs::remove_dir_all(&record.dir);
+    }
+
+    fn remove_pod(&self, pod_uid: &str) {
+        let _ = fs::remove_dir_all(self.data_dir.join("logs").join(pod_uid));
+        let _ = fs::remove_dir_all(self.data_dir.join("pods").join(pod_uid));
+    }
+
+    fn list(&self) -> Vec<Listed> {
+        let Ok(entries) = fs::read_dir(self.data_dir.join("containers")) else { return Vec::new() };
+        entries
+            .filter_map(|entry| {
+                let launch = Record::new(entry.ok()?.path()).launch().ok()?;
+                Some(Listed {
+                    id: launch.id,
+                    pod_uid: launch.pod_uid,
+                    container: launch.container,
+                    restarts: launch.restarts,
+                })
+            })
+            .collect()
+    }
+
+    fn exec_probe(&self, pid: u32) -> Option<Command> {
+        let mut command = Command::new(&self.exe);
+        command.arg("enter").arg(pid.to_string());
+        Some(command)
+    }
+}
