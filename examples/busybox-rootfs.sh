@@ -9,7 +9,7 @@ set -euo pipefail
 dir=${1:?usage: examples/busybox-rootfs.sh DIR [--tar]}
 busybox=/bin/busybox
 # A static busybox: it needs no libraries inside the root filesystem.
-if ! ldd "$busybox" 2>&1 | grep -q "not a dynamic"; then
+if ! { ldd "$busybox" 2>&1 || true; } | grep -q "not a dynamic"; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
     else

@@ -13,8 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::runtime::linux::supervise::rotated;
 use crate::runtime::linux::LinuxRuntime;
 
-/// The Node annotation holding the logs endpoint (`host:port`).
-pub const ADDRESS_ANNOTATION: &str = "shoal.io/logs-address";
+pub use shoal_proto::objects::node::LOGS_ADDRESS_ANNOTATION as ADDRESS_ANNOTATION;
 
 /// Serves logs from `data_dir` until the listener fails.
 pub async fn serve(listener: TcpListener, data_dir: PathBuf) {

@@ -59,14 +59,19 @@ fn ready() -> Condition {
     }
 }
 
-/// Creates the Node, or brings an existing one's status up to date (its
-/// spec — taints, cordon — belongs to the operator and the controllers).
+/// Creates the Node, or brings an existing one's status and the agent's
+/// annotations up to date (its spec — taints, cordon — belongs to the
+/// operator and the controllers).
 pub async fn register(api: &Api<Node>, node: &Node) -> Result<Node, shoal_client::Error> {
     match api.create(node).await {
         Err(shoal_client::Error::AlreadyExists { .. }) => {
             let fresh = node.status.clone().unwrap_or_default();
             let now = time::now();
             api.modify("", &node.metadata.name, |current| {
+                // The agent's own annotations (its logs address) are refreshed too.
+                for (key, value) in &node.metadata.annotations {
+                    current.metadata.annotations.insert(key.clone(), value.clone());
+                }
                 let status = current.status.get_or_insert_with(Default::default);
                 status.capacity = fresh.capacity.clone();
                 status.allocatable = fresh.allocatable.clone();

@@ -65,6 +65,8 @@ enum Command {
     Describe(objects::DescribeArgs),
     /// Deletes objects by name or by manifest.
     Delete(objects::DeleteArgs),
+    /// Prints a container's output.
+    Logs(objects::logs::LogsArgs),
     /// Sets the replicas of a Deployment or ReplicaSet.
     Scale(objects::ScaleArgs),
     /// Follows, lists and undoes Deployment rollouts.
@@ -119,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Describe(args) => objects::describe::describe(&store, args).await,
                 Command::Delete(args) => objects::delete(&store, args).await,
                 Command::Scale(args) => objects::scale(&store, args).await,
+                Command::Logs(args) => objects::logs::logs(&store, args).await,
                 Command::Rollout(objects::RolloutCommand::Status(args)) => objects::rollout::status(&store, args).await,
                 Command::Rollout(objects::RolloutCommand::Undo(args)) => objects::rollout::undo(&store, args).await,
                 Command::Rollout(objects::RolloutCommand::History(args)) => {

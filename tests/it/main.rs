@@ -3,6 +3,7 @@
 mod agent;
 mod backup;
 mod client_compat;
+mod containers;
 mod controllers;
 mod ctl_objects;
 mod errors;

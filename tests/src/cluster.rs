@@ -25,6 +25,11 @@ pub fn controllers_binary() -> PathBuf {
     binary("shoal-controllers", "SHOAL_CONTROLLERS_BIN")
 }
 
+/// The `shoal-agent` binary of this build, or wherever `SHOAL_AGENT_BIN` says.
+pub fn agent_binary() -> PathBuf {
+    binary("shoal-agent", "SHOAL_AGENT_BIN")
+}
+
 fn binary(name: &str, env: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env) {
         return PathBuf::from(path);

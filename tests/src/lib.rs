@@ -15,6 +15,7 @@
 //! - [`watch_check`]: etcd's watch guarantees, checked against the complete event log.
 //! - [`wait`]: waiting on observable state with a deadline, never a bare sleep.
 
+pub mod agents;
 pub mod answers;
 pub mod cluster;
 pub mod control_plane;

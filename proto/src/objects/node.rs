@@ -71,6 +71,10 @@ pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
 /// The taint on a node whose state is unknown.
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
+/// The annotation where a node's agent records its container logs
+/// endpoint (`host:port`).
+pub const LOGS_ADDRESS_ANNOTATION: &str = "shoal.io/logs-address";
+
 impl Node {
     /// Whether the Ready condition is True.
     pub fn is_ready(&self) -> bool {

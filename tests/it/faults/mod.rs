@@ -10,11 +10,13 @@
 //! wider (see `tests/chaos`).
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions};
+use futures::FutureExt;
 use nix::sys::signal::Signal;
 use shoal_tests::linearizability::{self, Input, Operation, Output};
 use shoal_tests::{wait, watch_check, Cluster};
@@ -325,7 +327,16 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
     let mut membership = Membership { original: members, spare: None, id: None, changes: 0 };
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < deadline {
-        let fault = inject(&mut cluster, &mut rng, &mut membership).await;
+        // A fault the cluster does not recover from keeps the members' logs.
+        let injected = AssertUnwindSafe(inject(&mut cluster, &mut rng, &mut membership)).catch_unwind().await;
+        let fault = match injected {
+            Ok(fault) => fault,
+            Err(panic) => {
+                let dir = save_evidence(&cluster, &history.snapshot(), seed);
+                eprintln!("chaos phase: a fault was not recovered from; logs in {}", dir.display());
+                std::panic::resume_unwind(panic);
+            }
+        };
         faults.fetch_add(1, Ordering::Relaxed);
         eprintln!("fault: {fault}");
         tokio::time::sleep(Duration::from_millis(500 + rng.below(1000))).await;

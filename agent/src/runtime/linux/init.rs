@@ -1,7 +1,7 @@
 //! The container's first process before it becomes the container's
-//! command (`shoal-agent init DIR`, started by the supervisor inside the new
-//! namespaces, where it is PID 1). It joins the container's cgroups, names
-//! the host, makes the container's filesystem (the host's, or the image's
+//! command (`shoal-agent init DIR`, started by the supervisor as PID 1 of a
+//! new PID namespace). It joins the container's cgroups, makes its mount,
+//! UTS and IPC (and maybe network) namespaces, names the host, makes the container's filesystem (the host's, or the image's
 //! with pivot_root, a fresh /proc and a minimal /dev), and executes the
 //! command. What goes wrong before the command runs is written to the
 //! record's `error` file.
@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
 
 use super::cgroup;
 use super::record::{Launch, Record};
@@ -40,6 +41,11 @@ pub fn run(dir: &Path) -> i32 {
 
 fn prepare(launch: &Launch) -> Result<(), String> {
     cgroup::join(&launch.cgroups)?;
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if launch.isolated_network {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).map_err(|e| format!("cannot create the container's namespaces: {e}"))?;
     let none: Option<&str> = None;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| format!("cannot make the mounts private: {e}"))?;

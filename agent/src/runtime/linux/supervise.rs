@@ -1,6 +1,6 @@
 //! The supervisor: one small process per container, which outlives the
-//! agent. It makes the container's namespaces, starts its first process in
-//! them, copies its output into the log (rotating it at the size cap), and
+//! agent. It makes the container's PID namespace, starts its first process
+//! in it, copies its output into the log (rotating it at the size cap), and
 //! writes down how it ended. It runs single-threaded (`shoal-agent
 //! supervise DIR`), as `unshare` of a mount namespace requires.
 
@@ -33,12 +33,10 @@ fn supervise(record: &Record) -> Result<(), String> {
     let launch = record.launch().map_err(|e| format!("cannot read the container's record: {e}"))?;
     // Its own session: signals meant for the agent's group never reach it.
     let _ = nix::unistd::setsid();
-    let mut flags =
-        CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if launch.isolated_network {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    unshare(flags).map_err(|e| format!("cannot create the container's namespaces: {e}"))?;
+    // Only the PID namespace is made here (it takes effect for the child,
+    // which becomes its PID 1); the child makes the others for itself, so
+    // that its mounts and pivot_root never change what this process sees.
+    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("cannot create the container's PID namespace: {e}"))?;
     let (mut output, writer) = io::pipe().map_err(|e| format!("cannot make the log pipe: {e}"))?;
     let mut child = {
         // The command (and with it the pipe's write ends) is dropped right

@@ -1,0 +1,343 @@
+//! Real containers run by a real `shoal-agent`: isolation, restarts and
+//! backoff, limits, graceful stops, probes and bad specs. These need root
+//! (namespaces, cgroups) and return early without it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shoal_client::Api;
+use shoal_proto::objects::pod::ContainerStatus;
+use shoal_proto::objects::Pod;
+use shoal_tests::agents::{busybox_rootfs, can_run_containers, Agent};
+use shoal_tests::cluster::shoalctl_binary;
+use shoal_tests::control_plane::store;
+use shoal_tests::{wait, Cluster};
+
+/// Creates pod `name` on node n1 with `spec` (nodeName is filled in).
+async fn create(api: &Api<Pod>, name: &str, mut spec: Value) -> Pod {
+    spec["nodeName"] = json!("n1");
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).expect("a pod");
+    api.create(&pod).await.expect("create the pod")
+}
+
+/// Waits until pod `name` satisfies `test`; returns it.
+async fn until_pod(api: &Api<Pod>, name: &str, what: &str, seconds: u64, test: impl Fn(&Pod) -> bool) -> Pod {
+    wait::until(Duration::from_secs(seconds), what, || async {
+        api.get_opt("default", name).await.ok().flatten().filter(|p| test(p))
+    })
+    .await
+}
+
+fn container(pod: &Pod) -> ContainerStatus {
+    pod.status.as_ref().and_then(|s| s.container_statuses.first().cloned()).unwrap_or_default()
+}
+
+fn running_pid(pod: &Pod) -> Option<u32> {
+    container(pod).state.and_then(|s| s.running).and_then(|r| r.pid)
+}
+
+fn waiting_reason(pod: &Pod) -> Option<String> {
+    container(pod).state.and_then(|s| s.waiting).and_then(|w| w.reason)
+}
+
+fn terminated(pod: &Pod) -> Option<shoal_proto::objects::pod::StateTerminated> {
+    container(pod).state.and_then(|s| s.terminated)
+}
+
+fn shoalctl(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(shoalctl_binary())
+        .arg("--endpoints")
+        .arg(cluster.endpoints_csv())
+        .args(args)
+        .output()
+        .expect("run shoalctl");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn alive(pid: u32) -> bool {
+    shoal_agent::runtime::linux::record::start_time(pid).is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_is_pid_one_with_its_own_hostname_and_sees_only_its_image() {
+    if !can_run_containers() {
+        return;
+    }
+    let cluster = Cluster::start(1).await;
+    let _agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
+    let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
+    let root = busybox_rootfs(cluster.dir());
+    let script = "echo pid=$$; echo host=$(hostname); echo procs=$(ls /proc | grep -c '^[0-9]'); \
+                  ls /work /var/tmp 2>&1 | head -1; touch /root-write 2>&1 || echo root-read-only; \
+                  touch /tmp/x && echo tmp-writable";
+    create(
+        &api,
+        "isolated",
+        json!({"restartPolicy": "Never", "containers": [{
+            "name": "main", "image": root.to_str(), "command": ["sh", "-c", script]
+        }]}),
+    )
+    .await;
+    let done = until_pod(&api, "isolated", "the container to finish", 30, |p| p.phase() == "Succeeded").await;
+    assert_eq!(terminated(&done).map(|t| t.exit_code), Some(0));
+    let (ok, logs, err) = shoalctl(&cluster, &["logs", "isolated"]);
+    assert!(ok, "{err}");
+    assert!(logs.contains("pid=1\n"), "the container is PID 1 in its namespace: {logs}");
+    assert!(logs.contains("host=isolated\n"), "its hostname is the pod's name: {logs}");
+    // Only the shell and its pipeline's processes: no host process is visible.
+    let procs: usize = logs.lines().find_map(|l| l.strip_prefix("procs=")?.parse().ok()).expect("procs line");
+    assert!(procs <= 5, "a container sees only its own processes, saw {procs}: {logs}");
+    assert!(logs.contains("No such file or directory"), "the host's files are invisible: {logs}");
+    assert!(logs.contains("root-read-only"), "the image's root is read-only: {logs}");
+    assert!(logs.contains("tmp-writable"), "its /tmp is its own and writable: {logs}");
+
+    // The host image sees the host's files, with the same isolation of processes.
+    create(&api, "on-host", json!({"restartPolicy": "Never", "containers": [{
+        "name": "main", "image": "host", "command": ["/bin/sh", "-c", "echo pid=$$; test -d /usr/bin && echo host-files; ls /tmp | wc -l"]
+    }]}))
+    .await;
+    until_pod(&api, "on-host", "the host-image container to finish", 30, |p| p.phase() == "Succeeded").await;
+    let (_, logs, _) = shoalctl(&cluster, &["logs", "pod/on-host"]);
+    assert!(logs.contains("pid=1\n") && logs.contains("host-files"), "{logs}");
+    assert!(logs.ends_with("0\n"), "the pod's /tmp starts empty: {logs}");
+
+    // Bad log requests get kubectl's answers.
+    let (ok, _, err) = shoalctl(&cluster, &["logs", "isolated", "-c", "nope"]);
+    assert!(!ok && err.contains("container nope is not valid for pod isolated"), "{err}");
+    let (ok, _, err) = shoalctl(&cluster, &["logs", "isolated", "--previous"]);
+    assert!(!ok && err.contains("previous terminated container \"main\" in pod \"isolated\" not found"), "{err}");
+    let (ok, _, err) = shoalctl(&cluster, &["logs", "missing"]);
+    assert!(!ok && err.contains("pods \"missing\" not found"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_container_restarts_and_crash_loops_back_off_longer_each_time() {
+    if !can_run_containers() {
+        return;
+    }
+    let cluster = Cluster::start(1).await;
+    let _agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
+    let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
+    create(
+        &api,
+        "sleeper",
+        json!({"containers": [{"name": "main", "command": ["/bin/sh", "-c", "echo started; exec sleep 3600"]}]}),
+    )
+    .await;
+    let first = until_pod(&api, "sleeper", "the container to run", 30, |p| running_pid(p).is_some()).await;
+    let pid = running_pid(&first).expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+    let again = until_pod(&api, "sleeper", "a restart", 30, |p| {
+        container(p).restart_count == 1 && running_pid(p).is_some_and(|p| p != pid)
+    })
+    .await;
+    assert!(!alive(pid));
+    let (_, previous, _) = shoalctl(&cluster, &["logs", "sleeper", "--previous"]);
+    assert_eq!(previous, "started\n", "the previous instance's output is kept");
+    assert_eq!(again.phase(), "Running");
+
+    // A container that keeps failing waits longer before each restart.
+    create(&api, "crasher", json!({"containers": [{"name": "main", "command": ["/bin/sh", "-c", "exit 3"]}]})).await;
+    let mut seen_at: Vec<(i32, Instant)> = Vec::new();
+    let mut saw_backoff = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen_at.len() < 4 && Instant::now() < deadline {
+        if let Ok(Some(pod)) = api.get_opt("default", "crasher").await {
+            let count = container(&pod).restart_count;
+            if seen_at.last().is_none_or(|(c, _)| *c != count) {
+                seen_at.push((count, Instant::now()));
+            }
+            saw_backoff |= waiting_reason(&pod).as_deref() == Some("CrashLoopBackOff");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen_at.len() >= 4, "three restarts within a minute: {seen_at:?}");
+    assert!(saw_backoff, "the reason CrashLoopBackOff is shown while it waits");
+    let gaps: Vec<Duration> = seen_at.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    // Backoff 1s, 2s, 4s: each wait is longer than the one before.
+    assert!(gaps[2] > gaps[0] + Duration::from_millis(1500), "backoff grows: {gaps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_hog_is_oom_killed_and_a_fork_bomb_is_held_by_the_pids_limit() {
+    if !can_run_containers() {
+        return;
+    }
+    let cluster = Cluster::start(1).await;
+    let agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
+    let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
+    let root = busybox_rootfs(cluster.dir());
+    create(
+        &api,
+        "hog",
+        json!({"restartPolicy": "Never", "containers": [{
+            "name": "main", "image": root.to_str(),
+            "command": ["sh", "-c", "x=0123456789; while true; do x=$x$x; done"],
+            "resources": {"limits": {"memory": "32Mi"}}
+        }]}),
+    )
+    .await;
+    let hog = until_pod(&api, "hog", "the memory hog to be killed", 60, |p| p.phase() == "Failed").await;
+    let end = terminated(&hog).expect("terminated");
+    assert_eq!(end.reason.as_deref(), Some("OOMKilled"), "{end:?}");
+    assert_eq!(end.exit_code, 137);
+
+    create(&api, "bomb", json!({"restartPolicy": "Never", "containers": [{
+        "name": "main", "image": root.to_str(),
+        "command": ["sh", "-c", "i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done; echo forked; sleep 600"],
+        "resources": {"limits": {"pids": "16"}}
+    }]}))
+    .await;
+    // The shell forks until the limit refuses it (which ends it).
+    until_pod(&api, "bomb", "the fork bomb to be stopped", 30, |p| p.phase() == "Failed").await;
+    let pids_cgroup = std::fs::read_dir(agent.data_dir.join("containers"))
+        .expect("containers")
+        .filter_map(|e| e.ok())
+        .find_map(|e| {
+            let launch = shoal_agent::runtime::linux::record::Record::new(e.path()).launch().ok()?;
+            (launch.pod_name == "bomb").then_some(launch.cgroups.into_iter().find(|c| c.join("pids.max").exists())?)
+        })
+        .expect("the bomb's pids cgroup");
+    let read = |file: &str| std::fs::read_to_string(pids_cgroup.join(file)).unwrap_or_default();
+    let peak: usize = read("pids.peak").trim().parse().expect("pids.peak");
+    assert!((8..=16).contains(&peak), "the pids limit holds the bomb at 16 processes: {peak}");
+    assert!(read("pids.events").lines().any(|l| l.starts_with("max ") && l != "max 0"), "{}", read("pids.events"));
+    let (_, logs, _) = shoalctl(&cluster, &["logs", "bomb"]);
+    assert!(logs.contains("can't fork") || logs.contains("Resource temporarily unavailable"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_container_gets_its_grace_period_and_one_that_ignores_it_is_killed() {
+    if !can_run_containers() {
+        return;
+    }
+    let cluster = Cluster::start(1).await;
+    let _agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
+    let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
+    let polite = "trap 'echo stopping; sleep 1; exit 0' TERM; while true; do sleep 0.1; done";
+    let stubborn = "trap '' TERM; while true; do sleep 0.1; done";
+    for (name, script) in [("polite", polite), ("stubborn", stubborn)] {
+        create(
+            &api,
+            name,
+            json!({"terminationGracePeriodSeconds": 4, "containers": [{
+                "name": "main", "command": ["/bin/sh", "-c", script]
+            }]}),
+        )
+        .await;
+    }
+    let mut pids = Vec::new();
+    for name in ["polite", "stubborn"] {
+        let pod = until_pod(&api, name, "the container to run", 30, |p| running_pid(p).is_some()).await;
+        pids.push(running_pid(&pod).expect("pid"));
+    }
+    for (i, name) in ["polite", "stubborn"].into_iter().enumerate() {
+        let started = Instant::now();
+        let (ok, out, err) = shoalctl(&cluster, &["delete", "pod", name]);
+        assert!(ok, "{err}");
+        assert_eq!(out, format!("pod \"{name}\" deleted\n"));
+        let took = started.elapsed();
+        assert!(api.get_opt("default", name).await.expect("get").is_none(), "deleted once stopped");
+        assert!(!alive(pids[i]), "no process of {name} survives");
+        if name == "polite" {
+            assert!(
+                took >= Duration::from_secs(1) && took < Duration::from_millis(3500),
+                "it stopped on its own: {took:?}"
+            );
+        } else {
+            assert!(took >= Duration::from_secs(4), "killed at the deadline, not before: {took:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_liveness_probe_restarts_and_readiness_flips_ready() {
+    if !can_run_containers() {
+        return;
+    }
+    let cluster = Cluster::start(1).await;
+    let agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
+    let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
+    let root = busybox_rootfs(cluster.dir());
+    // Healthy for a while, then not.
+    create(
+        &api,
+        "liveness",
+        json!({"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": root.to_str(),
+            "command": ["sh", "-c", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 600"],
+            "livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 1, "failureThreshold": 2}
+        }]}),
+    )
+    .await;
+    until_pod(&api, "liveness", "a restart by the liveness probe", 30, |p| container(p).restart_count >= 1).await;
+
+    // Ready only while the probe passes: a tcp probe on the pod's own network.
+    let pod = create(
+        &api,
+        "readiness",
+        json!({"hostNetwork": false, "containers": [{
+            "name": "main", "image": root.to_str(),
+            "command": ["sh", "-c", "while [ ! -e /tmp/serve ]; do sleep 0.2; done; exec httpd -f -p 8080 -h /tmp"],
+            "ports": [{"name": "web", "containerPort": 8080}],
+            "readinessProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 1}
+        }]}),
+    )
+    .await;
+    let running = until_pod(&api, "readiness", "the container to run", 30, |p| running_pid(p).is_some()).await;
+    assert!(!running.is_ready(), "not ready before the probe passes");
+    let tmp = agent.data_dir.join("pods").join(&pod.metadata.uid).join("tmp");
+    std::fs::write(tmp.join("serve"), "").expect("let it serve");
+    until_pod(&api, "readiness", "Ready", 30, Pod::is_ready).await;
+    let pid = running_pid(&running).expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    until_pod(&api, "readiness", "not Ready once the server is gone", 30, |p| !p.is_ready()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_pod_specs_fail_with_a_clear_reason_and_nothing_crashes() {
+    if !can_run_containers() {
+        return;
+    }
+    let cluster = Cluster::start(1).await;
+    let agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
+    let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
+    let root = busybox_rootfs(cluster.dir());
+    let cases = [
+        ("no-command", json!({"name": "main", "image": root.to_str()}), "CreateContainerError", "has no command"),
+        (
+            "no-image",
+            json!({"name": "main", "image": "/no/such/rootfs", "command": ["sh"]}),
+            "ErrImagePull",
+            "no such directory",
+        ),
+        (
+            "tiny-memory",
+            json!({"name": "main", "command": ["/bin/true"], "resources": {"limits": {"memory": "1"}}}),
+            "CreateContainerError",
+            "below the 4Mi",
+        ),
+        ("no-binary", json!({"name": "main", "command": ["/no/such/binary"]}), "RunContainerError", "No such file"),
+    ];
+    for (name, container, _, _) in &cases {
+        create(&api, name, json!({"containers": [container]})).await;
+    }
+    for (name, _, reason, message) in cases {
+        let pod = until_pod(&api, name, reason, 30, |p| waiting_reason(p).as_deref() == Some(reason)).await;
+        let waiting = container(&pod).state.and_then(|s| s.waiting).expect("waiting");
+        assert!(waiting.message.as_deref().is_some_and(|m| m.contains(message)), "{name}: {waiting:?}");
+    }
+    // With restartPolicy Never, a command that cannot run fails the pod.
+    create(
+        &api,
+        "never",
+        json!({"restartPolicy": "Never", "containers": [{"name": "main", "command": ["/no/such/binary"]}]}),
+    )
+    .await;
+    let failed = until_pod(&api, "never", "the pod to fail", 30, |p| p.phase() == "Failed").await;
+    assert_eq!(terminated(&failed).and_then(|t| t.reason).as_deref(), Some("StartError"));
+    // The agent is still there and still runs good pods.
+    create(&api, "good", json!({"containers": [{"name": "main", "command": ["/bin/sleep", "600"]}]})).await;
+    until_pod(&api, "good", "a good pod to run", 30, |p| p.is_ready()).await;
+    assert!(agent.pid().is_some_and(alive), "the agent did not crash:\n{}", agent.log());
+}

@@ -1,0 +1,125 @@
+//! Real `shoal-agent` processes for tests, and what their containers need.
+//! Dropping one kills the agent and then every container it started (by
+//! the pids recorded in its data dir), and removes their cgroups: the
+//! containers' supervisors run in sessions of their own and would
+//! otherwise outlive the test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use shoal_agent::runtime::linux::record::Record;
+
+use crate::cluster::agent_binary;
+use crate::process::Process;
+
+/// Whether this process may create namespaces and cgroups. Tests that run
+/// real containers return early (and say so) without it.
+pub fn can_run_containers() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root {
+        eprintln!("skipped: running containers needs root");
+    }
+    root
+}
+
+/// A busybox root filesystem built by examples/busybox-rootfs.sh into `dir`.
+pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("busybox");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/busybox-rootfs.sh");
+    let out = Command::new("bash").arg(script).arg(&root).output().expect("run busybox-rootfs.sh");
+    assert!(out.status.success(), "busybox-rootfs.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    root
+}
+
+pub struct Agent {
+    process: Option<Process>,
+    pub node: String,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// Starts an agent for node `node`, keeping its data in `dir`.
+    pub fn start(endpoints: &str, dir: &Path, node: &str, extra: &[&str]) -> Agent {
+        let data_dir = dir.join(format!("agent-{node}"));
+        let mut args: Vec<String> = [
+            "--node-name",
+            node,
+            "--endpoints",
+            endpoints,
+            "--data-dir",
+            data_dir.to_str().expect("utf-8 path"),
+            "--heartbeat-ttl",
+            "3s",
+            "--restart-backoff",
+            "1s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = dir.join(format!("agent-{node}.log"));
+        let process = Some(Process::spawn(&agent_binary(), &args, log.clone()));
+        Agent { process, node: node.into(), data_dir, args, log }
+    }
+
+    /// kill -9 of the agent alone: its containers keep running.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts the agent again on the same data dir.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.process = Some(Process::spawn(&agent_binary(), &self.args, self.log.clone()));
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(Process::pid)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn records(&self) -> Vec<Record> {
+        std::fs::read_dir(self.data_dir.join("containers"))
+            .map(|entries| entries.filter_map(|e| Some(Record::new(e.ok()?.path()))).collect())
+            .unwrap_or_default()
+    }
+
+    /// The first processes of the containers running now.
+    pub fn container_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.records().iter().filter_map(Record::live_pid).collect();
+        pids.sort_unstable();
+        pids
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+        let records = self.records();
+        for record in &records {
+            if let Some(pid) = record.live_pid() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for record in &records {
+            let Ok(launch) = record.launch() else { continue };
+            for dir in &launch.cgroups {
+                while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+}
