@@ -450,42 +450,36 @@ fn revision_of(response: &TxnResponse) -> i64 {
     response.header.as_ref().map_or(0, |h| h.revision)
 }
 
-impl Api<shoal_proto::objects::Pod> {
-    /// Deletes a pod as Kubernetes does: one that a node may be running is
-    /// only marked (deletionTimestamp, and the grace period its containers
-    /// get to stop), and its node's agent removes it once they have
-    /// stopped; one that runs nowhere is removed at once. `grace` overrides
-    /// the pod's terminationGracePeriodSeconds; `Some(0)` removes at once.
-    /// Returns the pod as marked or removed.
-    pub async fn terminate(
-        &self,
-        namespace: &str,
-        name: &str,
-        grace: Option<i64>,
-    ) -> Result<shoal_proto::objects::Pod> {
+impl<K: Object> Api<K> {
+    /// Deletes an object as Kubernetes does: one that something may be
+    /// running (a pod bound to a node) is only marked (deletionTimestamp,
+    /// and the grace period its processes get to stop), and whoever runs it
+    /// removes it once they have stopped; anything else is removed at once.
+    /// `grace` overrides the object's own grace period; `Some(0)` removes
+    /// at once. Returns the object as marked, or as it was when removed.
+    pub async fn terminate(&self, namespace: &str, name: &str, grace: Option<i64>) -> Result<K> {
         for _ in 0..20 {
-            let pod = self.get(namespace, name).await?;
-            let runs_somewhere = pod.spec.node_name.is_some() && !matches!(pod.phase(), "Succeeded" | "Failed");
-            if grace == Some(0) || !runs_somewhere {
-                match self.delete(namespace, name, pod.metadata.revision()).await {
-                    Ok(_) => return Ok(pod),
+            let object = self.get(namespace, name).await?;
+            let Some(own_grace) = object.deletion_grace().filter(|_| grace != Some(0)) else {
+                match self.delete(namespace, name, object.meta().revision()).await {
+                    Ok(_) => return Ok(object),
                     Err(e) if e.is_conflict() => continue,
                     Err(e) => return Err(e),
                 }
+            };
+            if object.meta().deletion_timestamp.is_some() {
+                return Ok(object);
             }
-            if pod.metadata.deletion_timestamp.is_some() {
-                return Ok(pod);
-            }
-            let mut marked = pod.clone();
-            marked.metadata.deletion_timestamp = Some(time::now());
-            marked.metadata.deletion_grace_period_seconds = Some(grace.unwrap_or(pod.spec.grace_period()).max(0));
+            let mut marked = object.clone();
+            marked.meta_mut().deletion_timestamp = Some(time::now());
+            marked.meta_mut().deletion_grace_period_seconds = Some(grace.unwrap_or(own_grace).max(0));
             match self.update(&marked).await {
                 Ok(marked) => return Ok(marked),
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::conflict::<shoal_proto::objects::Pod>(name))
+        Err(Error::conflict::<K>(name))
     }
 }
 

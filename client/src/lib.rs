@@ -11,6 +11,7 @@
 //! - [`informer`]: list at R, watch from R+1, resume, relist when compacted.
 //! - [`queue`]: the de-duplicating work queue with per-key backoff.
 //! - [`election`]: leader election on a lease-backed key, with fencing.
+//! - [`signals`]: when a control-plane process must stop.
 
 pub mod api;
 pub mod cache;
@@ -18,6 +19,7 @@ pub mod election;
 pub mod error;
 pub mod informer;
 pub mod queue;
+pub mod signals;
 pub mod store;
 
 pub use api::{Api, ObjectKey};

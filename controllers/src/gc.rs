@@ -94,6 +94,7 @@ async fn collect<D: Object, O: Object>(
         }
     }
     tracing::info!(kind = D::KIND, object = %key, "every owner is gone: deleting");
-    ignore_gone(dependent_api.delete(namespace, &meta.name, meta.revision()).await)?;
+    // Gracefully, where something runs it (a pod's agent stops it first).
+    ignore_gone(dependent_api.terminate(namespace, &meta.name, None).await)?;
     Ok(Action::Done)
 }

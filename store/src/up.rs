@@ -1,9 +1,10 @@
 //! `shoal up`: a local 3-member cluster on loopback, each member a separate
 //! `shoal` process (the same binary an operator runs), plus the control
-//! plane's `shoal-controllers` when it sits next to `shoal`. Everything is
-//! supervised: a process that dies is restarted with backoff; Ctrl-C stops
-//! them all cleanly. A second run on the same `--data-dir` resumes the same
-//! cluster.
+//! plane — `shoal-controllers`, and a `shoal-agent` for this machine — when
+//! they sit next to `shoal`. Everything is supervised: a process that dies
+//! is restarted with backoff; Ctrl-C stops them all cleanly (containers
+//! keep running, as they do when a kubelet stops). A second run on the
+//! same `--data-dir` resumes the same cluster and adopts the containers.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -141,6 +142,32 @@ fn controllers(args: &UpArgs, exe: &Path, members: &[Member]) -> Option<Member> 
     })
 }
 
+/// `shoal-agent` for this machine, if it was built next to `shoal`.
+fn agent(args: &UpArgs, exe: &Path, members: &[Member]) -> Option<Member> {
+    let program = exe.with_file_name("shoal-agent");
+    if !program.exists() {
+        return None;
+    }
+    let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
+    let data_dir = args.data_dir.join("agent");
+    Some(Member {
+        name: "agent",
+        program,
+        client_url: String::new(),
+        args: vec![
+            "--endpoints".into(),
+            endpoints.join(","),
+            "--data-dir".into(),
+            data_dir.to_string_lossy().into_owned(),
+            "--log-level".into(),
+            args.log_level.clone(),
+        ],
+        log: args.data_dir.join("agent.log"),
+        child: None,
+        backoff: Duration::from_millis(500),
+    })
+}
+
 /// Waits until every member answers Status and they agree on a leader.
 async fn wait_ready(members: &[Member], timeout: Duration) -> Option<u64> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -180,6 +207,9 @@ fn banner(members: &[Member], control_plane: &[Member], data_dir: &Path) {
     println!("  etcdctl --endpoints={endpoints} endpoint status -w table");
     println!("  shoalctl --endpoints={endpoints} member list");
     println!("  shoalctl --endpoints={} snapshot save backup.db", members[0].client_url);
+    if control_plane.iter().any(|p| p.name == "agent") {
+        println!("  shoalctl --endpoints={endpoints} apply -f examples/web.yaml && shoalctl --endpoints={endpoints} get pods");
+    }
     println!();
     println!("Ctrl-C stops the cluster; running `shoal up` again on the same --data-dir resumes it.");
 }
@@ -192,7 +222,8 @@ async fn supervise(args: UpArgs) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the shoal executable: {e}"))?;
     std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let mut members = members(&args, &exe)?;
-    let mut control_plane: Vec<Member> = controllers(&args, &exe, &members).into_iter().collect();
+    let mut control_plane: Vec<Member> =
+        controllers(&args, &exe, &members).into_iter().chain(agent(&args, &exe, &members)).collect();
     for member in members.iter_mut().chain(control_plane.iter_mut()) {
         member.start().map_err(|e| format!("cannot start {}: {e}", member.name))?;
     }

@@ -39,6 +39,35 @@ fn stop(mut up: Process) {
     }
 }
 
+fn shoalctl(endpoints: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(shoal_tests::cluster::shoalctl_binary())
+        .arg("--endpoints")
+        .arg(endpoints)
+        .args(args)
+        .output()
+        .expect("run shoalctl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The example Deployment runs on this machine's agent, then goes.
+async fn run_a_deployment(endpoints: &str, data_dir: &std::path::Path) {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/web.yaml");
+    let applied = shoalctl(endpoints, &["apply", "-f", example.to_str().expect("utf-8")]);
+    assert_eq!(applied, "deployment.apps/web created\n");
+    wait::until(Duration::from_secs(60), "three web pods running", || async {
+        let pods = shoalctl(endpoints, &["get", "pods", "-l", "app=web"]);
+        (pods.lines().filter(|l| l.contains("1/1") && l.contains("Running")).count() == 3).then_some(())
+    })
+    .await;
+    shoalctl(endpoints, &["delete", "deployment", "web"]);
+    wait::until(Duration::from_secs(60), "the web pods to go", || async {
+        shoalctl(endpoints, &["get", "pods", "-l", "app=web"]).is_empty().then_some(())
+    })
+    .await;
+    // Deleted pods are stopped before they are removed: nothing is left running.
+    assert_eq!(shoal_tests::agents::container_pids(&data_dir.join("agent")), Vec::<u32>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shoal_up_runs_stops_and_resumes() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -49,7 +78,7 @@ async fn shoal_up_runs_stops_and_resumes() {
         .map(|s| s.to_string())
         .collect();
     let endpoints = [2379u16, 22379, 32379].map(|p| format!("http://127.0.0.1:{}", p + offset)).join(",");
-    let ctl = Etcdctl::new(endpoints);
+    let ctl = Etcdctl::new(endpoints.clone());
 
     let up = Process::spawn(&shoal_binary(), &args, dir.path().join("up.log"));
     wait_healthy(&ctl).await;
@@ -65,6 +94,9 @@ async fn shoal_up_runs_stops_and_resumes() {
         (got.success && !got.stdout.trim().is_empty()).then_some(())
     })
     .await;
+    if shoal_tests::agents::can_run_containers() {
+        run_a_deployment(&endpoints, &data_dir).await;
+    }
     stop(up);
     for port in [2379u16, 22379, 32379] {
         assert!(!in_use(port + offset), "member on {} still running after Ctrl-C", port + offset);

@@ -90,17 +90,27 @@ impl Agent {
     }
 
     fn records(&self) -> Vec<Record> {
-        std::fs::read_dir(self.data_dir.join("containers"))
-            .map(|entries| entries.filter_map(|e| Some(Record::new(e.ok()?.path()))).collect())
-            .unwrap_or_default()
+        records(&self.data_dir)
     }
 
     /// The first processes of the containers running now.
     pub fn container_pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self.records().iter().filter_map(Record::live_pid).collect();
-        pids.sort_unstable();
-        pids
+        container_pids(&self.data_dir)
     }
+}
+
+fn records(data_dir: &Path) -> Vec<Record> {
+    std::fs::read_dir(data_dir.join("containers"))
+        .map(|entries| entries.filter_map(|e| Some(Record::new(e.ok()?.path()))).collect())
+        .unwrap_or_default()
+}
+
+/// The first processes of the containers running now, of the agent whose
+/// data dir is `data_dir`.
+pub fn container_pids(data_dir: &Path) -> Vec<u32> {
+    let mut pids: Vec<u32> = records(data_dir).iter().filter_map(Record::live_pid).collect();
+    pids.sort_unstable();
+    pids
 }
 
 impl Drop for Agent {

@@ -87,10 +87,16 @@ pub trait Object: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + '
 
     /// Fills in `apiVersion` and `kind` when a manifest left them out.
     fn set_type(&mut self);
+
+    /// Seconds the object's processes get to stop when it is deleted, for an
+    /// object that something may be running (a pod bound to a node): it is
+    /// then only marked for deletion, and whoever runs it removes it. None
+    /// when deleting it may remove it at once.
+    fn deletion_grace(&self) -> Option<i64>;
 }
 
 macro_rules! object {
-    ($ty:ty, $kind:literal, $api:literal, $resource:literal, $namespaced:literal, $validate:path) => {
+    ($ty:ty, $kind:literal, $api:literal, $resource:literal, $namespaced:literal, $validate:path, $grace:expr) => {
         impl Object for $ty {
             const KIND: &'static str = $kind;
             const API_VERSION: &'static str = $api;
@@ -121,15 +127,24 @@ macro_rules! object {
                     self.kind = $kind.into();
                 }
             }
+
+            fn deletion_grace(&self) -> Option<i64> {
+                let grace: fn(&$ty) -> Option<i64> = $grace;
+                grace(self)
+            }
         }
     };
 }
 
-object!(Pod, "Pod", "v1", "pods", true, validation::pod);
-object!(Node, "Node", "v1", "nodes", false, validation::node);
-object!(ReplicaSet, "ReplicaSet", "apps/v1", "replicasets", true, validation::replica_set);
-object!(Deployment, "Deployment", "apps/v1", "deployments", true, validation::deployment);
-object!(Lease, "Lease", "coordination.k8s.io/v1", "leases", false, validation::lease);
+object!(Pod, "Pod", "v1", "pods", true, validation::pod, |pod| {
+    // A pod that may be running on a node: its agent stops it, then removes it.
+    let runs_somewhere = pod.spec.node_name.is_some() && !matches!(pod.phase(), "Succeeded" | "Failed");
+    runs_somewhere.then(|| pod.spec.grace_period().max(0))
+});
+object!(Node, "Node", "v1", "nodes", false, validation::node, |_| None);
+object!(ReplicaSet, "ReplicaSet", "apps/v1", "replicasets", true, validation::replica_set, |_| None);
+object!(Deployment, "Deployment", "apps/v1", "deployments", true, validation::deployment, |_| None);
+object!(Lease, "Lease", "coordination.k8s.io/v1", "leases", false, validation::lease, |_| None);
 
 /// A count, or a percentage of some total (`maxSurge: 25%`, `port: http`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

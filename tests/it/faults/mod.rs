@@ -332,6 +332,9 @@ async fn histories_stay_linearizable_through_crashes_pauses_and_partitions() {
         let fault = match injected {
             Ok(fault) => fault,
             Err(panic) => {
+                // The clients stop first: against dead members they would record
+                // failures as fast as they can, without end.
+                stop.store(true, Ordering::Relaxed);
                 let dir = save_evidence(&cluster, &history.snapshot(), seed);
                 eprintln!("chaos phase: a fault was not recovered from; logs in {}", dir.display());
                 std::panic::resume_unwind(panic);
