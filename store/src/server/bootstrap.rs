@@ -67,11 +67,16 @@ pub async fn identity(db: &DB, config: &MemberConfig, peers: &PeerClients) -> Re
 
 /// Asks the other members of --initial-cluster for the cluster id and for
 /// the id the cluster gave this member when it was added (found by its
-/// peer URLs, as etcd finds it).
+/// peer URLs, as etcd finds it). A member that does not list it yet may
+/// not have applied the `member add`: the others are asked too, and again
+/// for a few seconds, before it is refused.
 async fn join(config: &MemberConfig, peers: &PeerClients) -> Result<(u64, u64), BootstrapError> {
+    const UNLISTED_ATTEMPTS: u32 = 5;
     let mut own_urls = config.peer_urls.clone();
     own_urls.sort();
+    let mut unlisted = 0;
     for attempt in 0..30 {
+        let mut answered = false;
         for member in config.initial_cluster.iter().filter(|m| m.name != config.name) {
             for url in &member.peer_urls {
                 let Ok(mut client) = peers.client(url) else {
@@ -86,13 +91,19 @@ async fn join(config: &MemberConfig, peers: &PeerClients) -> Result<(u64, u64), 
                     urls.sort();
                     urls == own_urls
                 });
-                return match me {
+                match me {
                     // It has published its name: it ran before, and its vote
                     // and log are gone with its data dir.
-                    Some(me) if !me.name.is_empty() => Err(BootstrapError::AlreadyBootstrapped { id: me.id }),
-                    Some(me) => Ok((me.id, info.cluster_id)),
-                    None => Err(BootstrapError::NotAMember { urls: own_urls }),
-                };
+                    Some(me) if !me.name.is_empty() => return Err(BootstrapError::AlreadyBootstrapped { id: me.id }),
+                    Some(me) => return Ok((me.id, info.cluster_id)),
+                    None => answered = true,
+                }
+            }
+        }
+        if answered {
+            unlisted += 1;
+            if unlisted >= UNLISTED_ATTEMPTS {
+                return Err(BootstrapError::NotAMember { urls: own_urls });
             }
         }
         tracing::info!(attempt, "waiting for a member of the existing cluster to answer");
