@@ -216,11 +216,13 @@ async fn a_stopping_container_gets_its_grace_period_and_one_that_ignores_it_is_k
     let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
     let polite = "trap 'echo stopping; sleep 1; exit 0' TERM; while true; do sleep 0.1; done";
     let stubborn = "trap '' TERM; while true; do sleep 0.1; done";
-    for (name, script) in [("polite", polite), ("stubborn", stubborn)] {
+    // A long grace for the polite one, so that stopping on its own is told
+    // apart from being killed at the deadline even on a busy machine.
+    for (name, script, grace) in [("polite", polite, 20), ("stubborn", stubborn, 4)] {
         create(
             &api,
             name,
-            json!({"terminationGracePeriodSeconds": 4, "containers": [{
+            json!({"terminationGracePeriodSeconds": grace, "containers": [{
                 "name": "main", "command": ["/bin/sh", "-c", script]
             }]}),
         )
@@ -241,7 +243,7 @@ async fn a_stopping_container_gets_its_grace_period_and_one_that_ignores_it_is_k
         assert!(!alive(pids[i]), "no process of {name} survives");
         if name == "polite" {
             assert!(
-                took >= Duration::from_secs(1) && took < Duration::from_millis(3500),
+                took >= Duration::from_secs(1) && took < Duration::from_secs(15),
                 "it stopped on its own: {took:?}"
             );
         } else {
