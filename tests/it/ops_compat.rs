@@ -24,8 +24,9 @@ fn mask(text: &str, sort_lines: bool) -> String {
         (r"\b3\.\d+\.\d+\b", "VERSION"),
         (r"\b\d+(\.\d+)? [kMG]?B\b", "SIZE"),
         (r"(?m)^(\S+, )[0-9a-f]{10,16}, ", "${1}ID, "),
-        // An id with a leading zero is one digit short of its column's width.
-        (r"\| [0-9a-f]{10,16} +\|", "| ID |"),
+        // An id with a leading zero is one digit short of its column's width
+        // (and etcdctl pads it on the left).
+        (r"\| +[0-9a-f]{10,16} +\|", "| ID |"),
         (r"(true|false)( *[,|] *)(true|false)( *[,|] *)\d+( *[,|] *)\d+( *[,|] *)\d+", "${1}${2}${3}${4}N${5}N${6}N"),
         (r"took = [0-9.]+[µmn]?s", "took = T"),
         (r"(?m)^(\S*127\.0\.0\.1:PORT), \d+$", "${1}, HASH"),
