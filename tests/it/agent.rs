@@ -7,7 +7,7 @@ use shoal_agent::config::Cli;
 use shoal_agent::node;
 use shoal_client::Api;
 use shoal_proto::objects::{Deployment, Lease, Node, Pod};
-use shoal_tests::agents::{can_run_containers, Agent};
+use shoal_tests::agents::{alive, can_run_containers, running_pid, Agent};
 use shoal_tests::control_plane::{deployment, store, Controllers};
 use shoal_tests::{wait, Cluster};
 use tokio::sync::watch;
@@ -71,15 +71,6 @@ async fn create_pod(api: &Api<Pod>, name: &str, node: &str, command: &[&str], gr
     api.create(&pod).await.expect("create the pod");
 }
 
-fn pid_of(pod: &Pod) -> Option<u32> {
-    let status = pod.status.as_ref()?.container_statuses.first()?;
-    status.state.as_ref()?.running.as_ref()?.pid
-}
-
-fn alive(pid: u32) -> bool {
-    shoal_agent::runtime::linux::record::start_time(pid).is_some()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_adopts_its_containers_and_finishes_what_changed_meanwhile() {
     if !can_run_containers() {
@@ -94,10 +85,10 @@ async fn a_restarted_agent_adopts_its_containers_and_finishes_what_changed_meanw
     let mut pids = std::collections::HashMap::new();
     for name in ["keep", "marked", "forced"] {
         let pod = wait::until(Duration::from_secs(30), "the pods to run", || async {
-            api.get_opt("default", name).await.ok().flatten().filter(|p| pid_of(p).is_some())
+            api.get_opt("default", name).await.ok().flatten().filter(|p| running_pid(p).is_some())
         })
         .await;
-        pids.insert(name, pid_of(&pod).expect("pid"));
+        pids.insert(name, running_pid(&pod).expect("pid"));
     }
     let before = agent.container_pids();
     assert_eq!(before.len(), 3);
@@ -119,7 +110,7 @@ async fn a_restarted_agent_adopts_its_containers_and_finishes_what_changed_meanw
     .await;
     assert_eq!(agent.container_pids(), vec![pids["keep"]], "the same process, adopted, and no duplicate");
     let keep = api.get("default", "keep").await.expect("keep");
-    assert_eq!(pid_of(&keep), Some(pids["keep"]));
+    assert_eq!(running_pid(&keep), Some(pids["keep"]));
     assert_eq!(keep.status.expect("status").container_statuses[0].restart_count, 0);
 }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use shoal_client::Api;
 use shoal_proto::objects::pod::ContainerStatus;
 use shoal_proto::objects::Pod;
-use shoal_tests::agents::{busybox_rootfs, can_run_containers, Agent};
+use shoal_tests::agents::{alive, busybox_rootfs, can_run_containers, running_pid, Agent};
 use shoal_tests::cluster::shoalctl_binary;
 use shoal_tests::control_plane::store;
 use shoal_tests::{wait, Cluster};
@@ -32,10 +32,6 @@ fn container(pod: &Pod) -> ContainerStatus {
     pod.status.as_ref().and_then(|s| s.container_statuses.first().cloned()).unwrap_or_default()
 }
 
-fn running_pid(pod: &Pod) -> Option<u32> {
-    container(pod).state.and_then(|s| s.running).and_then(|r| r.pid)
-}
-
 fn waiting_reason(pod: &Pod) -> Option<String> {
     container(pod).state.and_then(|s| s.waiting).and_then(|w| w.reason)
 }
@@ -52,10 +48,6 @@ fn shoalctl(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
         .output()
         .expect("run shoalctl");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn alive(pid: u32) -> bool {
-    shoal_agent::runtime::linux::record::start_time(pid).is_some()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,17 @@ pub fn can_run_containers() -> bool {
     root
 }
 
+/// Whether process `pid` is still running (not a zombie).
+pub fn alive(pid: u32) -> bool {
+    shoal_agent::runtime::linux::record::start_time(pid).is_some()
+}
+
+/// The pid a pod's status reports for its first container, while it runs.
+pub fn running_pid(pod: &shoal_proto::objects::Pod) -> Option<u32> {
+    let status = pod.status.as_ref()?.container_statuses.first()?;
+    status.state.as_ref()?.running.as_ref()?.pid
+}
+
 /// A busybox root filesystem built by examples/busybox-rootfs.sh into `dir`.
 pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     let root = dir.join("busybox");
