@@ -33,27 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("shoal-agent: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let (stop, shutdown) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shoal_client::signals::shutdown().await;
-            tracing::info!("stopping; containers keep running");
-            let _ = stop.send(true);
-        });
-        shoal_agent::agent::run(config, shutdown).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("shoal-agent: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shoal_client::signals::run_until_stopped("shoal-agent", "stopping; containers keep running", |shutdown| {
+        shoal_agent::agent::run(config, shutdown)
+    })
 }

@@ -31,3 +31,40 @@ pub async fn shutdown() {
         _ = parent_gone() => {}
     }
 }
+
+/// Runs a control-plane process's main future on a new runtime, handing it
+/// a receiver that turns true when the process must stop (after logging
+/// `stopping`); errors are printed as `name: error`.
+pub fn run_until_stopped<F, E>(
+    name: &str,
+    stopping: &'static str,
+    main: impl FnOnce(tokio::sync::watch::Receiver<bool>) -> F,
+) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown().await;
+            tracing::info!("{stopping}");
+            let _ = stop.send(true);
+        });
+        main(stopped).await
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

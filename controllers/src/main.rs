@@ -18,27 +18,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("shoal-controllers: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let (stop, shutdown) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shoal_client::signals::shutdown().await;
-            tracing::info!("stopping");
-            let _ = stop.send(true);
-        });
-        runner::run(config, shutdown).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("shoal-controllers: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shoal_client::signals::run_until_stopped("shoal-controllers", "stopping", |shutdown| runner::run(config, shutdown))
 }
