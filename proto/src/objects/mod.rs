@@ -1,11 +1,12 @@
-//! The control plane's objects: Node, Pod, ReplicaSet and Deployment, shaped
-//! like their Kubernetes counterparts. Each is stored as JSON at
+//! The control plane's objects: Node, Pod, ReplicaSet, Deployment, Service
+//! and Endpoints, shaped like their Kubernetes counterparts. Each is stored as JSON at
 //! `/registry/<resource>/[<namespace>/]<name>`; its `resourceVersion` is the
 //! key's `mod_revision`.
 //!
 //! # Layout
 //! - [`meta`]: `metadata`, owner references and status conditions.
-//! - [`pod`], [`node`], [`workload`]: the objects; [`lease`]: a node's heartbeat.
+//! - [`pod`], [`node`], [`workload`], [`service`]: the objects; [`lease`]: a
+//!   node's heartbeat.
 //! - [`selector`]: label selectors.
 //! - [`quantity`]: `500m`, `128Mi` and the like.
 //! - [`time`]: RFC 3339 timestamps.
@@ -17,6 +18,7 @@ pub mod node;
 pub mod pod;
 pub mod quantity;
 pub mod selector;
+pub mod service;
 pub mod time;
 pub mod validation;
 pub mod workload;
@@ -30,6 +32,7 @@ pub use lease::Lease;
 pub use meta::{Condition, ObjectMeta, OwnerReference};
 pub use node::Node;
 pub use pod::Pod;
+pub use service::{Endpoints, Service};
 pub use workload::{Deployment, ReplicaSet};
 
 /// Where every object key starts.
@@ -97,6 +100,9 @@ pub trait Object: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + '
 
 macro_rules! object {
     ($ty:ty, $kind:literal, $api:literal, $resource:literal, $namespaced:literal, $validate:path, $grace:expr) => {
+        object!($ty, $kind, $api, $resource, $namespaced, $validate, $grace, spec);
+    };
+    ($ty:ty, $kind:literal, $api:literal, $resource:literal, $namespaced:literal, $validate:path, $grace:expr, $spec:ident) => {
         impl Object for $ty {
             const KIND: &'static str = $kind;
             const API_VERSION: &'static str = $api;
@@ -116,7 +122,7 @@ macro_rules! object {
             }
 
             fn spec_json(&self) -> serde_json::Value {
-                serde_json::to_value(&self.spec).unwrap_or_default()
+                serde_json::to_value(&self.$spec).unwrap_or_default()
             }
 
             fn set_type(&mut self) {
@@ -144,6 +150,9 @@ object!(Pod, "Pod", "v1", "pods", true, validation::pod, |pod| {
 object!(Node, "Node", "v1", "nodes", false, validation::node, |_| None);
 object!(ReplicaSet, "ReplicaSet", "apps/v1", "replicasets", true, validation::replica_set, |_| None);
 object!(Deployment, "Deployment", "apps/v1", "deployments", true, validation::deployment, |_| None);
+object!(Service, "Service", "v1", "services", true, validation::service, |_| None);
+// Endpoints have no spec: their subsets are what a change changes.
+object!(Endpoints, "Endpoints", "v1", "endpoints", true, validation::endpoints, |_| None, subsets);
 object!(Lease, "Lease", "coordination.k8s.io/v1", "leases", false, validation::lease, |_| None);
 
 /// A count, or a percentage of some total (`maxSurge: 25%`, `port: http`).
@@ -183,10 +192,12 @@ pub enum AnyObject {
     Pod(Pod),
     ReplicaSet(ReplicaSet),
     Deployment(Deployment),
+    Service(Service),
+    Endpoints(Endpoints),
 }
 
 /// Kinds a manifest may hold, for "no kind X" messages.
-pub const KINDS: [&str; 4] = ["Node", "Pod", "ReplicaSet", "Deployment"];
+pub const KINDS: [&str; 6] = ["Node", "Pod", "ReplicaSet", "Deployment", "Service", "Endpoints"];
 
 impl AnyObject {
     /// Reads an object of any known kind from JSON, by its `kind`.
@@ -198,6 +209,8 @@ impl AnyObject {
             "Pod" => AnyObject::Pod(serde_json::from_value(value).map_err(strict)?),
             "ReplicaSet" => AnyObject::ReplicaSet(serde_json::from_value(value).map_err(strict)?),
             "Deployment" => AnyObject::Deployment(serde_json::from_value(value).map_err(strict)?),
+            "Service" => AnyObject::Service(serde_json::from_value(value).map_err(strict)?),
+            "Endpoints" => AnyObject::Endpoints(serde_json::from_value(value).map_err(strict)?),
             "" => return Err("Object 'Kind' is missing".into()),
             other => return Err(format!("no matches for kind \"{other}\": the kinds are {}", KINDS.join(", "))),
         })

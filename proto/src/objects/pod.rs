@@ -215,9 +215,10 @@ pub struct PodStatus {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Kubernetes spells these `hostIP` and `podIP` (`hostIp` is read too).
+    #[serde(default, rename = "hostIP", alias = "hostIp", skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "podIP", alias = "podIp", skip_serializing_if = "Option::is_none")]
     pub pod_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
@@ -235,6 +236,10 @@ pub struct ContainerStatus {
     pub restart_count: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ContainerState>,
+    /// The container's ports on its node, as given to it: a `containerPort`
+    /// of 0 shows the port the node allocated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ContainerPort>,
 }
 
 /// Exactly one of running, waiting or terminated.
@@ -317,7 +322,33 @@ impl PodSpec {
     }
 }
 
+impl ContainerPort {
+    pub fn protocol(&self) -> &str {
+        self.protocol.as_deref().unwrap_or("TCP")
+    }
+}
+
+impl PodSpec {
+    /// The fixed ports the pod's containers listen on, as `port/protocol`:
+    /// no two pods that share one may share a node.
+    pub fn fixed_ports(&self) -> Vec<String> {
+        let ports = self.containers.iter().flat_map(|c| c.ports.iter());
+        ports.filter(|p| p.container_port > 0).map(|p| format!("{}/{}", p.container_port, p.protocol())).collect()
+    }
+}
+
 impl Pod {
+    /// The node port behind the container port named `name`: the allocated
+    /// one from the status, else a fixed one from the spec.
+    pub fn named_port(&self, name: &str) -> Option<i32> {
+        let allocated = self.status.iter().flat_map(|s| s.container_statuses.iter()).flat_map(|c| c.ports.iter());
+        let declared = self.spec.containers.iter().flat_map(|c| c.ports.iter());
+        allocated
+            .chain(declared)
+            .find(|p| p.name.as_deref() == Some(name) && p.container_port > 0)
+            .map(|p| p.container_port)
+    }
+
     pub fn phase(&self) -> &str {
         self.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending")
     }

@@ -225,12 +225,14 @@ fn pod_spec(spec: &PodSpec, field: &str, errors: &mut FieldErrors) {
         errors.required(format!("{field}.containers"));
     }
     let mut names = HashSet::new();
+    let (mut port_names, mut fixed_ports) = (HashSet::new(), HashSet::new());
     for (i, container) in spec.containers.iter().enumerate() {
         let at = format!("{field}.containers[{i}]");
         if !container.name.is_empty() && !names.insert(container.name.as_str()) {
             errors.duplicate(format!("{at}.name"), &container.name);
         }
         container_spec(container, &at, errors);
+        ports::container_ports(container, &at, &mut port_names, &mut fixed_ports, errors);
     }
     if let Some(policy) = &spec.restart_policy {
         if !RESTART_POLICIES.contains(&policy.as_str()) {
@@ -260,15 +262,6 @@ fn container_spec(container: &Container, at: &str, errors: &mut FieldErrors) {
     }
     for (j, _) in container.env.iter().enumerate().filter(|(_, e)| e.name.is_empty()) {
         errors.required(format!("{at}.env[{j}].name"));
-    }
-    for (j, port) in container.ports.iter().enumerate() {
-        if !(1..=65535).contains(&port.container_port) {
-            errors.invalid(
-                format!("{at}.ports[{j}].containerPort"),
-                port.container_port,
-                "must be between 1 and 65535, inclusive",
-            );
-        }
     }
     let requests = quantities(&container.resources.requests, &format!("{at}.resources.requests"), errors);
     let limits = quantities(&container.resources.limits, &format!("{at}.resources.limits"), errors);
@@ -463,6 +456,11 @@ pub fn decode<K: Object>(bytes: &[u8]) -> Result<K, String> {
     }
     serde_json::from_value(value).map_err(|e| format!("{} is invalid: strict decoding error: {e}", K::KIND))
 }
+
+#[path = "validation_ports.rs"]
+mod ports;
+pub use ports::port_name_problems;
+pub(super) use ports::{endpoints, service};
 
 #[cfg(test)]
 #[path = "validation_test.rs"]

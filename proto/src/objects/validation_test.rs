@@ -97,7 +97,7 @@ fn pod_spec_rules() {
     let text = validate(&pod).expect_err("invalid").to_string();
     for part in [
         "spec.containers[1].name: Duplicate value: \"a\"",
-        "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+        "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 0 and 65535, inclusive (0 asks the node for a free port)",
         "spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1",
         "spec.containers[0].livenessProbe: Required value: must specify a handler type",
         "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
