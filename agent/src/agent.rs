@@ -17,6 +17,7 @@ use shoal_proto::objects::{Node, Pod};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::ports::Ports;
 use crate::probe::{self, Kind, Probing};
 use crate::runtime::linux::LinuxRuntime;
 use crate::runtime::Runtime;
@@ -49,7 +50,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the agent's own binary")?;
     let scope = format!("shoal-agent-{}", config.node_name);
     let runtime = Arc::new(LinuxRuntime::new(&data_dir, &scope, config.container_log_max_bytes, exe));
-    let sync = Arc::new(PodSync::new(runtime.clone(), config.restart_backoff));
+    let ports = Ports::new(config.address, config.port_range.clone());
+    let sync = Arc::new(PodSync::new(runtime.clone(), config.restart_backoff, ports));
     sync.adopt(runtime.list());
 
     let listener = TcpListener::bind((config.address, config.logs_port)).await.context("cannot bind the logs port")?;
@@ -73,6 +75,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     tracing::info!(node = %config.node_name, logs = %logs_address, "registered");
     tokio::spawn(node::heartbeat(store.clone(), config.node_name.clone(), config.heartbeat_ttl, shutdown.clone()));
+    if config.proxy {
+        tokio::spawn(crate::proxy::run(store.clone(), config.address, shutdown.clone()));
+    }
 
     let api: Api<Pod> = Api::new(store.clone());
     let (pods, _task) = Informer::spawn(api.clone(), None, Some(|p: &Pod| p.spec.node_name.clone()), shutdown.clone());
@@ -162,7 +167,11 @@ impl<R: Runtime> Agent<R> {
                 if !self.probing.lock().unwrap_or_else(|p| p.into_inner()).insert((id.clone(), label)) {
                     continue;
                 }
-                let probing = Probing { id: id.clone(), pid, kind, probe, container: container.clone(), grace };
+                // A host-network pod's address is the node's; an isolated one has only loopback.
+                let host = if pod.spec.host_network() { self.address.clone() } else { "127.0.0.1".into() };
+                let mut container = container.clone();
+                container.ports = self.sync.ports(&pod.metadata.uid, &name);
+                let probing = Probing { id: id.clone(), pid, kind, probe, container, host, grace };
                 let (sync, runtime, running) = (self.sync.clone(), self.runtime.clone(), self.probing.clone());
                 tokio::spawn(async move {
                     let key = (probing.id.clone(), label);

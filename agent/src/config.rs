@@ -41,6 +41,12 @@ pub struct Cli {
     /// Port of the container logs endpoint (0: any free port; the Node records it).
     #[arg(long, default_value_t = 0)]
     pub logs_port: u16,
+    /// Node ports handed to containers that declare `containerPort: 0`.
+    #[arg(long, default_value = "20000-32000")]
+    pub port_range: String,
+    /// Serve every Service's port at --address, forwarding to its endpoints.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub proxy: bool,
     /// Size at which a container's log file is rotated (one older part is kept).
     #[arg(long, default_value = "10Mi")]
     pub container_log_max_size: String,
@@ -61,6 +67,8 @@ pub struct Config {
     pub restart_backoff: Duration,
     pub address: std::net::IpAddr,
     pub logs_port: u16,
+    pub port_range: std::ops::RangeInclusive<u16>,
+    pub proxy: bool,
     pub container_log_max_bytes: u64,
 }
 
@@ -109,6 +117,8 @@ impl Cli {
             restart_backoff: self.restart_backoff,
             address: self.address,
             logs_port: self.logs_port,
+            port_range: crate::ports::parse_range(&self.port_range)?,
+            proxy: self.proxy,
             container_log_max_bytes,
         })
     }

@@ -11,6 +11,8 @@
 //!   (namespaces, cgroups, images, a supervisor per container) and a fake.
 //! - [`probe`]: liveness and readiness probes.
 //! - [`logs`]: the container logs endpoint.
+//! - [`ports`]: node ports for containers that ask for one.
+//! - [`proxy`]: the node proxy: every Service's port at the node's address.
 //! - [`sync`]: the level-triggered pod sync: desired pods against running ones.
 //! - [`status`]: pod status from container states.
 
@@ -19,7 +21,9 @@ pub mod config;
 pub mod host;
 pub mod logs;
 pub mod node;
+pub mod ports;
 pub mod probe;
+pub mod proxy;
 pub mod runtime;
 pub mod status;
 pub mod sync;

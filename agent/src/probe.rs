@@ -22,9 +22,10 @@ pub enum Kind {
 }
 
 /// What a probe runs, as arguments to the runtime's probe command:
-/// `-- COMMAND...` or `--tcp PORT`; None for a probe that cannot run (an
-/// unknown named port), which fails. HTTP probes are not run here.
-pub fn arguments(probe: &Probe, container: &Container) -> Option<Vec<String>> {
+/// `-- COMMAND...` or `--tcp HOST:PORT`; None for a probe that cannot run
+/// (an unknown named port), which fails. A tcp probe dials `host` (the
+/// pod's address) unless it names its own. HTTP probes are not run here.
+pub fn arguments(probe: &Probe, container: &Container, host: &str) -> Option<Vec<String>> {
     if let Some(exec) = &probe.exec {
         return Some(std::iter::once("--".to_string()).chain(exec.command.iter().cloned()).collect());
     }
@@ -33,7 +34,20 @@ pub fn arguments(probe: &Probe, container: &Container) -> Option<Vec<String>> {
         IntOrString::Int(port) => *port,
         IntOrString::String(name) => container.ports.iter().find(|p| p.name.as_deref() == Some(name))?.container_port,
     };
-    Some(vec!["--tcp".into(), port.to_string()])
+    let host = tcp.host.as_deref().filter(|h| !h.is_empty()).unwrap_or(host);
+    let target = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => std::net::SocketAddr::new(ip, u16::try_from(port).ok()?).to_string(),
+        Err(_) => format!("{host}:{port}"),
+    };
+    Some(vec!["--tcp".into(), target])
+}
+
+/// The address a `--tcp` argument names: `HOST:PORT`, or a bare port on 127.0.0.1.
+pub fn tcp_target(arg: &str) -> Option<std::net::SocketAddr> {
+    match arg.parse::<u16>() {
+        Ok(port) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => arg.parse().ok(),
+    }
 }
 
 /// Runs one probe attempt; true when it passes.
@@ -53,7 +67,7 @@ async fn attempt<R: Runtime>(runtime: &R, pid: u32, args: &[String], timeout: Du
 async fn host_attempt(args: &[String], timeout: Duration) -> bool {
     match args.first().map(String::as_str) {
         Some("--tcp") => {
-            let address = format!("127.0.0.1:{}", args.get(1).map_or("0", String::as_str));
+            let Some(address) = args.get(1).and_then(|a| tcp_target(a)) else { return false };
             matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await, Ok(Ok(_)))
         }
         _ => {
@@ -77,15 +91,18 @@ pub struct Probing {
     pub pid: u32,
     pub kind: Kind,
     pub probe: Probe,
+    /// The container, its ports as the node gave them.
     pub container: Container,
+    /// Where a tcp probe dials: the pod's address.
+    pub host: String,
     /// Given to the container when a liveness probe stops it.
     pub grace: Duration,
 }
 
 /// Probes until the container instance stops running.
 pub async fn run<R: Runtime>(sync: Arc<PodSync<R>>, runtime: Arc<R>, probing: Probing) {
-    let Probing { id, pid, kind, probe, container, grace } = probing;
-    let args = arguments(&probe, &container);
+    let Probing { id, pid, kind, probe, container, host, grace } = probing;
+    let args = arguments(&probe, &container, &host);
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
     tokio::time::sleep(Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64)).await;
     let period = Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64);

@@ -21,6 +21,8 @@ pub struct Seen {
     pub will_run: bool,
     /// Whether its readiness probe (if any) passes.
     pub probed_ready: bool,
+    /// The ports it was given.
+    pub ports: Vec<shoal_proto::objects::pod::ContainerPort>,
 }
 
 fn state(seen: &Seen) -> ContainerState {
@@ -102,6 +104,7 @@ pub fn compute(pod: &Pod, seen: &[Seen], host_ip: &str, now: &str) -> PodStatus 
             ready: matches!(s.run, Run::Running { .. }) && s.waiting.is_none() && s.probed_ready,
             restart_count: s.restarts,
             state: Some(state(s)),
+            ports: s.ports.clone(),
         })
         .collect();
     let all_ready = !seen.is_empty() && status.container_statuses.iter().all(|c| c.ready);
@@ -118,7 +121,7 @@ mod tests {
     use super::*;
 
     fn seen(run: Run, restarts: i32, will_run: bool) -> Seen {
-        Seen { name: "c".into(), run, restarts, waiting: None, will_run, probed_ready: true }
+        Seen { name: "c".into(), run, restarts, waiting: None, will_run, probed_ready: true, ports: Vec::new() }
     }
 
     fn exited(code: i32) -> Run {

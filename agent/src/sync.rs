@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shoal_client::ObjectKey;
+use shoal_proto::objects::pod::ContainerPort;
 use shoal_proto::objects::{time, Pod};
 
+use crate::ports::Ports;
 use crate::runtime::{ContainerSpec, Listed, Run, Runtime};
 use crate::status::Seen;
 
@@ -29,11 +31,14 @@ struct Tracked {
     waiting: Option<(String, String)>,
     /// Its last exit, kept to report while it waits to restart.
     last: Option<Run>,
+    /// The ports it was given, once it has been.
+    ports: Option<Vec<ContainerPort>>,
 }
 
 pub struct PodSync<R> {
     runtime: Arc<R>,
     base_backoff: Duration,
+    ports: Ports,
     /// By (pod uid, container name).
     tracked: Mutex<HashMap<(String, String), Tracked>>,
     /// Readiness probe results by container id; a container without an
@@ -50,8 +55,8 @@ fn restarts_after(policy: &str, code: i32) -> bool {
 }
 
 impl<R: Runtime> PodSync<R> {
-    pub fn new(runtime: Arc<R>, base_backoff: Duration) -> PodSync<R> {
-        PodSync { runtime, base_backoff, tracked: Mutex::new(HashMap::new()), ready: Mutex::new(HashMap::new()) }
+    pub fn new(runtime: Arc<R>, base_backoff: Duration, ports: Ports) -> PodSync<R> {
+        PodSync { runtime, base_backoff, ports, tracked: Mutex::new(HashMap::new()), ready: Mutex::new(HashMap::new()) }
     }
 
     /// Takes over the containers the runtime already has (after an agent
@@ -73,9 +78,11 @@ impl<R: Runtime> PodSync<R> {
         let mut tracked = self.lock();
         for (key, container) in latest {
             let started = matches!(self.runtime.state(&container.id), Run::Running { .. }).then(Instant::now);
+            self.ports.adopt(&container.pod_uid, &container.ports);
+            let ports = Some(container.ports);
             tracked.insert(
                 key,
-                Tracked { id: Some(container.id), restarts: container.restarts, started, ..Default::default() },
+                Tracked { id: Some(container.id), restarts: container.restarts, started, ports, ..Default::default() },
             );
         }
     }
@@ -104,6 +111,11 @@ impl<R: Runtime> PodSync<R> {
             .collect()
     }
 
+    /// The ports container `name` of pod `uid` was given.
+    pub fn ports(&self, uid: &str, name: &str) -> Vec<ContainerPort> {
+        self.lock().get(&(uid.to_string(), name.to_string())).and_then(|t| t.ports.clone()).unwrap_or_default()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Tracked>> {
         self.tracked.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -121,6 +133,7 @@ impl<R: Runtime> PodSync<R> {
             self.ready.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         }
         self.runtime.remove_pod(uid);
+        self.ports.release(uid);
     }
 
     /// Brings the runtime in line with `pod`; returns each container's state
@@ -176,15 +189,27 @@ impl<R: Runtime> PodSync<R> {
                     self.runtime.remove(&old);
                     t.restarts += 1;
                 }
-                let spec = ContainerSpec {
-                    pod: key.clone(),
-                    pod_uid: uid.clone(),
-                    container: container.clone(),
-                    hostname: key.name.clone(),
-                    restarts: t.restarts,
-                    host_network: pod.spec.host_network(),
+                let ports = match &t.ports {
+                    Some(ports) => Ok(ports.clone()),
+                    None => self.ports.allocate(&uid, &container.ports).map_err(|message| crate::runtime::StartError {
+                        reason: "CreateContainerError".into(),
+                        message,
+                    }),
                 };
-                match self.runtime.start(&spec) {
+                t.ports = ports.as_ref().ok().cloned();
+                let started = ports.and_then(|ports| {
+                    self.runtime.start(&ContainerSpec {
+                        pod: key.clone(),
+                        pod_uid: uid.clone(),
+                        container: container.clone(),
+                        hostname: key.name.clone(),
+                        restarts: t.restarts,
+                        host_network: pod.spec.host_network(),
+                        ports,
+                        node_ip: self.ports.address().to_string(),
+                    })
+                });
+                match started {
                     Ok(id) => {
                         t.id = Some(id);
                         t.retry_at = None;
@@ -217,6 +242,7 @@ impl<R: Runtime> PodSync<R> {
                 restarts: t.restarts,
                 waiting: t.waiting.clone(),
                 will_run,
+                ports: t.ports.clone().unwrap_or_default(),
             });
         }
         (seen, next)
@@ -251,7 +277,8 @@ mod tests {
 
     fn sync_with(base: Duration) -> (Arc<FakeRuntime>, PodSync<FakeRuntime>) {
         let runtime = Arc::new(FakeRuntime::default());
-        (runtime.clone(), PodSync::new(runtime, base))
+        let ports = Ports::new("127.0.93.18".parse().expect("ip"), 29180..=29189);
+        (runtime.clone(), PodSync::new(runtime, base, ports))
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl Runtime for FakeRuntime {
             pod_uid: spec.pod_uid.clone(),
             container: spec.container.name.clone(),
             restarts: spec.restarts,
+            ports: spec.ports.clone(),
         };
         self.known().insert(id.clone(), listed);
         Ok(id)

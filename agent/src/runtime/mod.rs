@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use shoal_client::ObjectKey;
-use shoal_proto::objects::pod::Container;
+use shoal_proto::objects::pod::{Container, ContainerPort};
 
 /// One container to start.
 #[derive(Clone, Debug)]
@@ -24,6 +24,10 @@ pub struct ContainerSpec {
     pub restarts: i32,
     /// Whether the container shares the node's network.
     pub host_network: bool,
+    /// The container's ports, each 0 replaced by the port the node gave it.
+    pub ports: Vec<ContainerPort>,
+    /// The node's address, for `SHOAL_NODE_IP`.
+    pub node_ip: String,
 }
 
 /// A container's life as the runtime sees it.
@@ -61,6 +65,8 @@ pub struct Listed {
     pub pod_uid: String,
     pub container: String,
     pub restarts: i32,
+    /// The ports it was given.
+    pub ports: Vec<ContainerPort>,
 }
 
 pub trait Runtime: Send + Sync + 'static {

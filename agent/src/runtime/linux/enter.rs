@@ -5,7 +5,7 @@
 //! code is the probe's result (0: success).
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -34,10 +34,10 @@ fn join(pid: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses `PID -- COMMAND...` or `PID --tcp PORT` and runs the probe.
+/// Parses `PID -- COMMAND...` or `PID --tcp [HOST:]PORT` and runs the probe.
 pub fn run(args: &[String]) -> i32 {
     let Some(pid) = args.first().and_then(|p| p.parse::<u32>().ok()) else {
-        eprintln!("usage: shoal-agent enter PID (-- COMMAND... | --tcp PORT)");
+        eprintln!("usage: shoal-agent enter PID (-- COMMAND... | --tcp [HOST:]PORT)");
         return 2;
     };
     if let Err(e) = join(pid) {
@@ -46,8 +46,7 @@ pub fn run(args: &[String]) -> i32 {
     }
     match args.get(1).map(String::as_str) {
         Some("--tcp") => {
-            let Some(port) = args.get(2).and_then(|p| p.parse::<u16>().ok()) else { return 2 };
-            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let Some(address) = args.get(2).and_then(|a| crate::probe::tcp_target(a)) else { return 2 };
             match TcpStream::connect_timeout(&address, Duration::from_secs(10)) {
                 Ok(_) => 0,
                 Err(e) => {

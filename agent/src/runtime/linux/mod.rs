@@ -117,7 +117,12 @@ impl LinuxRuntime {
             started_at: time::now(),
             hostname: spec.hostname.clone(),
             argv,
-            env: container.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+            // The node's variables first: the container's own env may override them.
+            env: crate::ports::environment(&spec.ports, &spec.node_ip)
+                .into_iter()
+                .chain(container.env.iter().map(|e| (e.name.clone(), e.value.clone())))
+                .collect(),
+            ports: spec.ports.clone(),
             working_dir: container.working_dir.clone(),
             rootfs,
             read_only_root: container.read_only_root(),
@@ -257,6 +262,7 @@ impl Runtime for LinuxRuntime {
                     pod_uid: launch.pod_uid,
                     container: launch.container,
                     restarts: launch.restarts,
+                    ports: launch.ports,
                 })
             })
             .collect()

@@ -30,6 +30,9 @@ pub struct Launch {
     /// The command and its arguments.
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The ports it was given (containerPort 0 resolved).
+    #[serde(default)]
+    pub ports: Vec<shoal_proto::objects::pod::ContainerPort>,
     pub working_dir: Option<String>,
     /// The root filesystem; None runs on the host's.
     pub rootfs: Option<PathBuf>,
