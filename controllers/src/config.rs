@@ -6,7 +6,7 @@ use clap::Parser;
 use shoal_client::store::{parse_endpoints, DEFAULT_ENDPOINT, ENDPOINTS_ENV};
 use shoal_proto::objects::time::parse_duration;
 
-pub const ALL: [&str; 5] = ["scheduler", "replicaset", "deployment", "nodelifecycle", "gc"];
+pub const ALL: [&str; 6] = ["scheduler", "replicaset", "deployment", "nodelifecycle", "gc", "endpoints"];
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "shoal-controllers", version, about = "The scheduler and the controllers of Shoal's control plane")]
@@ -15,7 +15,7 @@ pub struct Cli {
     #[arg(long, env = ENDPOINTS_ENV, default_value = DEFAULT_ENDPOINT)]
     pub endpoints: String,
     /// Which controllers run: a comma-separated list of scheduler,
-    /// replicaset, deployment, nodelifecycle, gc; or `*` for all.
+    /// replicaset, deployment, nodelifecycle, gc, endpoints; or `*` for all.
     #[arg(long, default_value = "*")]
     pub controllers: String,
     /// Elect one active instance among replicas; `false` only for a single instance.

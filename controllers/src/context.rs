@@ -7,7 +7,7 @@ use std::time::Duration;
 use shoal_client::api::Fence;
 use shoal_client::informer::{Informer, Shutdown};
 use shoal_client::{Api, Store};
-use shoal_proto::objects::{Deployment, Lease, Node, Pod, ReplicaSet};
+use shoal_proto::objects::{Deployment, Endpoints, Lease, Node, Pod, ReplicaSet, Service};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -24,6 +24,8 @@ pub struct Informers {
     pub replica_sets: Informer<ReplicaSet>,
     pub deployments: Informer<Deployment>,
     pub leases: Informer<Lease>,
+    pub services: Informer<Service>,
+    pub endpoints: Informer<Endpoints>,
 }
 
 impl Informers {
@@ -33,7 +35,10 @@ impl Informers {
         let (replica_sets, c) = Informer::spawn(Api::new(store.clone()), None, None, shutdown.clone());
         let (deployments, d) = Informer::spawn(Api::new(store.clone()), None, None, shutdown.clone());
         let (leases, e) = Informer::spawn(Api::new(store.clone()), None, None, shutdown.clone());
-        (Informers { pods, nodes, replica_sets, deployments, leases }, vec![a, b, c, d, e])
+        let (services, f) = Informer::spawn(Api::new(store.clone()), None, None, shutdown.clone());
+        let (endpoints, g) = Informer::spawn(Api::new(store.clone()), None, None, shutdown.clone());
+        let informers = Informers { pods, nodes, replica_sets, deployments, leases, services, endpoints };
+        (informers, vec![a, b, c, d, e, f, g])
     }
 
     pub async fn synced(&self) {
@@ -42,6 +47,8 @@ impl Informers {
         self.replica_sets.synced().await;
         self.deployments.synced().await;
         self.leases.synced().await;
+        self.services.synced().await;
+        self.endpoints.synced().await;
     }
 }
 
@@ -53,6 +60,8 @@ pub struct Context {
     pub nodes: Api<Node>,
     pub replica_sets: Api<ReplicaSet>,
     pub deployments: Api<Deployment>,
+    pub services: Api<Service>,
+    pub endpoints: Api<Endpoints>,
 }
 
 impl Context {
@@ -63,7 +72,9 @@ impl Context {
             pods: Api::new(store.clone()).fenced(fence.clone()),
             nodes: Api::new(store.clone()).fenced(fence.clone()),
             replica_sets: Api::new(store.clone()).fenced(fence.clone()),
-            deployments: Api::new(store.clone()).fenced(fence),
+            deployments: Api::new(store.clone()).fenced(fence.clone()),
+            services: Api::new(store.clone()).fenced(fence.clone()),
+            endpoints: Api::new(store.clone()).fenced(fence),
         }
     }
 }

@@ -12,11 +12,13 @@
 //! - [`deployment`]: rolls templates out through ReplicaSets; history and status.
 //! - [`nodelifecycle`]: marks silent nodes NotReady, taints them, evicts their pods.
 //! - [`gc`]: deletes dependents whose owners are gone.
+//! - [`endpoints`]: gives Services their ports and keeps their Endpoints.
 //! - [`owners`]: owner references and adoption, shared by the workload controllers.
 
 pub mod config;
 pub mod context;
 pub mod deployment;
+pub mod endpoints;
 pub mod gc;
 pub mod nodelifecycle;
 pub mod owners;

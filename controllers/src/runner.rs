@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, ALL};
 use crate::context::{Context, Informers, RESYNC};
-use crate::{deployment, gc, nodelifecycle, replicaset, scheduler};
+use crate::{deployment, endpoints, gc, nodelifecycle, replicaset, scheduler};
 
 /// The leader key's name: one for the full set, else one per set.
 fn component(config: &Config) -> String {
@@ -92,6 +92,9 @@ fn start(context: &Arc<Context>) -> Vec<Running> {
     }
     if config.runs("gc") {
         running.extend(gc::start(context.clone()));
+    }
+    if config.runs("endpoints") {
+        running.push(endpoints::start(context.clone()));
     }
     running
 }

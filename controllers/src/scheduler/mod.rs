@@ -17,6 +17,7 @@ use shoal_client::cache::Change;
 use shoal_client::queue::Action;
 use shoal_client::ObjectKey;
 use shoal_proto::objects::meta::set_condition;
+use shoal_proto::objects::pod::PodSpec;
 use shoal_proto::objects::{time, Condition, Node, Pod};
 
 use crate::context::Context;
@@ -24,8 +25,8 @@ use crate::owners::ignore_gone;
 use crate::runner::{Builder, Running};
 use filter::{refuse, unschedulable_message, Usage};
 
-/// Binds written but not yet seen in the pod cache: pod → (node, requests, owner uid).
-type Assumed = Arc<Mutex<HashMap<ObjectKey, (String, (i64, i64), Option<String>)>>>;
+/// Binds written but not yet seen in the pod cache: pod → (node, spec, owner uid).
+type Assumed = Arc<Mutex<HashMap<ObjectKey, (String, PodSpec, Option<String>)>>>;
 
 fn is_pending(pod: &Pod) -> bool {
     pod.spec.node_name.as_deref().unwrap_or_default().is_empty() && pod.is_active()
@@ -85,16 +86,16 @@ fn usage_by_node(context: &Context, assumed: &Assumed, owner: Option<&str>) -> H
             let Some(node) = pod.spec.node_name.as_deref().filter(|n| !n.is_empty()) else { continue };
             seen.insert(ObjectKey::of(pod.as_ref()));
             let entry = usage.entry(node.to_string()).or_default();
-            entry.0.add(pod.spec.requests());
+            entry.0.add(&pod.spec);
             if same_owner(pod.metadata.controller().map(|o| o.uid.as_str())) {
                 entry.1 += 1;
             }
         }
     });
-    for (key, (node, requests, uid)) in assumed.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+    for (key, (node, spec, uid)) in assumed.lock().unwrap_or_else(|p| p.into_inner()).iter() {
         if !seen.contains(key) {
             let entry = usage.entry(node.clone()).or_default();
-            entry.0.add(*requests);
+            entry.0.add(spec);
             if same_owner(uid.as_deref()) {
                 entry.1 += 1;
             }
@@ -109,8 +110,8 @@ pub fn choose(pod: &Pod, nodes: &[Arc<Node>], usage: &HashMap<String, (Usage, us
     let mut feasible = Vec::new();
     let mut reasons = Vec::new();
     for node in nodes {
-        let (used, siblings) = usage.get(&node.metadata.name).copied().unwrap_or_default();
-        match refuse(pod, node, used) {
+        let (used, siblings) = usage.get(&node.metadata.name).cloned().unwrap_or_default();
+        match refuse(pod, node, &used) {
             Some(reason) => reasons.push(reason),
             None => feasible.push((node, used, siblings)),
         }
@@ -119,7 +120,7 @@ pub fn choose(pod: &Pod, nodes: &[Arc<Node>], usage: &HashMap<String, (Usage, us
     feasible
         .iter()
         .map(|(node, used, siblings)| {
-            let score = score::total(score::least_allocated(node, *used, requests), score::spread(*siblings, most));
+            let score = score::total(score::least_allocated(node, used, requests), score::spread(*siblings, most));
             // Highest score; ties go to the first name, for determinism.
             ((score, std::cmp::Reverse(node.metadata.name.clone())), node.metadata.name.clone())
         })
@@ -152,10 +153,7 @@ async fn schedule(context: &Context, assumed: &Assumed, key: &ObjectKey) -> Resu
             updated.spec.node_name = Some(node.clone());
             if ignore_gone(context.pods.update(&updated).await)?.is_some() {
                 tracing::info!(pod = %key, %node, "bound");
-                assumed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key.clone(), (node, pod.spec.requests(), owner));
+                assumed.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), (node, pod.spec.clone(), owner));
             }
         }
         Err(reasons) => {
@@ -210,9 +208,9 @@ mod tests {
     fn the_emptiest_node_without_siblings_wins() {
         let nodes = vec![node("a", "4"), node("b", "4"), node("c", "2")];
         let mut usage = HashMap::new();
-        usage.insert("a".to_string(), (Usage { cpu: 1000, memory: 0, pods: 1 }, 1));
+        usage.insert("a".to_string(), (Usage { cpu: 1000, memory: 0, pods: 1, ..Default::default() }, 1));
         assert_eq!(choose(&pod("500m"), &nodes, &usage), Ok("b".to_string()));
-        usage.insert("b".to_string(), (Usage { cpu: 1000, memory: 0, pods: 1 }, 1));
+        usage.insert("b".to_string(), (Usage { cpu: 1000, memory: 0, pods: 1, ..Default::default() }, 1));
         assert_eq!(choose(&pod("500m"), &nodes, &usage), Ok("c".to_string()), "spreading beats a little more room");
     }
 

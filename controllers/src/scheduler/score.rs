@@ -7,7 +7,7 @@ use shoal_proto::objects::Node;
 use super::filter::Usage;
 
 /// 0..=100: the free share of CPU and memory after placing the pod, averaged.
-pub fn least_allocated(node: &Node, usage: Usage, (cpu, memory): (i64, i64)) -> i64 {
+pub fn least_allocated(node: &Node, usage: &Usage, (cpu, memory): (i64, i64)) -> i64 {
     let (cpu_total, memory_total, _) = allocatable(node);
     let free = |total: Option<i64>, used: i64| match total {
         Some(total) if total > 0 => ((total - used).max(0) * 100 / total).min(100),
@@ -45,8 +45,9 @@ mod tests {
     #[test]
     fn emptier_nodes_score_higher() {
         let n = node("4", "8Gi");
-        let empty = least_allocated(&n, Usage::default(), (1000, 1 << 30));
-        let busy = least_allocated(&n, Usage { cpu: 2000, memory: 4 << 30, pods: 2 }, (1000, 1 << 30));
+        let empty = least_allocated(&n, &Usage::default(), (1000, 1 << 30));
+        let busy =
+            least_allocated(&n, &Usage { cpu: 2000, memory: 4 << 30, pods: 2, ..Default::default() }, (1000, 1 << 30));
         assert_eq!(empty, (75 + 87) / 2);
         assert!(empty > busy);
     }
