@@ -78,6 +78,8 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<Manifest>> {
                 AnyObject::Deployment(o) => validate(o),
                 AnyObject::ReplicaSet(o) => validate(o),
                 AnyObject::Node(o) => validate(o),
+                AnyObject::Service(o) => validate(o),
+                AnyObject::Endpoints(o) => validate(o),
             };
             checked.map_err(|e| anyhow::anyhow!("error validating \"{}\": {e}", file.display()))?;
             manifests.push(Manifest { source: file.clone(), object });
@@ -177,6 +179,8 @@ pub async fn apply(store: &Store, path: &Path) -> anyhow::Result<()> {
             AnyObject::Deployment(o) => apply_one(Api::new(store.clone()), o).await,
             AnyObject::ReplicaSet(o) => apply_one(Api::new(store.clone()), o).await,
             AnyObject::Node(o) => apply_one(Api::new(store.clone()), o).await,
+            AnyObject::Service(o) => apply_one(Api::new(store.clone()), o).await,
+            AnyObject::Endpoints(o) => apply_one(Api::new(store.clone()), o).await,
         }
         .with_context(|| format!("error applying {} from \"{}\"", name, manifest.source.display()))?;
         println!("{}/{name} {outcome}", resource.singular());

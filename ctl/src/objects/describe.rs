@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use shoal_client::{Api, Store};
-use shoal_proto::objects::{Condition, Deployment, Node, Object, ObjectMeta, Pod, ReplicaSet};
+use shoal_proto::objects::{Condition, Deployment, Endpoints, Node, Object, ObjectMeta, Pod, ReplicaSet, Service};
 
 use super::print::{ago, selector_text, table};
 use super::resource::Resource;
+use super::services;
 use super::{server_error, target, DescribeArgs};
 
 fn map(out: &mut String, title: &str, values: &BTreeMap<String, String>) {
@@ -192,6 +193,23 @@ pub async fn describe(store: &Store, args: DescribeArgs) -> anyhow::Result<()> {
             let mut out = String::new();
             header(&mut out, lease.meta(), false);
             let _ = writeln!(out, "Holder:       {}", lease.spec.holder_identity.as_deref().unwrap_or("<none>"));
+            out
+        }
+        Resource::Service => {
+            let service = Api::<Service>::new(store.clone()).get(namespace, &name).await.map_err(server_error)?;
+            let endpoints =
+                Api::<Endpoints>::new(store.clone()).get_opt(namespace, &name).await.map_err(server_error)?;
+            let mut out = String::new();
+            header(&mut out, service.meta(), true);
+            services::describe_service(&mut out, &service, endpoints.as_ref());
+            conditions(&mut out, service.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default());
+            out
+        }
+        Resource::Endpoints => {
+            let endpoints = Api::<Endpoints>::new(store.clone()).get(namespace, &name).await.map_err(server_error)?;
+            let mut out = String::new();
+            header(&mut out, endpoints.meta(), true);
+            services::describe_endpoints(&mut out, &endpoints);
             out
         }
     };

@@ -7,6 +7,7 @@ pub mod logs;
 pub mod print;
 pub mod resource;
 pub mod rollout;
+pub mod services;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use shoal_client::{Api, Error, Store};
 use shoal_proto::objects::selector::LabelSelector;
-use shoal_proto::objects::{Deployment, Lease, Node, Pod, ReplicaSet, DEFAULT_NAMESPACE};
+use shoal_proto::objects::{Deployment, Endpoints, Lease, Node, Pod, ReplicaSet, Service, DEFAULT_NAMESPACE};
 
 use print::{document, objects_table, Columns, Format};
 use resource::{name_of, Resource};
@@ -186,6 +187,8 @@ pub async fn get(store: &Store, args: GetArgs) -> anyhow::Result<()> {
         Resource::ReplicaSet => get_kind::<ReplicaSet>(store, &args, name).await,
         Resource::Node => get_kind::<Node>(store, &args, name).await,
         Resource::Lease => get_kind::<Lease>(store, &args, name).await,
+        Resource::Service => get_kind::<Service>(store, &args, name).await,
+        Resource::Endpoints => get_kind::<Endpoints>(store, &args, name).await,
     }
 }
 
@@ -206,6 +209,8 @@ async fn delete_one(
         Resource::ReplicaSet => Api::<ReplicaSet>::new(store.clone()).delete(namespace, name, None).await.map(|_| ()),
         Resource::Node => Api::<Node>::new(store.clone()).delete(namespace, name, None).await.map(|_| ()),
         Resource::Lease => Api::<Lease>::new(store.clone()).delete(namespace, name, None).await.map(|_| ()),
+        Resource::Service => Api::<Service>::new(store.clone()).delete(namespace, name, None).await.map(|_| ()),
+        Resource::Endpoints => Api::<Endpoints>::new(store.clone()).delete(namespace, name, None).await.map(|_| ()),
     };
     result.map_err(server_error)?;
     println!("{} \"{name}\" deleted", kind.singular());

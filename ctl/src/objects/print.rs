@@ -71,7 +71,7 @@ impl Columns for Pod {
     fn header(wide: bool) -> Vec<&'static str> {
         let mut h = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
         if wide {
-            h.extend(["IP", "NODE"]);
+            h.extend(["IP", "NODE", "PORTS"]);
         }
         h
     }
@@ -98,6 +98,7 @@ impl Columns for Pod {
         if wide {
             row.push(self.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| "<none>".into()));
             row.push(self.spec.node_name.clone().unwrap_or_else(|| "<none>".into()));
+            row.push(pod_ports(self));
         }
         row
     }
@@ -196,6 +197,30 @@ impl Columns for Lease {
             self.spec.holder_identity.clone().unwrap_or_default(),
             age(self.metadata.creation_timestamp.as_deref()),
         ]
+    }
+}
+
+/// `http:20001,metrics:20002`: the ports the pod's containers were given
+/// (or declare, before they run).
+fn pod_ports(pod: &Pod) -> String {
+    let given: Vec<_> =
+        pod.status.iter().flat_map(|s| s.container_statuses.iter()).flat_map(|c| c.ports.iter()).collect();
+    let declared: Vec<_> = pod.spec.containers.iter().flat_map(|c| c.ports.iter()).collect();
+    let ports = if given.is_empty() { declared } else { given };
+    let shown: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            let number = if p.container_port == 0 { "?".to_string() } else { p.container_port.to_string() };
+            match p.name.as_deref() {
+                Some(name) => format!("{name}:{number}"),
+                None => number,
+            }
+        })
+        .collect();
+    if shown.is_empty() {
+        "<none>".into()
+    } else {
+        shown.join(",")
     }
 }
 

@@ -9,6 +9,8 @@ pub enum Resource {
     ReplicaSet,
     Node,
     Lease,
+    Service,
+    Endpoints,
 }
 
 impl Resource {
@@ -20,6 +22,8 @@ impl Resource {
             "replicasets" | "replicaset" | "rs" | "replicasets.apps" | "replicaset.apps" => Resource::ReplicaSet,
             "nodes" | "node" | "no" => Resource::Node,
             "leases" | "lease" => Resource::Lease,
+            "services" | "service" | "svc" => Resource::Service,
+            "endpoints" | "ep" => Resource::Endpoints,
             _ => return None,
         })
     }
@@ -40,6 +44,8 @@ impl Resource {
             Resource::ReplicaSet => "replicaset.apps",
             Resource::Node => "node",
             Resource::Lease => "lease.coordination.k8s.io",
+            Resource::Service => "service",
+            Resource::Endpoints => "endpoints",
         }
     }
 
@@ -49,6 +55,8 @@ impl Resource {
             AnyObject::Deployment(_) => Resource::Deployment,
             AnyObject::ReplicaSet(_) => Resource::ReplicaSet,
             AnyObject::Node(_) => Resource::Node,
+            AnyObject::Service(_) => Resource::Service,
+            AnyObject::Endpoints(_) => Resource::Endpoints,
         }
     }
 }
@@ -64,5 +72,7 @@ pub fn name_of(object: &AnyObject) -> (String, String) {
         AnyObject::Deployment(o) => pair(o),
         AnyObject::ReplicaSet(o) => pair(o),
         AnyObject::Node(o) => pair(o),
+        AnyObject::Service(o) => pair(o),
+        AnyObject::Endpoints(o) => pair(o),
     }
 }
