@@ -1,7 +1,9 @@
 //! `shoal up`: a local 3-member cluster on loopback, each member a separate
 //! `shoal` process (the same binary an operator runs), plus the control
-//! plane — `shoal-controllers`, and a `shoal-agent` for this machine — when
-//! they sit next to `shoal`. Everything is supervised: a process that dies
+//! plane — `shoal-controllers`, and two `shoal-agent`s as two nodes — when
+//! they sit next to `shoal`. The nodes share this machine, so each has a
+//! loopback address of its own (node-1 on 127.0.0.2, node-2 on 127.0.0.3):
+//! their containers' ports and their Service listeners never collide. Everything is supervised: a process that dies
 //! is restarted with backoff; Ctrl-C stops them all cleanly (containers
 //! keep running, as they do when a kubelet stops). A second run on the
 //! same `--data-dir` resumes the same cluster and adopts the containers.
@@ -123,49 +125,69 @@ fn members(args: &UpArgs, exe: &Path) -> Result<Vec<Member>, String> {
     Ok(out)
 }
 
-/// `shoal-controllers`, if it was built next to `shoal`.
-fn controllers(args: &UpArgs, exe: &Path, members: &[Member]) -> Option<Member> {
+/// Two `shoal-controllers` under leader election (one leads, the other
+/// stands by), if it was built next to `shoal`.
+fn controllers(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
     let program = exe.with_file_name("shoal-controllers");
     if !program.exists() {
         println!("(no shoal-controllers next to {}: running the store only)", exe.display());
-        return None;
+        return Vec::new();
     }
     let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
-    Some(Member {
-        name: "controllers",
-        program,
-        client_url: String::new(),
-        args: vec!["--endpoints".into(), endpoints.join(","), "--log-level".into(), args.log_level.clone()],
-        log: args.data_dir.join("controllers.log"),
-        child: None,
-        backoff: Duration::from_millis(500),
-    })
+    ["controllers-1", "controllers-2"]
+        .into_iter()
+        .map(|name| Member {
+            name,
+            program: program.clone(),
+            client_url: String::new(),
+            args: vec![
+                "--endpoints".into(),
+                endpoints.join(","),
+                "--identity".into(),
+                name.into(),
+                "--log-level".into(),
+                args.log_level.clone(),
+            ],
+            log: args.data_dir.join(format!("{name}.log")),
+            child: None,
+            backoff: Duration::from_millis(500),
+        })
+        .collect()
 }
 
-/// `shoal-agent` for this machine, if it was built next to `shoal`.
-fn agent(args: &UpArgs, exe: &Path, members: &[Member]) -> Option<Member> {
+/// The nodes: (process name, node name, address).
+pub const NODES: [(&str, &str, &str); 2] = [("agent-1", "node-1", "127.0.0.2"), ("agent-2", "node-2", "127.0.0.3")];
+
+/// A `shoal-agent` per node, if it was built next to `shoal`.
+fn agents(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
     let program = exe.with_file_name("shoal-agent");
     if !program.exists() {
-        return None;
+        return Vec::new();
     }
     let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
-    let data_dir = args.data_dir.join("agent");
-    Some(Member {
-        name: "agent",
-        program,
-        client_url: String::new(),
-        args: vec![
-            "--endpoints".into(),
-            endpoints.join(","),
-            "--data-dir".into(),
-            data_dir.to_string_lossy().into_owned(),
-            "--log-level".into(),
-            args.log_level.clone(),
-        ],
-        log: args.data_dir.join("agent.log"),
-        child: None,
-        backoff: Duration::from_millis(500),
-    })
+    NODES
+        .iter()
+        .map(|(name, node, address)| Member {
+            name,
+            program: program.clone(),
+            client_url: String::new(),
+            args: vec![
+                "--endpoints".into(),
+                endpoints.join(","),
+                "--node-name".into(),
+                node.to_string(),
+                "--address".into(),
+                address.to_string(),
+                "--data-dir".into(),
+                args.data_dir.join(name).to_string_lossy().into_owned(),
+                "--log-level".into(),
+                args.log_level.clone(),
+            ],
+            log: args.data_dir.join(format!("{name}.log")),
+            child: None,
+            backoff: Duration::from_millis(500),
+        })
+        .collect()
 }
 
 /// Waits until every member answers Status and they agree on a leader.
@@ -207,8 +229,11 @@ fn banner(members: &[Member], control_plane: &[Member], data_dir: &Path) {
     println!("  etcdctl --endpoints={endpoints} endpoint status -w table");
     println!("  shoalctl --endpoints={endpoints} member list");
     println!("  shoalctl --endpoints={} snapshot save backup.db", members[0].client_url);
-    if control_plane.iter().any(|p| p.name == "agent") {
-        println!("  shoalctl --endpoints={endpoints} apply -f examples/web.yaml && shoalctl --endpoints={endpoints} get pods");
+    if control_plane.iter().any(|p| p.name.starts_with("agent")) {
+        println!("  shoalctl --endpoints={endpoints} apply -f examples/web.yaml");
+        println!("  shoalctl --endpoints={endpoints} get pods -o wide");
+        println!("  shoalctl --endpoints={endpoints} get endpoints web");
+        println!("  curl http://{}:8080/    (the web Service, through node-1's proxy)", NODES[0].2);
     }
     println!();
     println!("Ctrl-C stops the cluster; running `shoal up` again on the same --data-dir resumes it.");
@@ -223,7 +248,7 @@ async fn supervise(args: UpArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let mut members = members(&args, &exe)?;
     let mut control_plane: Vec<Member> =
-        controllers(&args, &exe, &members).into_iter().chain(agent(&args, &exe, &members)).collect();
+        controllers(&args, &exe, &members).into_iter().chain(agents(&args, &exe, &members)).collect();
     for member in members.iter_mut().chain(control_plane.iter_mut()) {
         member.start().map_err(|e| format!("cannot start {}: {e}", member.name))?;
     }

@@ -16,6 +16,7 @@ mod membership;
 mod objects;
 mod ops_compat;
 mod replication;
+mod services;
 mod up;
 mod watch;
 mod watch_compat;

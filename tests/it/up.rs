@@ -49,23 +49,41 @@ fn shoalctl(endpoints: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The example Deployment runs on this machine's agent, then goes.
+/// The example web Deployment runs on the two nodes and answers through
+/// its Service on each node's address, then goes.
 async fn run_a_deployment(endpoints: &str, data_dir: &std::path::Path) {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/web.yaml");
     let applied = shoalctl(endpoints, &["apply", "-f", example.to_str().expect("utf-8")]);
-    assert_eq!(applied, "deployment.apps/web created\n");
+    assert_eq!(applied, "deployment.apps/web created\nservice/web created\n");
     wait::until(Duration::from_secs(60), "three web pods running", || async {
         let pods = shoalctl(endpoints, &["get", "pods", "-l", "app=web"]);
         (pods.lines().filter(|l| l.contains("1/1") && l.contains("Running")).count() == 3).then_some(())
     })
     .await;
+    let wide = shoalctl(endpoints, &["get", "pods", "-l", "app=web", "-o", "wide"]);
+    let names: std::collections::BTreeSet<String> =
+        wide.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(String::from).collect();
+    assert!(wide.lines().skip(1).all(|l| l.contains("http:")), "the allocated ports are shown:\n{wide}");
+    for node in ["127.0.0.2:8080", "127.0.0.3:8080"] {
+        let address = node.parse().expect("address");
+        let reached = wait::until(Duration::from_secs(30), "the Service to reach every pod", || async {
+            let got: std::collections::BTreeSet<String> =
+                (0..12).filter_map(|_| shoal_tests::services::http_get(address)).collect();
+            (got == names).then_some(got)
+        })
+        .await;
+        assert_eq!(reached.len(), 3, "through {node}");
+    }
+    shoalctl(endpoints, &["delete", "service", "web"]);
     shoalctl(endpoints, &["delete", "deployment", "web"]);
     wait::until(Duration::from_secs(60), "the web pods to go", || async {
         shoalctl(endpoints, &["get", "pods", "-l", "app=web"]).is_empty().then_some(())
     })
     .await;
     // Deleted pods are stopped before they are removed: nothing is left running.
-    assert_eq!(shoal_tests::agents::container_pids(&data_dir.join("agent")), Vec::<u32>::new());
+    for agent in ["agent-1", "agent-2"] {
+        assert_eq!(shoal_tests::agents::container_pids(&data_dir.join(agent)), Vec::<u32>::new());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,8 @@
 //! - [`proxy`]: a TCP proxy a test can cut and heal, for real client disconnects.
 //! - [`cluster`]: a Shoal cluster; members can be killed, stopped and restarted.
 //! - [`control_plane`]: `shoal-controllers` processes and fake nodes standing in for agents.
+//! - [`agents`]: real `shoal-agent` processes, cleaned up with their containers.
+//! - [`services`]: node addresses, a web server Deployment and HTTP for the Service tests.
 //! - [`etcd`]: a single-member etcd 3.4, the reference for output comparisons.
 //! - [`etcdctl`]: running etcdctl 3.4 and normalizing what differs between clusters.
 //! - [`watch_check`]: etcd's watch guarantees, checked against the complete event log.
@@ -26,6 +28,7 @@ pub mod netns;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod services;
 pub mod wait;
 pub mod watch_check;
 
