@@ -168,6 +168,22 @@ async fn bad_manifests_are_refused_by_name_and_nothing_is_written() {
             format!("{good}---\n{}", good.replace("name: web", "name: Web_2")),
             "metadata.name: Invalid value: \"Web_2\"",
         ),
+        (
+            "bad-service.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports:\n  - {port: 0, targetPort: Http}\n"
+                .to_string(),
+            "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        ),
+        (
+            "bad-endpoints.yaml",
+            "kind: Endpoints\nmetadata: {name: web}\nsubsets:\n- addresses: [{ip: node-1}]\n  ports: [{port: 80}]\n".to_string(),
+            "subsets[0].addresses[0].ip: Invalid value: \"node-1\": must be a valid IP address",
+        ),
+        (
+            "bad-port.yaml",
+            good.replace("containers:", "containers:\n      - {name: b, command: [x], ports: [{name: Web, containerPort: 0}]}"),
+            "ports[0].name: Invalid value: \"Web\": must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+        ),
     ];
     for (name, text, says) in cases {
         let file = cluster.dir().join(name);
@@ -175,6 +191,8 @@ async fn bad_manifests_are_refused_by_name_and_nothing_is_written() {
         let err = fails(&cluster, &["apply", "-f", &file.display().to_string()]);
         assert!(err.contains(says) && err.contains(name), "{name}: expected {says:?} in:\n{err}");
     }
+    let err = fails(&cluster, &["describe", "service", "nope"]);
+    assert!(err.contains("services \"nope\" not found"), "{err}");
     let err = fails(&cluster, &["describe", "gadgets", "x"]);
     assert!(err.contains("the server doesn't have a resource type \"gadgets\""), "{err}");
     let err = fails(&cluster, &["scale", "deployment/web", "--replicas=-2"]);
