@@ -4,15 +4,19 @@
 #   scripts/prereqs.sh test    plus protoc (for the etcd-client test crate),
 #                              etcd 3.4 + etcdctl (the reference the tests compare against)
 #                              iproute2 (the fault suite's network namespaces)
-#                              and busybox-static (the agent tests' container image)
+#                              busybox-static (the agent tests' container image)
+#                              and python3 (the web example's server)
+#   scripts/prereqs.sh up      what `./dev up` needs: build, plus busybox-static
+#                              and python3 for the examples
 # Installs them with apt-get when running as root on Debian/Ubuntu; otherwise
 # prints the exact command to run and fails.
 set -euo pipefail
 
 want=(libclang-dev)
-if [[ "${1:-build}" == "test" ]]; then
-    want+=(protobuf-compiler etcd-server etcd-client iproute2 busybox-static)
-fi
+case "${1:-build}" in
+test) want+=(protobuf-compiler etcd-server etcd-client iproute2 busybox-static python3) ;;
+up) want+=(busybox-static python3) ;;
+esac
 
 missing=()
 for pkg in "${want[@]}"; do
@@ -29,7 +33,8 @@ if ! command -v apt-get >/dev/null 2>&1; then
     echo "  libclang-dev: libclang for building RocksDB; protobuf-compiler: protoc;" >&2
     echo "  etcd-server/etcd-client: etcd 3.4 and etcdctl, used by the tests as the reference;" >&2
     echo "  iproute2: ip, for the network namespaces of the fault tests;" >&2
-    echo "  busybox-static: the root filesystem of the agent tests' containers." >&2
+    echo "  busybox-static: the root filesystem of the agent tests' containers;" >&2
+    echo "  python3: the web server of examples/web.yaml." >&2
     exit 1
 fi
 if [[ $(id -u) -ne 0 ]]; then

@@ -1,19 +1,28 @@
 //! openraft's storage conformance suite, run against the RocksDB log store
 //! and state machine.
 
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
 use openraft::testing::{StoreBuilder, Suite};
+use rocksdb::DB;
 
 use super::log_store::LogStore;
 use super::state_machine::StateMachine;
 use super::{RaftStorageError, TypeConfig};
 use crate::storage;
 
-struct RocksBuilder;
+/// Every database the suite opened, to wait for their closing at the end.
+#[derive(Default)]
+struct RocksBuilder {
+    opened: Arc<Mutex<Vec<Weak<DB>>>>,
+}
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for RocksBuilder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), RaftStorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = storage::open(&dir.path().join("db")).expect("open db");
+        self.opened.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&db));
         let (sm, _kv) = StateMachine::open(db.clone(), dir.path().join("snap")).expect("open state machine");
         Ok((dir, LogStore::new(db).expect("log writer"), sm))
     }
@@ -21,5 +30,16 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
 
 #[test]
 fn openraft_storage_suite() {
-    Suite::test_all(RocksBuilder).expect("the storage suite passes");
+    let builder = RocksBuilder::default();
+    let opened = builder.opened.clone();
+    Suite::test_all(builder).expect("the storage suite passes");
+    // Log writer threads let go of their database a moment after their
+    // store is dropped. Exiting while one still holds it makes RocksDB's
+    // background threads abort on torn-down locks.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let opened = opened.lock().unwrap_or_else(|p| p.into_inner());
+    while opened.iter().any(|db| db.strong_count() > 0) {
+        assert!(Instant::now() < deadline, "a database of the suite is still open");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
