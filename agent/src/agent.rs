@@ -99,13 +99,39 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         tokio::select! {
             _ = tick.tick() => {}
             Some(_) = changes.recv() => while changes.try_recv().is_ok() {},
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => break,
         }
         agent.pass().await;
     }
+    if config.stop_pods_on_exit {
+        agent.stop_everything().await;
+    }
+    Ok(())
 }
 
+/// The longest grace a container gets when the agent stops everything on exit.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
 impl<R: Runtime> Agent<R> {
+    /// Stops every container, each with its pod's grace up to [`EXIT_GRACE`].
+    async fn stop_everything(&self) {
+        let graces: std::collections::HashMap<String, i64> = self
+            .pods
+            .read(|c| c.indexed(&self.node))
+            .iter()
+            .map(|p| (p.metadata.uid.clone(), p.spec.grace_period()))
+            .collect();
+        let uids = self.sync.pods();
+        tracing::info!(pods = uids.len(), "stopping every container before exiting");
+        let stops = uids.into_iter().map(|uid| {
+            let seconds = graces.get(&uid).copied().unwrap_or(0).max(0) as u64;
+            let grace = Duration::from_secs(seconds).min(EXIT_GRACE);
+            let sync = self.sync.clone();
+            async move { sync.remove(&uid, grace).await }
+        });
+        futures::future::join_all(stops).await;
+    }
+
     async fn pass(&self) {
         let mine = self.pods.read(|c| c.indexed(&self.node));
         let wanted: HashSet<String> = mine.iter().map(|p| p.metadata.uid.clone()).collect();

@@ -47,6 +47,11 @@ pub struct Cli {
     /// Serve every Service's port at --address, forwarding to its endpoints.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub proxy: bool,
+    /// Stop every container when the agent stops (each with its pod's grace,
+    /// at most 5s), as `shoal up` wants on Ctrl-C. By default containers keep
+    /// running and the next agent adopts them, as with a kubelet.
+    #[arg(long)]
+    pub stop_pods_on_exit: bool,
     /// Size at which a container's log file is rotated (one older part is kept).
     #[arg(long, default_value = "10Mi")]
     pub container_log_max_size: String,
@@ -69,6 +74,7 @@ pub struct Config {
     pub logs_port: u16,
     pub port_range: std::ops::RangeInclusive<u16>,
     pub proxy: bool,
+    pub stop_pods_on_exit: bool,
     pub container_log_max_bytes: u64,
 }
 
@@ -119,6 +125,7 @@ impl Cli {
             logs_port: self.logs_port,
             port_range: crate::ports::parse_range(&self.port_range)?,
             proxy: self.proxy,
+            stop_pods_on_exit: self.stop_pods_on_exit,
             container_log_max_bytes,
         })
     }

@@ -4,9 +4,10 @@
 //! they sit next to `shoal`. The nodes share this machine, so each has a
 //! loopback address of its own (node-1 on 127.0.0.2, node-2 on 127.0.0.3):
 //! their containers' ports and their Service listeners never collide. Everything is supervised: a process that dies
-//! is restarted with backoff; Ctrl-C stops them all cleanly (containers
-//! keep running, as they do when a kubelet stops). A second run on the
-//! same `--data-dir` resumes the same cluster and adopts the containers.
+//! is restarted with backoff; Ctrl-C stops them all cleanly, the
+//! containers too (the agents stop them before they exit). A second run on
+//! the same `--data-dir` resumes the same cluster, and the agents start the
+//! pods bound to them again. Each process's pid is in `DIR/<name>.pid`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ struct Member {
     client_url: String,
     args: Vec<String>,
     log: PathBuf,
+    /// Where its pid is written while it runs.
+    pid_file: PathBuf,
     child: Option<Child>,
     backoff: Duration,
 }
@@ -59,6 +62,9 @@ impl Member {
             .process_group(0)
             .env("SHOAL_EXIT_WITH_PARENT", "1")
             .spawn()?;
+        if let Some(pid) = child.id() {
+            let _ = std::fs::write(&self.pid_file, format!("{pid}\n"));
+        }
         self.child = Some(child);
         Ok(())
     }
@@ -73,6 +79,7 @@ impl Member {
         if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
             let _ = child.kill().await;
         }
+        let _ = std::fs::remove_file(&self.pid_file);
     }
 }
 
@@ -118,6 +125,7 @@ fn members(args: &UpArgs, exe: &Path) -> Result<Vec<Member>, String> {
             client_url,
             args: member_args,
             log: args.data_dir.join(format!("{name}.log")),
+            pid_file: args.data_dir.join(format!("{name}.pid")),
             child: None,
             backoff: Duration::from_millis(500),
         });
@@ -149,6 +157,7 @@ fn controllers(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
                 args.log_level.clone(),
             ],
             log: args.data_dir.join(format!("{name}.log")),
+            pid_file: args.data_dir.join(format!("{name}.pid")),
             child: None,
             backoff: Duration::from_millis(500),
         })
@@ -176,6 +185,8 @@ fn agents(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
                 endpoints.join(","),
                 "--node-name".into(),
                 node.to_string(),
+                // Ctrl-C stops everything, the containers too; the next run starts them again.
+                "--stop-pods-on-exit".into(),
                 "--address".into(),
                 address.to_string(),
                 "--data-dir".into(),
@@ -184,6 +195,7 @@ fn agents(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
                 args.log_level.clone(),
             ],
             log: args.data_dir.join(format!("{name}.log")),
+            pid_file: args.data_dir.join(format!("{name}.pid")),
             child: None,
             backoff: Duration::from_millis(500),
         })

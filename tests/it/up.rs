@@ -49,12 +49,14 @@ fn shoalctl(endpoints: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// No container of either node runs.
+fn no_containers(data_dir: &std::path::Path) -> bool {
+    ["agent-1", "agent-2"].iter().all(|a| shoal_tests::agents::container_pids(&data_dir.join(a)).is_empty())
+}
+
 /// The example web Deployment runs on the two nodes and answers through
-/// its Service on each node's address, then goes.
-async fn run_a_deployment(endpoints: &str, data_dir: &std::path::Path) {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/web.yaml");
-    let applied = shoalctl(endpoints, &["apply", "-f", example.to_str().expect("utf-8")]);
-    assert_eq!(applied, "deployment.apps/web created\nservice/web created\n");
+/// its Service on each node's address.
+async fn web_answers(endpoints: &str) {
     wait::until(Duration::from_secs(60), "three web pods running", || async {
         let pods = shoalctl(endpoints, &["get", "pods", "-l", "app=web"]);
         (pods.lines().filter(|l| l.contains("1/1") && l.contains("Running")).count() == 3).then_some(())
@@ -74,16 +76,17 @@ async fn run_a_deployment(endpoints: &str, data_dir: &std::path::Path) {
         .await;
         assert_eq!(reached.len(), 3, "through {node}");
     }
+}
+
+/// Deleting the example stops its pods before they are removed.
+async fn delete_web(endpoints: &str, data_dir: &std::path::Path) {
     shoalctl(endpoints, &["delete", "service", "web"]);
     shoalctl(endpoints, &["delete", "deployment", "web"]);
     wait::until(Duration::from_secs(60), "the web pods to go", || async {
         shoalctl(endpoints, &["get", "pods", "-l", "app=web"]).is_empty().then_some(())
     })
     .await;
-    // Deleted pods are stopped before they are removed: nothing is left running.
-    for agent in ["agent-1", "agent-2"] {
-        assert_eq!(shoal_tests::agents::container_pids(&data_dir.join(agent)), Vec::<u32>::new());
-    }
+    assert!(no_containers(data_dir), "nothing is left running");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,17 +115,30 @@ async fn shoal_up_runs_stops_and_resumes() {
         (got.success && !got.stdout.trim().is_empty()).then_some(())
     })
     .await;
-    if shoal_tests::agents::can_run_containers() {
-        run_a_deployment(&endpoints, &data_dir).await;
+    let containers = shoal_tests::agents::can_run_containers();
+    if containers {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/web.yaml");
+        let applied = shoalctl(&endpoints, &["apply", "-f", example.to_str().expect("utf-8")]);
+        assert_eq!(applied, "deployment.apps/web created\nservice/web created\n");
+        web_answers(&endpoints).await;
     }
     stop(up);
     for port in [2379u16, 22379, 32379] {
         assert!(!in_use(port + offset), "member on {} still running after Ctrl-C", port + offset);
+    }
+    assert!(no_containers(&data_dir), "Ctrl-C stops the containers too");
+    for name in ["infra1", "controllers-1", "agent-2"] {
+        assert!(!data_dir.join(format!("{name}.pid")).exists(), "{name}.pid is removed on exit");
     }
 
     let up = Process::spawn(&shoal_binary(), &args, dir.path().join("up2.log"));
     wait_healthy(&ctl).await;
     let get = ctl.run(&["get", "greeting", "--print-value-only"]);
     assert_eq!(get.stdout, "hello\n", "the second run resumes the same cluster: {get:?}");
+    if containers {
+        // The pods bound before are started again.
+        web_answers(&endpoints).await;
+        delete_web(&endpoints, &data_dir).await;
+    }
     stop(up);
 }
