@@ -8,6 +8,7 @@ mod controllers;
 mod ctl_objects;
 mod errors;
 mod etcdctl_compat;
+mod examples;
 mod faults;
 mod lease;
 mod lease_compat;

@@ -10,19 +10,30 @@ use nix::unistd::Pid;
 pub struct Process {
     child: Option<Child>,
     pub log: PathBuf,
+    /// Whether it leads a process group of its own, killed as a whole.
+    group: bool,
 }
 
 impl Process {
     pub fn spawn(program: &Path, args: &[String], log: PathBuf) -> Process {
+        Self::start(program, args, log, false)
+    }
+
+    /// A process in a group of its own (a script and its pipelines): killing
+    /// it kills the whole group.
+    pub fn spawn_group(program: &Path, args: &[String], log: PathBuf) -> Process {
+        Self::start(program, args, log, true)
+    }
+
+    fn start(program: &Path, args: &[String], log: PathBuf, group: bool) -> Process {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open the process log");
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone log handle"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        Process { child: Some(child), log }
+        let mut command = Command::new(program);
+        command.args(args).stdin(Stdio::null()).stdout(out.try_clone().expect("clone log handle")).stderr(out);
+        if group {
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        }
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Process { child: Some(child), log, group }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -38,6 +49,9 @@ impl Process {
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if self.group {
+                let _ = kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGKILL);
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

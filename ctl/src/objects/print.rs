@@ -83,9 +83,15 @@ impl Columns for Pod {
         let status = if self.metadata.deletion_timestamp.is_some() {
             "Terminating".to_string()
         } else {
+            let finished = matches!(self.phase(), "Succeeded" | "Failed");
             statuses
                 .iter()
                 .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+                // A finished pod shows how it ended (Completed, Error), as kubectl does.
+                .or_else(|| {
+                    let ended = statuses.iter().filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.reason.clone());
+                    ended.last().filter(|_| finished)
+                })
                 .unwrap_or_else(|| self.phase().to_string())
         };
         let mut row = vec![
