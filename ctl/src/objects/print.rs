@@ -89,8 +89,9 @@ impl Columns for Pod {
                 .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
                 // A finished pod shows how it ended (Completed, Error), as kubectl does.
                 .or_else(|| {
-                    let ended = statuses.iter().filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.reason.clone());
-                    ended.last().filter(|_| finished)
+                    let mut ended =
+                        statuses.iter().filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.reason.clone());
+                    ended.next_back().filter(|_| finished)
                 })
                 .unwrap_or_else(|| self.phase().to_string())
         };
