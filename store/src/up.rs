@@ -31,6 +31,10 @@ pub struct UpArgs {
     /// Log level of the members.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// One node (an agent) per address, each listening there for its
+    /// containers and Services: node-1 on the first, node-2 on the second...
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.2,127.0.0.3")]
+    pub node_addresses: Vec<std::net::IpAddr>,
 }
 
 const MEMBERS: [(&str, u16, u16); 3] = [("infra1", 2379, 2380), ("infra2", 22379, 22380), ("infra3", 32379, 32380)];
@@ -38,7 +42,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 struct Member {
-    name: &'static str,
+    name: String,
     program: PathBuf,
     client_url: String,
     args: Vec<String>,
@@ -120,7 +124,7 @@ fn members(args: &UpArgs, exe: &Path) -> Result<Vec<Member>, String> {
             args.log_level.clone(),
         ];
         out.push(Member {
-            name,
+            name: name.to_string(),
             program: exe.to_path_buf(),
             client_url,
             args: member_args,
@@ -145,7 +149,7 @@ fn controllers(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
     ["controllers-1", "controllers-2"]
         .into_iter()
         .map(|name| Member {
-            name,
+            name: name.to_string(),
             program: program.clone(),
             client_url: String::new(),
             args: vec![
@@ -164,9 +168,6 @@ fn controllers(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
         .collect()
 }
 
-/// The nodes: (process name, node name, address).
-pub const NODES: [(&str, &str, &str); 2] = [("agent-1", "node-1", "127.0.0.2"), ("agent-2", "node-2", "127.0.0.3")];
-
 /// A `shoal-agent` per node, if it was built next to `shoal`.
 fn agents(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
     let program = exe.with_file_name("shoal-agent");
@@ -174,10 +175,12 @@ fn agents(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
         return Vec::new();
     }
     let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
-    NODES
+    args.node_addresses
         .iter()
+        .enumerate()
+        .map(|(i, address)| (format!("agent-{}", i + 1), format!("node-{}", i + 1), address))
         .map(|(name, node, address)| Member {
-            name,
+            name: name.clone(),
             program: program.clone(),
             client_url: String::new(),
             args: vec![
@@ -190,7 +193,7 @@ fn agents(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
                 "--address".into(),
                 address.to_string(),
                 "--data-dir".into(),
-                args.data_dir.join(name).to_string_lossy().into_owned(),
+                args.data_dir.join(&name).to_string_lossy().into_owned(),
                 "--log-level".into(),
                 args.log_level.clone(),
             ],
@@ -224,10 +227,10 @@ async fn wait_ready(members: &[Member], timeout: Duration) -> Option<u64> {
     None
 }
 
-fn banner(members: &[Member], control_plane: &[Member], data_dir: &Path) {
+fn banner(members: &[Member], control_plane: &[Member], args: &UpArgs) {
     let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
     let endpoints = endpoints.join(",");
-    println!("shoal up: 3 members on loopback, data in {}", data_dir.display());
+    println!("shoal up: 3 members on loopback, data in {}", args.data_dir.display());
     for member in members {
         println!("  {:<7} client {}  log {}", member.name, member.client_url, member.log.display());
     }
@@ -245,7 +248,9 @@ fn banner(members: &[Member], control_plane: &[Member], data_dir: &Path) {
         println!("  shoalctl --endpoints={endpoints} apply -f examples/web.yaml");
         println!("  shoalctl --endpoints={endpoints} get pods -o wide");
         println!("  shoalctl --endpoints={endpoints} get endpoints web");
-        println!("  curl http://{}:8080/    (the web Service, through node-1's proxy)", NODES[0].2);
+        if let Some(first) = args.node_addresses.first() {
+            println!("  curl http://{first}:8080/    (the web Service, through node-1's proxy)");
+        }
     }
     println!();
     println!("Ctrl-C stops the cluster; running `shoal up` again on the same --data-dir resumes it.");
@@ -264,7 +269,7 @@ async fn supervise(args: UpArgs) -> Result<(), String> {
     for member in members.iter_mut().chain(control_plane.iter_mut()) {
         member.start().map_err(|e| format!("cannot start {}: {e}", member.name))?;
     }
-    banner(&members, &control_plane, &args.data_dir);
+    banner(&members, &control_plane, &args);
     let mut stopping = false;
     tokio::select! {
         ready = wait_ready(&members, Duration::from_secs(30)) => match ready {

@@ -6,6 +6,7 @@ mod client_compat;
 mod containers;
 mod controllers;
 mod ctl_objects;
+mod e2e;
 mod errors;
 mod etcdctl_compat;
 mod examples;

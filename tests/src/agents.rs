@@ -100,10 +100,6 @@ impl Agent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn records(&self) -> Vec<Record> {
-        records(&self.data_dir)
-    }
-
     /// The first processes of the containers running now.
     pub fn container_pids(&self) -> Vec<u32> {
         container_pids(&self.data_dir)
@@ -127,19 +123,25 @@ pub fn container_pids(data_dir: &Path) -> Vec<u32> {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
-        let records = self.records();
-        for record in &records {
-            if let Some(pid) = record.live_pid() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            }
+        kill_containers(&self.data_dir);
+    }
+}
+
+/// Kills every container the agent whose data dir is `data_dir` started,
+/// by the pids it recorded, and removes their cgroups.
+pub fn kill_containers(data_dir: &Path) {
+    let records = records(data_dir);
+    for record in &records {
+        if let Some(pid) = record.live_pid() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for record in &records {
-            let Ok(launch) = record.launch() else { continue };
-            for dir in &launch.cgroups {
-                while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for record in &records {
+        let Ok(launch) = record.launch() else { continue };
+        for dir in &launch.cgroups {
+            while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
     }
