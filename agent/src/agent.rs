@@ -130,6 +130,11 @@ impl<R: Runtime> Agent<R> {
             async move { sync.remove(&uid, grace).await }
         });
         futures::future::join_all(stops).await;
+        // Stops already under way (of pods deleted a moment ago) finish too.
+        let deadline = tokio::time::Instant::now() + EXIT_GRACE + Duration::from_secs(1);
+        while !self.locked_stopping().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn pass(&self) {

@@ -190,7 +190,13 @@ async fn schedule(api: &Api<Pod>, informer: &Informer<Pod>, n: usize) -> anyhow:
     Ok(())
 }
 
-async fn node_death(store: &Store, informer: &Informer<Pod>, node: &str, pid: i32, replicas: i32) -> anyhow::Result<()> {
+async fn node_death(
+    store: &Store,
+    informer: &Informer<Pod>,
+    node: &str,
+    pid: i32,
+    replicas: i32,
+) -> anyhow::Result<()> {
     let mut deployment: Deployment = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "victims", "namespace": NAMESPACE},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "victims"}},

@@ -18,10 +18,12 @@ use shoal_tests::ports::free_port;
 use shoal_tests::services::{http_get, listening, node_addresses, service, web_deployment};
 use shoal_tests::{wait, Cluster};
 
+/// Fields drop in order: the agents (and their containers, found through
+/// their data dirs) before the cluster, whose directory holds those dirs.
 struct Layout {
-    cluster: Cluster,
     agents: Vec<Agent>,
     _controllers: Controllers,
+    cluster: Cluster,
     addresses: [String; 2],
 }
 
@@ -36,7 +38,7 @@ impl Layout {
             .map(|(node, address)| Agent::start(&endpoints, cluster.dir(), node, &["--address", address]))
             .collect();
         let controllers = Controllers::start(&endpoints, cluster.dir(), "c1", &[]);
-        Layout { cluster, agents, _controllers: controllers, addresses }
+        Layout { agents, _controllers: controllers, cluster, addresses }
     }
 
     fn api<K: shoal_proto::objects::Object>(&self) -> Api<K> {
