@@ -283,6 +283,16 @@ impl<K: Object> Api<K> {
         if meta.revision().is_some_and(|r| r != current_revision) {
             return Err(Error::conflict::<K>(&meta.name));
         }
+        self.update_from(object, &current).await
+    }
+
+    /// Replaces `current`, as a cache shows it (its `resourceVersion` set),
+    /// with `object`, without reading it first: a conflict when the store
+    /// holds a newer version. For writers that act on a watch cache.
+    pub async fn update_from(&self, object: &K, current: &K) -> Result<K> {
+        let Some(current_revision) = current.meta().revision() else {
+            return Err(Error::conflict::<K>(&current.meta().name));
+        };
         let mut object = object.clone();
         object.set_type();
         let spec_changed = object.spec_json() != current.spec_json();

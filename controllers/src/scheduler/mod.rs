@@ -151,7 +151,7 @@ async fn schedule(context: &Context, assumed: &Assumed, key: &ObjectKey) -> Resu
         Ok(node) => {
             set_condition(&mut status.conditions, scheduled("True", None, None), &now);
             updated.spec.node_name = Some(node.clone());
-            if ignore_gone(context.pods.update(&updated).await)?.is_some() {
+            if ignore_gone(context.pods.update_from(&updated, &pod).await)?.is_some() {
                 tracing::info!(pod = %key, %node, "bound");
                 assumed.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), (node, pod.spec.clone(), owner));
             }
@@ -164,7 +164,7 @@ async fn schedule(context: &Context, assumed: &Assumed, key: &ObjectKey) -> Resu
                 &now,
             ) {
                 tracing::info!(pod = %key, %message, "cannot schedule");
-                ignore_gone(context.pods.update(&updated).await)?;
+                ignore_gone(context.pods.update_from(&updated, &pod).await)?;
             }
         }
     }
