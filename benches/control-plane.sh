@@ -34,22 +34,28 @@ start_agent() { # index
 }
 finish() {
     for i in 1 2; do [[ -n "${AGENT[$i]:-}" ]] && kill "${AGENT[$i]}" 2>/dev/null || true; done
-    for i in 1 2; do [[ -n "${AGENT[$i]:-}" ]] && while kill -0 "${AGENT[$i]}" 2>/dev/null; do sleep 0.2; done; done
+    for i in 1 2; do
+        for _ in $(seq 1 150); do kill -0 "${AGENT[$i]:-0}" 2>/dev/null || break; sleep 0.2; done
+    done
     kill -INT $UP 2>/dev/null || true
     wait $UP 2>/dev/null || true
     echo "logs and data in $WORK"
 }
 trap finish EXIT
+healthy=""
 for _ in $(seq 1 300); do
-    etcdctl --endpoints="$ENDPOINTS" endpoint health >/dev/null 2>&1 && break
+    etcdctl --endpoints="$ENDPOINTS" endpoint health >/dev/null 2>&1 && healthy=1 && break
     sleep 0.2
 done
+[[ -n "$healthy" ]] || { echo "the store did not become healthy; see $WORK/up.log" >&2; exit 1; }
 start_agent 1
 start_agent 2
+nodes=""
 for _ in $(seq 1 300); do
-    [[ $(etcdctl --endpoints="$ENDPOINTS" get /registry/leases/ --prefix --keys-only | grep -c bench-) -eq 2 ]] && break
+    [[ $(etcdctl --endpoints="$ENDPOINTS" get /registry/leases/ --prefix --keys-only | grep -c bench-) -eq 2 ]] && nodes=1 && break
     sleep 0.2
 done
+[[ -n "$nodes" ]] || { echo "the agents did not register; see $WORK/agent-*.log" >&2; exit 1; }
 
 bench() { "$BIN/shoal-cp-bench" --endpoints "$ENDPOINTS" "$@" | tee -a "$WORK/results.txt"; }
 bench startup --pods 100

@@ -24,9 +24,17 @@ case "${1:-}" in
 save)
     file=${2:?usage: backup-restore.sh save FILE [ENDPOINTS]}
     endpoints=${3:-${ENDPOINTS:-http://127.0.0.1:2379}}
-    # One member is enough: the snapshot is a consistent copy of the whole store.
-    "$shoalctl" --endpoints="${endpoints%%,*}" snapshot save "$file"
-    "$shoalctl" snapshot status "$file"
+    # One member is enough: the snapshot is a consistent copy of the whole
+    # store. Each is tried in turn, in case one is down.
+    IFS=, read -ra members <<<"$endpoints"
+    for member in "${members[@]}"; do
+        if "$shoalctl" --endpoints="$member" snapshot save "$file"; then
+            "$shoalctl" snapshot status "$file"
+            exit 0
+        fi
+    done
+    echo "no member could save a snapshot" >&2
+    exit 1
     ;;
 restore)
     file=${2:?usage: backup-restore.sh restore FILE DATA_DIR [PORT_OFFSET]}

@@ -24,7 +24,8 @@ while read -r key && read -r value; do
 done < <(ctl get /greetings/ --prefix --rev="$rev")
 echo "watching /greetings/ from revision $((rev + 1))"
 
-# etcdctl prints each event as three lines: PUT or DELETE, the key, the value.
+# etcdctl prints each event as three lines: PUT or DELETE, the key, the
+# value (so values here are single lines; `-w json` would take any).
 ctl watch /greetings/ --prefix --rev=$((rev + 1)) | while read -r event && read -r key && read -r value; do
     name=${key#/greetings/}
     case "$event" in

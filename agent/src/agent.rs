@@ -50,8 +50,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the agent's own binary")?;
     let scope = format!("shoal-agent-{}", config.node_name);
     let runtime = Arc::new(LinuxRuntime::new(&data_dir, &scope, config.container_log_max_bytes, exe));
-    let ports = Ports::new(config.address, config.port_range.clone());
-    let sync = Arc::new(PodSync::new(runtime.clone(), config.restart_backoff, ports));
+    let ports = Arc::new(Ports::new(config.address, config.port_range.clone()));
+    let sync = Arc::new(PodSync::new(runtime.clone(), config.restart_backoff, ports.clone()));
     sync.adopt(runtime.list());
 
     let listener = TcpListener::bind((config.address, config.logs_port)).await.context("cannot bind the logs port")?;
@@ -76,7 +76,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(node = %config.node_name, logs = %logs_address, "registered");
     tokio::spawn(node::heartbeat(store.clone(), config.node_name.clone(), config.heartbeat_ttl, shutdown.clone()));
     if config.proxy {
-        tokio::spawn(crate::proxy::run(store.clone(), config.address, shutdown.clone()));
+        tokio::spawn(crate::proxy::run(store.clone(), config.address, ports, shutdown.clone()));
     }
 
     let api: Api<Pod> = Api::new(store.clone());
@@ -130,11 +130,16 @@ impl<R: Runtime> Agent<R> {
             async move { sync.remove(&uid, grace).await }
         });
         futures::future::join_all(stops).await;
-        // Stops already under way (of pods deleted a moment ago) finish too.
-        let deadline = tokio::time::Instant::now() + EXIT_GRACE + Duration::from_secs(1);
-        while !self.locked_stopping().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // Stops already under way (of pods deleted a moment ago) may wait out
+        // a longer grace than the exit allows: stop what still runs again.
+        let left: Vec<String> = self
+            .runtime
+            .list()
+            .into_iter()
+            .filter(|c| matches!(self.runtime.state(&c.id), crate::runtime::Run::Running { .. }))
+            .map(|c| c.id)
+            .collect();
+        futures::future::join_all(left.iter().map(|id| self.runtime.stop(id, EXIT_GRACE))).await;
     }
 
     async fn pass(&self) {

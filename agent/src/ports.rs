@@ -21,6 +21,8 @@ pub struct Ports {
 struct State {
     /// Port → the pod uid holding it.
     held: HashMap<u16, String>,
+    /// Ports the node's Services listen on: never handed out.
+    reserved: std::collections::HashSet<u16>,
     /// Where the next search starts, so a released port is not handed out
     /// again at once.
     next: u16,
@@ -29,7 +31,7 @@ struct State {
 impl Ports {
     pub fn new(address: IpAddr, range: RangeInclusive<u16>) -> Ports {
         let next = *range.start();
-        Ports { address, range, state: Mutex::new(State { held: HashMap::new(), next }) }
+        Ports { address, range, state: Mutex::new(State { next, ..Default::default() }) }
     }
 
     /// The node's address.
@@ -83,7 +85,7 @@ impl Ports {
         for step in 0..size {
             let offset = (u32::from(state.next.saturating_sub(start)) + step) % size;
             let port = start + offset as u16;
-            if state.held.contains_key(&port) || !self.bindable(port) {
+            if state.held.contains_key(&port) || state.reserved.contains(&port) || !self.bindable(port) {
                 continue;
             }
             state.next = if port == end { start } else { port + 1 };
@@ -96,6 +98,11 @@ impl Ports {
     /// the wildcard address).
     fn bindable(&self, port: u16) -> bool {
         TcpListener::bind((self.address, port)).is_ok()
+    }
+
+    /// Sets the ports the node's Services listen on.
+    pub fn reserve(&self, ports: std::collections::HashSet<u16>) {
+        self.lock().reserved = ports;
     }
 
     /// Holds the ports a container already has (after an agent restart).

@@ -44,9 +44,10 @@ pub fn arguments(probe: &Probe, container: &Container, host: &str) -> Option<Vec
 
 /// The address a `--tcp` argument names: `HOST:PORT`, or a bare port on 127.0.0.1.
 pub fn tcp_target(arg: &str) -> Option<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
     match arg.parse::<u16>() {
         Ok(port) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
-        Err(_) => arg.parse().ok(),
+        Err(_) => arg.to_socket_addrs().ok()?.next(),
     }
 }
 

@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::ports::Ports;
+
 /// How long a connection to one endpoint may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often listeners that could not bind are tried again.
@@ -39,6 +41,8 @@ struct Listening {
 
 pub struct Proxy {
     address: IpAddr,
+    /// The node's container ports: Service ports are kept out of them.
+    ports: Arc<Ports>,
     services: Informer<Service>,
     endpoints: Informer<Endpoints>,
     listening: BTreeMap<u16, Listening>,
@@ -47,7 +51,7 @@ pub struct Proxy {
 }
 
 /// Runs the proxy for the node at `address` until `shutdown`.
-pub async fn run(store: Store, address: IpAddr, shutdown: Shutdown) {
+pub async fn run(store: Store, address: IpAddr, ports: Arc<Ports>, shutdown: Shutdown) {
     let (services, _a) = Informer::spawn(Api::<Service>::new(store.clone()), None, None, shutdown.clone());
     let (endpoints, _b) = Informer::spawn(Api::<Endpoints>::new(store), None, None, shutdown.clone());
     let (mut service_changes, mut endpoint_changes) = (services.subscribe(), endpoints.subscribe());
@@ -56,7 +60,7 @@ pub async fn run(store: Store, address: IpAddr, shutdown: Shutdown) {
         _ = async { services.synced().await; endpoints.synced().await } => {}
         _ = shutdown.changed() => return,
     }
-    let mut proxy = Proxy { address, services, endpoints, listening: BTreeMap::new(), failed: HashMap::new() };
+    let mut proxy = Proxy { address, ports, services, endpoints, listening: BTreeMap::new(), failed: HashMap::new() };
     let mut retry = tokio::time::interval(RETRY);
     loop {
         proxy.reconcile().await;
@@ -91,6 +95,7 @@ impl Proxy {
 
     async fn reconcile(&mut self) {
         let wanted = self.wanted();
+        self.ports.reserve(wanted.keys().copied().collect());
         let gone: Vec<u16> =
             self.listening.iter().filter(|(port, l)| wanted.get(port) != Some(&l.owner)).map(|(p, _)| *p).collect();
         for port in gone {
@@ -110,7 +115,8 @@ impl Proxy {
                     self.failed.remove(&port);
                     tracing::info!(port, service = %owner.0, "serving the service port");
                     let (endpoints, receiver) = watch::channel(Vec::new());
-                    let task = tokio::spawn(serve(listener, receiver));
+                    let own = SocketAddr::new(self.address, port);
+                    let task = tokio::spawn(serve(listener, own, receiver));
                     self.listening.insert(port, Listening { owner, endpoints, task });
                 }
                 Err(e) => {
@@ -136,13 +142,14 @@ impl Proxy {
     }
 }
 
-/// Accepts connections and forwards each to an endpoint.
-async fn serve(listener: TcpListener, endpoints: watch::Receiver<Vec<SocketAddr>>) {
+/// Accepts connections at `own` and forwards each to an endpoint (never to
+/// `own` itself: a pod's port equal to the Service's would loop).
+async fn serve(listener: TcpListener, own: SocketAddr, endpoints: watch::Receiver<Vec<SocketAddr>>) {
     let next = Arc::new(AtomicUsize::new(0));
     loop {
         match listener.accept().await {
             Ok((inbound, _)) => {
-                let targets = endpoints.borrow().clone();
+                let targets: Vec<SocketAddr> = endpoints.borrow().iter().filter(|t| **t != own).copied().collect();
                 let first = next.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(forward(inbound, targets, first));
             }

@@ -38,7 +38,7 @@ struct Tracked {
 pub struct PodSync<R> {
     runtime: Arc<R>,
     base_backoff: Duration,
-    ports: Ports,
+    ports: Arc<Ports>,
     /// By (pod uid, container name).
     tracked: Mutex<HashMap<(String, String), Tracked>>,
     /// Readiness probe results by container id; a container without an
@@ -55,7 +55,7 @@ fn restarts_after(policy: &str, code: i32) -> bool {
 }
 
 impl<R: Runtime> PodSync<R> {
-    pub fn new(runtime: Arc<R>, base_backoff: Duration, ports: Ports) -> PodSync<R> {
+    pub fn new(runtime: Arc<R>, base_backoff: Duration, ports: Arc<Ports>) -> PodSync<R> {
         PodSync { runtime, base_backoff, ports, tracked: Mutex::new(HashMap::new()), ready: Mutex::new(HashMap::new()) }
     }
 
@@ -277,7 +277,7 @@ mod tests {
 
     fn sync_with(base: Duration) -> (Arc<FakeRuntime>, PodSync<FakeRuntime>) {
         let runtime = Arc::new(FakeRuntime::default());
-        let ports = Ports::new("127.0.93.18".parse().expect("ip"), 29180..=29189);
+        let ports = Arc::new(Ports::new("127.0.93.18".parse().expect("ip"), 29180..=29189));
         (runtime.clone(), PodSync::new(runtime, base, ports))
     }
 

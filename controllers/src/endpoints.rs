@@ -65,7 +65,18 @@ pub fn start(context: Arc<Context>) -> Running {
     let builder = Builder::new("endpoints")
         .watches(&informers.services, services_changed)
         .watches(&informers.pods, pods_changed)
-        .watches(&informers.endpoints, own_key)
+        // An edited Endpoints object is put right, if its Service is there
+        // (Endpoints written before their Service are left alone).
+        .watches(&informers.endpoints, {
+            let services = informers.services.clone();
+            move |change: &Change<Endpoints>| {
+                if services.get(&change.key).is_some() {
+                    own_key(change)
+                } else {
+                    Vec::new()
+                }
+            }
+        })
         .resyncs(all_keys(&informers.services));
     let workers = context.config.workers;
     builder.run(workers, move |key| {
@@ -178,7 +189,8 @@ async fn allocate_ports(context: &Context, service: &Arc<Service>) -> Result<(),
 pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
     type Addresses = (Vec<EndpointAddress>, Vec<EndpointAddress>);
     let mut groups: BTreeMap<Vec<EndpointPort>, Addresses> = BTreeMap::new();
-    for pod in pods.iter().filter(|p| p.is_active() && selects(service, p)) {
+    // A pod with a network of its own has only loopback: nobody else can reach it.
+    for pod in pods.iter().filter(|p| p.is_active() && p.spec.host_network() && selects(service, p)) {
         let Some(ip) = pod.status.as_ref().and_then(|s| s.host_ip.clone()).filter(|ip| !ip.is_empty()) else {
             continue;
         };

@@ -38,7 +38,9 @@ pub struct UpArgs {
 }
 
 const MEMBERS: [(&str, u16, u16); 3] = [("infra1", 2379, 2380), ("infra2", 22379, 22380), ("infra3", 32379, 32380)];
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a process gets to stop after SIGTERM: an agent stops its
+/// containers first, each within at most 5 s.
+const STOP_GRACE: Duration = Duration::from_secs(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 struct Member {
@@ -291,8 +293,10 @@ async fn supervise(args: UpArgs) -> Result<(), String> {
         }
     }
     println!("stopping...");
-    // The control plane first, while the store can still take its last writes.
-    for member in control_plane.iter_mut().chain(members.iter_mut()) {
+    // The control plane first, all at once (the agents stop their containers,
+    // each within its grace), while the store can still take its last writes.
+    futures::future::join_all(control_plane.iter_mut().map(Member::stop)).await;
+    for member in members.iter_mut() {
         member.stop().await;
     }
     println!("stopped");

@@ -98,9 +98,15 @@ async fn a_service_reaches_every_ready_pod_through_each_nodes_proxy() {
     }
     assert!(by_node.values().any(|ports| ports.len() == 2), "two pods share a node: {by_node:?}");
 
-    // Through the proxy of each node, 30 requests reach all three pods.
+    // Through the proxy of each node (once it has seen the Endpoints), 30
+    // requests reach all three pods.
     let names: BTreeSet<String> = ready.keys().cloned().collect();
     for proxy in layout.proxies(port) {
+        wait::until(Duration::from_secs(30), "the proxy to know every endpoint", || async {
+            let reached: BTreeSet<String> = answers(&[proxy], 6).into_iter().flatten().collect();
+            (reached == names).then_some(())
+        })
+        .await;
         let got = answers(&[proxy], 30);
         assert!(got.iter().all(Option::is_some), "every request answered through {proxy}: {got:?}");
         let reached: BTreeSet<String> = got.into_iter().flatten().collect();
@@ -217,7 +223,10 @@ async fn service_ports_conflict_follow_readiness_and_close_when_deleted() {
         (ready_endpoints(&endpoints, "first").await == 1).then_some(pod)
     })
     .await;
-    assert_eq!(proxies.iter().filter_map(|p| http_get(*p)).count(), 2, "served through both nodes");
+    wait::until(Duration::from_secs(10), "the pod served through both nodes", || async {
+        (proxies.iter().filter_map(|p| http_get(*p)).count() == 2).then_some(())
+    })
+    .await;
     let agent = layout.agents.iter().find(|a| Some(&a.node) == pod.spec.node_name.as_ref()).expect("its agent");
     let flag = agent.data_dir.join("pods").join(&pod.metadata.uid).join("tmp/ready");
     std::fs::remove_file(&flag).expect("remove the readiness flag");

@@ -103,16 +103,22 @@ impl Up {
         std::fs::read_to_string(self.data_dir.join(format!("{name}.pid"))).ok()?.trim().parse().ok()
     }
 
-    /// kill -9 of `shoal up` and then of every process it runs; containers
-    /// keep running.
+    /// kill -9 of every process `shoal up` runs, then of `shoal up`;
+    /// containers keep running. `shoal up` is frozen first, so that it
+    /// restarts nothing and its children never see it die (they would exit
+    /// by themselves, and the agents stop their containers when they do).
     pub fn kill_all(&mut self) {
-        if let Some(mut up) = self.process.take() {
-            up.kill();
+        let up = self.process.take();
+        if let Some(up) = &up {
+            up.signal(Signal::SIGSTOP);
         }
         for name in PROCESSES {
             if let Some(pid) = self.pid(name) {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
+        }
+        if let Some(mut up) = up {
+            up.kill();
         }
     }
 

@@ -25,6 +25,12 @@ impl Usage {
         self.pods += 1;
         self.ports.extend(spec.fixed_ports());
     }
+
+    /// A pod being deleted frees its room for counting, but its processes
+    /// may still hold their ports until they have stopped.
+    pub fn hold_ports(&mut self, spec: &PodSpec) {
+        self.ports.extend(spec.fixed_ports());
+    }
 }
 
 pub const NOT_READY: &str = "node(s) were not ready";

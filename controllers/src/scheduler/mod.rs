@@ -82,8 +82,12 @@ fn usage_by_node(context: &Context, assumed: &Assumed, owner: Option<&str>) -> H
     let same_owner = |uid: Option<&str>| owner.is_some() && uid == owner;
     let mut seen = std::collections::HashSet::new();
     context.informers.pods.read(|cache| {
-        for pod in cache.list(None).iter().filter(|p| p.is_active()) {
+        for pod in cache.list(None).iter().filter(|p| !matches!(p.phase(), "Succeeded" | "Failed")) {
             let Some(node) = pod.spec.node_name.as_deref().filter(|n| !n.is_empty()) else { continue };
+            if !pod.is_active() {
+                usage.entry(node.to_string()).or_default().0.hold_ports(&pod.spec);
+                continue;
+            }
             seen.insert(ObjectKey::of(pod.as_ref()));
             let entry = usage.entry(node.to_string()).or_default();
             entry.0.add(&pod.spec);
