@@ -34,12 +34,22 @@ fn openraft_storage_suite() {
     let opened = builder.opened.clone();
     Suite::test_all(builder).expect("the storage suite passes");
     // Log writer threads let go of their database a moment after their
-    // store is dropped. Exiting while one still holds it makes RocksDB's
-    // background threads abort on torn-down locks.
+    // store is dropped, and the last one to let go closes it. Exiting while
+    // a close is under way makes RocksDB abort on its torn-down static
+    // locks: wait until no database is held and every writer thread is gone.
     let deadline = Instant::now() + Duration::from_secs(30);
     let opened = opened.lock().unwrap_or_else(|p| p.into_inner());
-    while opened.iter().any(|db| db.strong_count() > 0) {
+    while opened.iter().any(|db| db.strong_count() > 0) || writer_threads() > 0 {
         assert!(Instant::now() < deadline, "a database of the suite is still open");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Threads of this process named as the Raft log writer.
+fn writer_threads() -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "raft-log-writer")
+        .count()
 }
