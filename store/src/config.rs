@@ -68,6 +68,9 @@ pub struct MemberArgs {
     /// URLs to listen on for client traffic.
     #[arg(long, default_value = "http://localhost:2379")]
     pub listen_client_urls: String,
+    /// URLs to serve /metrics and /health on, plain HTTP (none by default).
+    #[arg(long, default_value = "")]
+    pub listen_metrics_urls: String,
     /// Client URLs advertised to the rest of the cluster.
     #[arg(long, default_value = "http://localhost:2379")]
     pub advertise_client_urls: String,
@@ -165,6 +168,8 @@ pub struct MemberConfig {
     pub name: String,
     pub data_dir: PathBuf,
     pub listen_client: Vec<SocketAddr>,
+    /// Where /metrics and /health are served (may be none).
+    pub listen_metrics: Vec<SocketAddr>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer: Vec<SocketAddr>,
     pub peer_urls: Vec<String>,
@@ -265,6 +270,10 @@ impl MemberArgs {
             name: self.name.clone(),
             data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name))),
             listen_client: addrs("--listen-client-urls", &listen_client)?,
+            listen_metrics: urls::parse_list("--listen-metrics-urls", &self.listen_metrics_urls)?
+                .iter()
+                .map(|u| u.socket_addr("--listen-metrics-urls"))
+                .collect::<Result<_, _>>()?,
             advertise_client_urls: strings(&advertise_client),
             listen_peer: addrs("--listen-peer-urls", &listen_peer)?,
             peer_urls,

@@ -16,6 +16,7 @@ mod lease_compat;
 mod maintenance;
 mod membership;
 mod objects;
+mod observe;
 mod ops_compat;
 mod replication;
 mod services;

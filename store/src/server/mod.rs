@@ -11,6 +11,7 @@ mod lease_ops;
 mod listeners;
 mod membership;
 mod node;
+mod observe;
 mod peer_service;
 mod propose;
 pub mod quota;
@@ -171,6 +172,11 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
     }
     for listener in client_listeners {
         servers.push(serve_clients(node.clone(), listener, stop_rx.clone(), config.max_request_bytes));
+    }
+    let counters = Arc::new(observe::Counters::default());
+    servers.push(observe::count_leader_changes(node.clone(), counters.clone(), stop_rx.clone()));
+    for listener in bind_all(&config.listen_metrics).await? {
+        servers.push(observe::serve(node.clone(), counters.clone(), listener, stop_rx.clone()));
     }
 
     // A member of a new cluster writes the initial membership until Raft has
