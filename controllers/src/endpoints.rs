@@ -148,21 +148,19 @@ fn precedence(service: &Service) -> (bool, String, ObjectKey) {
 async fn allocate_ports(context: &Context, service: &Arc<Service>) -> Result<(), shoal_client::Error> {
     let me = ObjectKey::of(service.as_ref());
     let ours = precedence(service);
-    let others = context.informers.services.read(|c| c.list(None));
-    let mut conflict = None;
-    'ports: for (i, port) in service.spec.ports.iter().enumerate() {
-        let claim = format!("{}/{}", port.port, port.protocol());
-        for other in others.iter() {
-            let holder = ObjectKey::of(other.as_ref());
-            if holder == me || other.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            if claims(other).contains(&claim) && precedence(other) < ours {
-                conflict = Some(format!("spec.ports[{i}].port: port {claim} is already allocated to Service {holder}"));
-                break 'ports;
-            }
-        }
-    }
+    // The Services ahead of this one that are not going away, with what they ask for.
+    let ahead: Vec<(ObjectKey, Vec<String>)> = context.informers.services.read(|c| {
+        c.list(None)
+            .iter()
+            .filter(|o| o.metadata.deletion_timestamp.is_none() && ObjectKey::of(o.as_ref()) != me)
+            .filter(|o| precedence(o) < ours)
+            .map(|o| (ObjectKey::of(o.as_ref()), claims(o)))
+            .collect()
+    });
+    let conflict = claims(service).into_iter().enumerate().find_map(|(i, claim)| {
+        let (holder, _) = ahead.iter().find(|(_, theirs)| theirs.contains(&claim))?;
+        Some(format!("spec.ports[{i}].port: port {claim} is already allocated to Service {holder}"))
+    });
     let condition = match &conflict {
         None => Condition { type_: PORTS_ALLOCATED.into(), status: "True".into(), ..Default::default() },
         Some(message) => Condition {

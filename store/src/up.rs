@@ -56,6 +56,20 @@ struct Member {
 }
 
 impl Member {
+    /// A process named `name`, logging to and recording its pid in the data dir.
+    fn new(name: &str, program: PathBuf, client_url: String, args: Vec<String>, data_dir: &Path) -> Member {
+        Member {
+            name: name.to_string(),
+            program,
+            client_url,
+            args,
+            log: data_dir.join(format!("{name}.log")),
+            pid_file: data_dir.join(format!("{name}.pid")),
+            child: None,
+            backoff: Duration::from_millis(500),
+        }
+    }
+
     fn start(&mut self) -> std::io::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(&self.program)
@@ -125,16 +139,7 @@ fn members(args: &UpArgs, exe: &Path) -> Result<Vec<Member>, String> {
             "--log-level".into(),
             args.log_level.clone(),
         ];
-        out.push(Member {
-            name: name.to_string(),
-            program: exe.to_path_buf(),
-            client_url,
-            args: member_args,
-            log: args.data_dir.join(format!("{name}.log")),
-            pid_file: args.data_dir.join(format!("{name}.pid")),
-            child: None,
-            backoff: Duration::from_millis(500),
-        });
+        out.push(Member::new(name, exe.to_path_buf(), client_url, member_args, &args.data_dir));
     }
     Ok(out)
 }
@@ -147,25 +152,18 @@ fn controllers(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
         println!("(no shoal-controllers next to {}: running the store only)", exe.display());
         return Vec::new();
     }
-    let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
     ["controllers-1", "controllers-2"]
         .into_iter()
-        .map(|name| Member {
-            name: name.to_string(),
-            program: program.clone(),
-            client_url: String::new(),
-            args: vec![
+        .map(|name| {
+            let flags = vec![
                 "--endpoints".into(),
-                endpoints.join(","),
+                endpoints(members),
                 "--identity".into(),
                 name.into(),
                 "--log-level".into(),
                 args.log_level.clone(),
-            ],
-            log: args.data_dir.join(format!("{name}.log")),
-            pid_file: args.data_dir.join(format!("{name}.pid")),
-            child: None,
-            backoff: Duration::from_millis(500),
+            ];
+            Member::new(name, program.clone(), String::new(), flags, &args.data_dir)
         })
         .collect()
 }
@@ -176,20 +174,16 @@ fn agents(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
     if !program.exists() {
         return Vec::new();
     }
-    let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
     args.node_addresses
         .iter()
         .enumerate()
-        .map(|(i, address)| (format!("agent-{}", i + 1), format!("node-{}", i + 1), address))
-        .map(|(name, node, address)| Member {
-            name: name.clone(),
-            program: program.clone(),
-            client_url: String::new(),
-            args: vec![
+        .map(|(i, address)| {
+            let (name, node) = (format!("agent-{}", i + 1), format!("node-{}", i + 1));
+            let flags = vec![
                 "--endpoints".into(),
-                endpoints.join(","),
+                endpoints(members),
                 "--node-name".into(),
-                node.to_string(),
+                node,
                 // Ctrl-C stops everything, the containers too; the next run starts them again.
                 "--stop-pods-on-exit".into(),
                 "--address".into(),
@@ -198,13 +192,15 @@ fn agents(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
                 args.data_dir.join(&name).to_string_lossy().into_owned(),
                 "--log-level".into(),
                 args.log_level.clone(),
-            ],
-            log: args.data_dir.join(format!("{name}.log")),
-            pid_file: args.data_dir.join(format!("{name}.pid")),
-            child: None,
-            backoff: Duration::from_millis(500),
+            ];
+            Member::new(&name, program.clone(), String::new(), flags, &args.data_dir)
         })
         .collect()
+}
+
+/// The members' client URLs, comma-separated, for `--endpoints`.
+fn endpoints(members: &[Member]) -> String {
+    members.iter().map(|m| m.client_url.as_str()).collect::<Vec<_>>().join(",")
 }
 
 /// Waits until every member answers Status and they agree on a leader.
@@ -230,8 +226,7 @@ async fn wait_ready(members: &[Member], timeout: Duration) -> Option<u64> {
 }
 
 fn banner(members: &[Member], control_plane: &[Member], args: &UpArgs) {
-    let endpoints: Vec<&str> = members.iter().map(|m| m.client_url.as_str()).collect();
-    let endpoints = endpoints.join(",");
+    let endpoints = endpoints(members);
     println!("shoal up: 3 members on loopback, data in {}", args.data_dir.display());
     for member in members {
         println!("  {:<7} client {}  log {}", member.name, member.client_url, member.log.display());

@@ -14,8 +14,8 @@ use shoal_proto::objects::service::PORTS_ALLOCATED;
 use shoal_proto::objects::{Deployment, Endpoints, Pod, Service};
 use shoal_tests::agents::{alive, can_run_containers, running_pid, Agent};
 use shoal_tests::control_plane::{store, Controllers};
-use shoal_tests::ports::free_port;
-use shoal_tests::services::{http_get, listening, node_addresses, service, web_deployment};
+use shoal_tests::ports::{free_port, listening};
+use shoal_tests::services::{http_get, node_addresses, service, web_deployment};
 use shoal_tests::{wait, Cluster};
 
 /// Fields drop in order: the agents (and their containers, found through

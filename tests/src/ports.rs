@@ -21,5 +21,10 @@ pub fn free_port() -> u16 {
 
 /// Whether something listens on `port` right now.
 pub fn in_use(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    listening(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Whether something accepts connections at `address`.
+pub fn listening(address: std::net::SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_millis(500)).is_ok()
 }

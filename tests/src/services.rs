@@ -70,8 +70,3 @@ pub fn http_get(address: SocketAddr) -> Option<String> {
     let (_, body) = response.split_once("\r\n\r\n")?;
     Some(body.trim().to_string())
 }
-
-/// Whether something accepts connections at `address`.
-pub fn listening(address: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok()
-}
