@@ -118,6 +118,13 @@ async fn a_killed_container_restarts_and_crash_loops_back_off_longer_each_time()
     .await;
     let first = until_pod(&api, "sleeper", "the container to run", 30, |p| running_pid(p).is_some()).await;
     let pid = running_pid(&first).expect("pid");
+    // Kill it only once it has written its output: a pid is reported as soon
+    // as the process exists, before the shell has run a line.
+    wait::until(Duration::from_secs(30), "the first instance's output", || async {
+        let (_, logs, _) = shoalctl(&cluster, &["logs", "sleeper"]);
+        (logs == "started\n").then_some(())
+    })
+    .await;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).expect("kill -9");
     let again = until_pod(&api, "sleeper", "a restart", 30, |p| {
         container(p).restart_count == 1 && running_pid(p).is_some_and(|p| p != pid)
