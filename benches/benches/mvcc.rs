@@ -16,7 +16,8 @@ fn key(i: u64) -> Vec<u8> {
 
 fn apply(store: &KvStore, request: Request) {
     let mut batch = WriteBatch::default();
-    let applied = store.execute(&InternalRequest { request: Some(request) }, &mut batch).expect("execute");
+    let applied =
+        store.execute(&InternalRequest { request: Some(request), auth_revision: 0 }, &mut batch).expect("execute");
     storage::write_buffered(store.db(), batch).expect("write");
     store.committed(&applied);
 }

@@ -133,6 +133,15 @@ pub struct MemberArgs {
     pub auto_promote_learners: bool,
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Auth token type: `simple` (random tokens held by every member).
+    #[arg(long, default_value = "simple")]
+    pub auth_token: String,
+    /// Seconds an unused auth token stays valid.
+    #[arg(long, default_value_t = 300)]
+    pub auth_token_ttl: u64,
+    /// bcrypt cost for hashing auth passwords (4 to 31).
+    #[arg(long, default_value_t = 10)]
+    pub bcrypt_cost: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +161,10 @@ pub enum ConfigError {
     Empty { flag: &'static str },
     #[error("error parsing CompactionRetention: {0}")]
     Retention(String),
+    #[error("invalid --auth-token {0:?}: only simple tokens are supported")]
+    AuthToken(String),
+    #[error("invalid bcrypt-cost {0} (it must be between 4 and 31)")]
+    BcryptCost(u32),
 }
 
 /// A member of the initial cluster.
@@ -188,6 +201,8 @@ pub struct MemberConfig {
     pub auto_compaction: AutoCompaction,
     pub auto_compaction_check_interval: Duration,
     pub auto_promote_learners: bool,
+    pub auth_token_ttl: Duration,
+    pub bcrypt_cost: u32,
 }
 
 impl MemberConfig {
@@ -233,6 +248,12 @@ impl MemberArgs {
         let advertise_peer = urls::parse_list("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
         if advertise_peer.is_empty() {
             return Err(ConfigError::Empty { flag: "--initial-advertise-peer-urls" });
+        }
+        if self.auth_token != "simple" {
+            return Err(ConfigError::AuthToken(self.auth_token.clone()));
+        }
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return Err(ConfigError::BcryptCost(self.bcrypt_cost));
         }
         let initial_cluster_text = self
             .initial_cluster
@@ -297,6 +318,8 @@ impl MemberArgs {
                 .experimental_auto_compaction_check_interval
                 .max(Duration::from_millis(10)),
             auto_promote_learners: self.auto_promote_learners,
+            auth_token_ttl: Duration::from_secs(self.auth_token_ttl.max(1)),
+            bcrypt_cost: self.bcrypt_cost,
         })
     }
 }

@@ -69,6 +69,42 @@ pub enum EtcdError {
     LeaderTransferTimeout,
     #[error("membership change in progress")]
     ChangeInProgress,
+    #[error("root user does not exist")]
+    RootUserNotExist,
+    #[error("root user does not have root role")]
+    RootRoleNotExist,
+    #[error("user name already exists")]
+    UserAlreadyExist,
+    #[error("user name is empty")]
+    UserEmpty,
+    #[error("user name not found")]
+    UserNotFound,
+    #[error("role name already exists")]
+    RoleAlreadyExist,
+    #[error("role name not found")]
+    RoleNotFound,
+    #[error("role name is empty")]
+    RoleEmpty,
+    #[error("authentication failed")]
+    AuthFailed,
+    #[error("permission not given")]
+    PermissionNotGiven,
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("role not granted")]
+    RoleNotGranted,
+    #[error("permission not granted")]
+    PermissionNotGranted,
+    #[error("authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("invalid auth token")]
+    InvalidAuthToken,
+    #[error("invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("revision of auth store is old")]
+    AuthOldRevision,
+    #[error("too many requests")]
+    TooManyRequests,
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -117,6 +153,24 @@ impl EtcdError {
             ChangeInProgress => {
                 (Code::FailedPrecondition, "etcdserver: another membership change is in progress; retry later")
             }
+            RootUserNotExist => (Code::FailedPrecondition, "etcdserver: root user does not exist"),
+            RootRoleNotExist => (Code::FailedPrecondition, "etcdserver: root user does not have root role"),
+            UserAlreadyExist => (Code::FailedPrecondition, "etcdserver: user name already exists"),
+            UserEmpty => (Code::InvalidArgument, "etcdserver: user name is empty"),
+            UserNotFound => (Code::FailedPrecondition, "etcdserver: user name not found"),
+            RoleAlreadyExist => (Code::FailedPrecondition, "etcdserver: role name already exists"),
+            RoleNotFound => (Code::FailedPrecondition, "etcdserver: role name not found"),
+            RoleEmpty => (Code::InvalidArgument, "etcdserver: role name is empty"),
+            AuthFailed => (Code::InvalidArgument, "etcdserver: authentication failed, invalid user ID or password"),
+            PermissionNotGiven => (Code::InvalidArgument, "etcdserver: permission not given"),
+            PermissionDenied => (Code::PermissionDenied, "etcdserver: permission denied"),
+            RoleNotGranted => (Code::FailedPrecondition, "etcdserver: role is not granted to the user"),
+            PermissionNotGranted => (Code::FailedPrecondition, "etcdserver: permission is not granted to the role"),
+            AuthNotEnabled => (Code::FailedPrecondition, "etcdserver: authentication is not enabled"),
+            InvalidAuthToken => (Code::Unauthenticated, "etcdserver: invalid auth token"),
+            InvalidAuthMgmt => (Code::InvalidArgument, "etcdserver: invalid auth management"),
+            AuthOldRevision => (Code::InvalidArgument, "etcdserver: revision of auth store is old"),
+            TooManyRequests => (Code::ResourceExhausted, "etcdserver: too many requests"),
             Internal(detail) => (Code::Internal, detail.as_str()),
         }
     }
@@ -156,6 +210,24 @@ impl EtcdError {
             BadLeaderTransferee,
             LeaderTransferTimeout,
             ChangeInProgress,
+            RootUserNotExist,
+            RootRoleNotExist,
+            UserAlreadyExist,
+            UserEmpty,
+            UserNotFound,
+            RoleAlreadyExist,
+            RoleNotFound,
+            RoleEmpty,
+            AuthFailed,
+            PermissionNotGiven,
+            PermissionDenied,
+            RoleNotGranted,
+            PermissionNotGranted,
+            AuthNotEnabled,
+            InvalidAuthToken,
+            InvalidAuthMgmt,
+            AuthOldRevision,
+            TooManyRequests,
         ]
         .into_iter()
         .find(|e| {

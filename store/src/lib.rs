@@ -6,6 +6,7 @@
 //! - [`storage`]: the member's RocksDB instance; every column family is named in `storage::columns`.
 //! - [`mvcc`]: revisions, versions, range/put/delete/txn, compaction — etcd's data model on RocksDB.
 //! - [`watch`]: watchers fed by the apply loop, caught up from the revision log.
+//! - [`auth`]: users, roles and permissions (etcd's v3 auth), replicated; tokens and password checks.
 //! - [`alarm`]: etcd's alarms (NOSPACE), replicated, and the commands they refuse.
 //! - [`lease`]: lease clocks (leader-owned expiry) and server-chosen lease ids.
 //! - [`raft`]: openraft types, the log store, the state machine, snapshots, the peer network client.
@@ -17,6 +18,7 @@
 
 pub mod alarm;
 pub mod api;
+pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod error;

@@ -1,6 +1,7 @@
 //! Integration tests on real processes: Shoal members, etcd 3.4, etcdctl.
 
 mod agent;
+mod auth;
 mod backup;
 mod client_compat;
 mod containers;

@@ -15,6 +15,7 @@ use shoal_proto::etcdserverpb::{
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::access;
 use crate::error::EtcdError;
 use crate::raft::state_machine::published_members;
 use crate::server::Node;
@@ -94,8 +95,9 @@ pub fn members(node: &Node) -> Result<Vec<Member>, EtcdError> {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        access::admin(&self.node, &request).await?;
         if let Some(mut leader) = self.leader_client().await? {
-            return leader.member_add(request.into_inner()).await;
+            return leader.member_add(access::forwarded(request)).await;
         }
         let req = request.into_inner();
         let member = self.node.add_member(req.peer_ur_ls, req.is_learner).await?;
@@ -110,8 +112,9 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        access::admin(&self.node, &request).await?;
         if let Some(mut leader) = self.leader_client().await? {
-            return leader.member_remove(request.into_inner()).await;
+            return leader.member_remove(access::forwarded(request)).await;
         }
         self.node.remove_member(request.get_ref().id).await?;
         Ok(Response::new(MemberRemoveResponse { header: self.header(), members: members(&self.node)? }))
@@ -121,8 +124,9 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        access::admin(&self.node, &request).await?;
         if let Some(mut leader) = self.leader_client().await? {
-            return leader.member_update(request.into_inner()).await;
+            return leader.member_update(access::forwarded(request)).await;
         }
         let req = request.into_inner();
         self.node.update_member(req.id, req.peer_ur_ls).await?;
@@ -130,6 +134,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_list(&self, request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+        access::caller(&self.node, &request).await?;
         if request.get_ref().linearizable {
             self.node.linearizable_barrier().await?;
         }
@@ -140,8 +145,9 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        access::admin(&self.node, &request).await?;
         if let Some(mut leader) = self.leader_client().await? {
-            return leader.member_promote(request.into_inner()).await;
+            return leader.member_promote(access::forwarded(request)).await;
         }
         self.node.promote_member(request.get_ref().id).await?;
         Ok(Response::new(MemberPromoteResponse { header: self.header(), members: members(&self.node)? }))

@@ -12,7 +12,8 @@ use shoal_proto::peerpb::{internal_request, internal_response, InternalRequest};
 use tonic::{Request, Response, Status};
 
 use super::validate::{self, check_delete, check_put, check_range, check_size, check_txn};
-use super::{blocking, unpack};
+use super::{access, blocking, unpack};
+use crate::auth::Caller;
 use crate::error::EtcdError;
 use crate::server::Node;
 
@@ -28,9 +29,10 @@ impl KvService {
     async fn propose(
         &self,
         request: internal_request::Request,
+        caller: &Caller,
     ) -> Result<(internal_response::Response, u64), EtcdError> {
         self.node.ensure_space(&request).await?;
-        let request = InternalRequest { request: Some(request) };
+        let request = InternalRequest { request: Some(request), auth_revision: caller.checked_at() };
         check_size(request.encoded_len(), self.node.limits.max_request_bytes)?;
         let (response, index) = self.node.propose(request).await?;
         Ok((unpack(response)?, index))
@@ -44,11 +46,15 @@ fn unexpected() -> Status {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let req = request.into_inner();
-        check_range(&req)?;
-        if !req.serializable {
+        check_range(request.get_ref())?;
+        // Permissions are checked after the read barrier, as etcd does, so a
+        // linearizable read never runs under permissions already revoked.
+        if !request.get_ref().serializable {
             self.node.linearizable_barrier().await?;
         }
+        let caller = access::caller(&self.node, &request).await?;
+        let req = request.into_inner();
+        caller.state.check_get(&caller.user, &req)?;
         let kv = self.node.kv.clone();
         let mut resp = blocking(move || kv.range(&req)).await?;
         self.node.fill_header(&mut resp.header);
@@ -56,9 +62,11 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let caller = access::caller(&self.node, &request).await?;
         let req = request.into_inner();
         check_put(&req)?;
-        match self.propose(internal_request::Request::Put(req)).await? {
+        access::put(&self.node, &caller, &req)?;
+        match self.propose(internal_request::Request::Put(req), &caller).await? {
             (internal_response::Response::Put(mut resp), _) => {
                 self.node.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -71,9 +79,11 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let caller = access::caller(&self.node, &request).await?;
         let req = request.into_inner();
         check_delete(&req)?;
-        match self.propose(internal_request::Request::DeleteRange(req)).await? {
+        caller.state.check_delete(&caller.user, &req)?;
+        match self.propose(internal_request::Request::DeleteRange(req), &caller).await? {
             (internal_response::Response::DeleteRange(mut resp), _) => {
                 self.node.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -83,18 +93,21 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        check_txn(request.get_ref(), self.node.limits.max_txn_ops)?;
+        let read_only = validate::is_read_only(request.get_ref());
+        if read_only && !validate::is_serializable(request.get_ref()) {
+            self.node.linearizable_barrier().await?;
+        }
+        let caller = access::caller(&self.node, &request).await?;
         let req = request.into_inner();
-        check_txn(&req, self.node.limits.max_txn_ops)?;
-        if validate::is_read_only(&req) {
-            if !validate::is_serializable(&req) {
-                self.node.linearizable_barrier().await?;
-            }
+        access::txn(&self.node, &caller, &req)?;
+        if read_only {
             let kv = self.node.kv.clone();
             let mut resp = blocking(move || kv.read_only_txn(&req)).await?;
             self.node.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
-        match self.propose(internal_request::Request::Txn(req)).await? {
+        match self.propose(internal_request::Request::Txn(req), &caller).await? {
             (internal_response::Response::Txn(mut resp), _) => {
                 self.node.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -104,9 +117,11 @@ impl Kv for KvService {
     }
 
     async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        // etcd asks only for a valid token here, not for a permission.
+        let caller = access::caller(&self.node, &request).await?;
         let req = request.into_inner();
         let (revision, physical) = (req.revision, req.physical);
-        match self.propose(internal_request::Request::Compaction(req)).await? {
+        match self.propose(internal_request::Request::Compaction(req), &caller).await? {
             (internal_response::Response::Compaction(mut resp), index) => {
                 if physical {
                     // Like etcd, answer once this member has finished compacting.

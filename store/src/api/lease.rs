@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::unpack;
+use super::{access, unpack};
+use crate::auth::Access;
 use crate::error::EtcdError;
 use crate::lease::MAX_TTL;
 use crate::server::Node;
@@ -30,7 +31,7 @@ impl LeaseService {
 
     async fn propose(&self, request: internal_request::Request) -> Result<internal_response::Response, EtcdError> {
         self.node.ensure_space(&request).await?;
-        let (response, _) = self.node.propose(InternalRequest { request: Some(request) }).await?;
+        let (response, _) = self.node.propose(InternalRequest { request: Some(request), auth_revision: 0 }).await?;
         unpack(response)
     }
 }
@@ -45,6 +46,7 @@ fn unexpected() -> Status {
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        access::caller(&self.node, &request).await?;
         let mut req = request.into_inner();
         if req.ttl > MAX_TTL {
             return Err(EtcdError::LeaseTtlTooLarge.into());
@@ -67,6 +69,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        // Revoking deletes the lease's keys: the caller must be able to write each.
+        let caller = access::caller(&self.node, &request).await?;
+        access::lease_keys(&self.node, &caller, request.get_ref().id, Access::Write)?;
         match self.propose(internal_request::Request::LeaseRevoke(request.into_inner())).await? {
             internal_response::Response::LeaseRevoke(mut resp) => {
                 self.node.fill_header(&mut resp.header);
@@ -80,6 +85,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
+        access::caller(&self.node, &request).await?;
         let mut requests = request.into_inner();
         let node = self.node.clone();
         let (out, responses) = mpsc::channel(16);
@@ -106,13 +112,19 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        // Listing the keys reads them.
+        let caller = access::caller(&self.node, &request).await?;
+        if request.get_ref().keys {
+            access::lease_keys(&self.node, &caller, request.get_ref().id, Access::Read)?;
+        }
         Ok(Response::new(self.node.lease_time_to_live(request.into_inner()).await?))
     }
 
     async fn lease_leases(
         &self,
-        _request: Request<LeaseLeasesRequest>,
+        request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        access::caller(&self.node, &request).await?;
         self.node.linearizable_barrier().await?;
         let leases = self.node.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
         Ok(Response::new(LeaseLeasesResponse {

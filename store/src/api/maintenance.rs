@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
-use super::{blocking, unpack};
+use super::{access, blocking, unpack};
 use crate::backup;
 use crate::config::ETCD_API_VERSION;
 use crate::server::{quota, Node};
@@ -57,13 +57,14 @@ type SnapshotStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<S
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        access::caller(&self.node, &request).await?;
         let req = request.into_inner();
         if req.action == AlarmAction::Get as i32 {
             // etcd answers through Raft: a list sees every alarm raised before it.
             self.node.linearizable_barrier().await?;
             return Ok(Response::new(AlarmResponse { header: None, alarms: self.node.kv.alarms().list(req.alarm) }));
         }
-        let request = InternalRequest { request: Some(internal_request::Request::Alarm(req)) };
+        let request = InternalRequest { request: Some(internal_request::Request::Alarm(req)), auth_revision: 0 };
         let (response, _) = self.node.propose(request).await?;
         match unpack(response)? {
             internal_response::Response::Alarm(mut resp) => {
@@ -74,7 +75,8 @@ impl Maintenance for MaintenanceService {
         }
     }
 
-    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        access::caller(&self.node, &request).await?;
         let metrics = self.node.metrics();
         let db = self.node.db.clone();
         let (db_size, in_use) = tokio::task::spawn_blocking(move || {
@@ -105,7 +107,8 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn defragment(&self, _request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        access::maintenance_admin(&self.node, &request).await?;
         let node = self.node.clone();
         let started = Instant::now();
         tokio::task::spawn_blocking(move || defragment(&node))
@@ -117,13 +120,15 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(DefragmentResponse { header: None }))
     }
 
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        access::maintenance_admin(&self.node, &request).await?;
         let kv = self.node.kv.clone();
         let (hash, revision) = blocking(move || kv.hash_all()).await?;
         Ok(Response::new(HashResponse { header: Some(self.node.header(revision)), hash }))
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        access::maintenance_admin(&self.node, &request).await?;
         let rev = request.get_ref().revision;
         let kv = self.node.kv.clone();
         let hashed = blocking(move || kv.hash_kv(rev)).await?;
@@ -135,7 +140,8 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        access::maintenance_admin(&self.node, &request).await?;
         let estimate = quota::backend_size_in_use(&self.node.db, u64::MAX);
         let chunks = backup::stream(self.node.kv.clone());
         let mut sent = 0u64;
@@ -151,6 +157,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        access::maintenance_admin(&self.node, &request).await?;
         self.node.move_leader(request.get_ref().target_id).await?;
         Ok(Response::new(MoveLeaderResponse { header: Some(self.node.header(self.node.kv.current_revision())) }))
     }

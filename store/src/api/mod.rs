@@ -1,11 +1,12 @@
 //! The etcd v3 gRPC services, as thin handlers: validate, then propose or
 //! read, then map errors (one table, in `crate::error`) and fill the header.
 
+pub mod access;
+pub mod auth;
 pub mod cluster;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
-pub mod stubs;
 pub mod validate;
 pub mod watch;
 
@@ -19,7 +20,7 @@ pub fn unpack(response: InternalResponse) -> Result<internal_response::Response,
     match response.response {
         Some(internal_response::Response::Error(code)) => {
             let code = ApplyErrorCode::try_from(code).unwrap_or(ApplyErrorCode::ApplyErrorUnspecified);
-            Err(MvccError::from_code(code).into())
+            Err(crate::auth::apply_error(code).unwrap_or_else(|| MvccError::from_code(code).into()))
         }
         Some(response) => Ok(response),
         None => Err(EtcdError::Internal("etcdserver: empty response from the state machine".into())),

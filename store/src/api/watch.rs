@@ -8,12 +8,15 @@ use std::sync::Arc;
 use prost::Message;
 use shoal_proto::etcdserverpb::watch_request::RequestUnion;
 use shoal_proto::etcdserverpb::watch_server::Watch;
-use shoal_proto::etcdserverpb::{WatchRequest, WatchResponse};
+use shoal_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use shoal_proto::mvccpb::{event::EventType, Event};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Access;
+use crate::error::EtcdError;
 use crate::server::Node;
 use crate::watch::stream::{Outgoing, StreamReceiver};
 
@@ -32,7 +35,9 @@ type WatchStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Watc
 #[tonic::async_trait]
 impl Watch for WatchService {
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
+        let metadata = request.metadata().clone();
         let mut requests = request.into_inner();
+        let node = self.node.clone();
         let hub = self.node.watch_hub.clone();
         let (handle, queue) = hub.open_stream();
         let (out, responses) = mpsc::channel(4);
@@ -42,7 +47,10 @@ impl Watch for WatchService {
                 handle.wait_for_room().await;
                 match requests.message().await {
                     Ok(Some(request)) => match request.request_union {
-                        Some(RequestUnion::CreateRequest(create)) => hub.create(&handle, &create),
+                        Some(RequestUnion::CreateRequest(create)) => match permitted(&node, &metadata, &create).await {
+                            Ok(()) => hub.create(&handle, &create),
+                            Err(e) => hub.refuse(&handle, cancel_reason(&e)),
+                        },
                         Some(RequestUnion::CancelRequest(cancel)) => hub.cancel(&handle, cancel.watch_id),
                         Some(RequestUnion::ProgressRequest(_)) => hub.progress_request(&handle),
                         None => {}
@@ -59,6 +67,21 @@ impl Watch for WatchService {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(responses))))
     }
+}
+
+/// May the stream's caller watch this range? Checked at each create, with
+/// the token the stream was opened with.
+async fn permitted(node: &Node, metadata: &MetadataMap, create: &WatchCreateRequest) -> Result<(), EtcdError> {
+    let caller = super::access::caller_of(node, metadata).await?;
+    // etcd reads an empty key as the smallest key, `\0`.
+    let key: &[u8] = if create.key.is_empty() { &[0] } else { &create.key };
+    caller.state.check_range(&caller.user, key, &create.range_end, Access::Read)
+}
+
+/// etcd puts the whole formatted gRPC status in a watch's cancel reason.
+fn cancel_reason(e: &EtcdError) -> String {
+    let (code, message) = e.code_and_message();
+    format!("rpc error: code = {code:?} desc = {message}")
 }
 
 /// Moves queued responses to the client: fills headers and `prev_kv`, and

@@ -15,6 +15,7 @@ fn put(kv: &KvStore, key: &str, value: &str) {
             value: value.into(),
             ..Default::default()
         })),
+        auth_revision: 0,
     };
     let mut batch = WriteBatch::default();
     let applied = kv.execute(&request, &mut batch).expect("execute");

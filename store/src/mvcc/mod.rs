@@ -85,6 +85,8 @@ impl MvccError {
             ApplyErrorCode::LeaseNotFound => MvccError::LeaseNotFound,
             ApplyErrorCode::LeaseExists => MvccError::LeaseExists,
             ApplyErrorCode::NoSpace => MvccError::NoSpace,
+            // Auth verdicts are mapped by `auth::apply_error` first.
+            _ => MvccError::KeyNotFound,
         }
     }
 }

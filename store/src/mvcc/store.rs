@@ -18,6 +18,7 @@ use super::reader::KvReader;
 use super::txn::{Change, WriteTxn};
 use super::MvccError;
 use crate::alarm::{self, Alarms};
+use crate::auth::AuthStore;
 use crate::storage::{self, columns, StorageError};
 
 /// etcd's initial compaction revision: nothing has been compacted.
@@ -35,6 +36,8 @@ pub struct KvStore {
     compactor: Compactor,
     /// Replicated alarms; NOSPACE caps what the applier accepts.
     alarms: Alarms,
+    /// Users and roles, replicated beside the keys (applied by the state machine).
+    auth: Arc<AuthStore>,
 }
 
 /// The outcome of executing one command, before its batch is committed.
@@ -57,12 +60,13 @@ impl KvStore {
         let gate = Arc::new(RwLock::new(()));
         let compactor = Compactor::start(db.clone(), gate.clone())?;
         let store = Arc::new(KvStore {
-            db,
+            db: db.clone(),
             current: AtomicI64::new(1),
             compacted: AtomicI64::new(NEVER_COMPACTED),
             gate,
             compactor,
             alarms: Alarms::default(),
+            auth: Arc::new(AuthStore::open(&db)?),
         });
         store.reload()?;
         Ok(store)
@@ -78,7 +82,12 @@ impl KvStore {
         self.compacted.store(compacted, Ordering::Release);
         self.compactor.set_done(done);
         self.compactor.schedule(compacted);
+        self.auth.reload(&self.db)?;
         self.alarms.reload(&self.db)
+    }
+
+    pub fn auth(&self) -> &Arc<AuthStore> {
+        &self.auth
     }
 
     pub fn alarms(&self) -> &Alarms {
@@ -194,13 +203,11 @@ impl KvStore {
                         header: Some(ResponseHeader { revision: txn.current(), ..Default::default() }),
                     })
                 }
-                // Not a key-value command (member attributes): nothing to do here.
+                // Not a key-value command (member attributes, auth): nothing to do here.
                 // Batches are taken apart by the state machine; publishing is not a KV change.
-                Some(internal_request::Request::Publish(_)) | Some(internal_request::Request::Batch(_)) | None => {
-                    internal_response::Response::Compaction(CompactionResponse {
-                        header: Some(ResponseHeader { revision: base, ..Default::default() }),
-                    })
-                }
+                _ => internal_response::Response::Compaction(CompactionResponse {
+                    header: Some(ResponseHeader { revision: base, ..Default::default() }),
+                }),
             })
         })();
         let response = match outcome {

@@ -26,7 +26,10 @@ impl TestStore {
 
     pub fn apply(&self, request: Request) -> Response {
         let mut batch = WriteBatch::default();
-        let applied = self.store.execute(&InternalRequest { request: Some(request) }, &mut batch).expect("execute");
+        let applied = self
+            .store
+            .execute(&InternalRequest { request: Some(request), auth_revision: 0 }, &mut batch)
+            .expect("execute");
         storage::write_buffered(self.store.db(), batch).expect("write");
         self.store.committed(&applied);
         applied.response.response.expect("a response")

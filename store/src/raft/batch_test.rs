@@ -14,6 +14,7 @@ use crate::storage::{self, columns};
 fn put(key: &str) -> InternalRequest {
     InternalRequest {
         request: Some(Request::Put(PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() })),
+        auth_revision: 0,
     }
 }
 
@@ -23,6 +24,7 @@ fn batch_entry(index: u64, keys: &[&str]) -> Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
         payload: EntryPayload::Normal(Command(InternalRequest {
             request: Some(Request::Batch(RequestBatch { requests })),
+            auth_revision: 0,
         })),
     }
 }

@@ -8,7 +8,9 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use prost::Message;
 use rocksdb::{WriteBatch, DB};
-use shoal_proto::peerpb::{internal_request, internal_response, InternalRequest, InternalResponse, ResponseBatch};
+use shoal_proto::peerpb::{
+    internal_request, internal_response, ApplyErrorCode, AuthApplied, InternalRequest, InternalResponse, ResponseBatch,
+};
 
 use super::snapshot::{self, SnapshotFile};
 use super::{
@@ -126,7 +128,23 @@ fn execute(db: &DB, kv: &KvStore, request: &InternalRequest, batch: &mut WriteBa
     if let Some(internal_request::Request::Publish(member)) = &request.request {
         batch.put_cf(storage::cf(db, columns::MEMBERS), member.id.to_be_bytes(), member.encode_to_vec());
     }
-    kv.execute(request, batch)
+    let auth = kv.auth();
+    let verdict = if auth.is_stale(request.auth_revision) {
+        Some(Err(ApplyErrorCode::AuthOldRevision))
+    } else {
+        auth.apply(db, request, batch)
+    };
+    match verdict {
+        None => kv.execute(request, batch),
+        Some(verdict) => {
+            let response = match verdict {
+                Ok(()) => internal_response::Response::Auth(AuthApplied {}),
+                Err(code) => internal_response::Response::Error(code as i32),
+            };
+            let response = InternalResponse { response: Some(response) };
+            Ok(Applied { response, revision: kv.current_revision(), ..Applied::default() })
+        }
+    }
 }
 
 fn published(kv: &KvStore, listener: Option<&Listener>, applied: &Applied) {

@@ -94,7 +94,10 @@ async fn submit(raft: &Raft, batch: Vec<Proposal>) {
         Some(only) if single => only,
         Some(last) => {
             requests.push(last);
-            InternalRequest { request: Some(internal_request::Request::Batch(RequestBatch { requests })) }
+            InternalRequest {
+                request: Some(internal_request::Request::Batch(RequestBatch { requests })),
+                auth_revision: 0,
+            }
         }
         None => return,
     };

@@ -158,6 +158,7 @@ pub async fn keep_leases(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             tokio::spawn(async move {
                 let request = InternalRequest {
                     request: Some(internal_request::Request::LeaseRevoke(LeaseRevokeRequest { id })),
+                    auth_revision: 0,
                 };
                 match node.propose(request).await {
                     Ok(_) => tracing::info!(lease = format_args!("{id:016x}"), "lease expired and was revoked"),

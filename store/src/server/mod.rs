@@ -121,6 +121,7 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
 
     let snap_dir = member_dir.join("snap");
     let (mut state_machine, kv) = StateMachine::open(db.clone(), snap_dir.clone())?;
+    kv.auth().configure(config.auth_token_ttl, config.bcrypt_cost);
     let lessor = Arc::new(Lessor::default());
     lessor.load(&db)?;
     let watch_hub = WatchHub::new(kv.clone());
@@ -294,7 +295,7 @@ fn serve_clients(
                 MaintenanceServer::new(api::maintenance::MaintenanceService::new(node.clone()))
                     .max_decoding_message_size(max),
             )
-            .add_service(AuthServer::new(api::stubs::AuthService).max_decoding_message_size(max))
+            .add_service(AuthServer::new(api::auth::AuthService::new(node.clone())).max_decoding_message_size(max))
             .serve_with_incoming_shutdown(client_connections(listener), stopped(stop))
             .await;
         if let Err(e) = served {
@@ -337,7 +338,7 @@ fn client_connections(
 /// until it lands, as etcd does when a member starts.
 async fn publish(node: Arc<Node>, stop: watch::Receiver<bool>) {
     let attributes = MemberAttributes { id: node.id, name: node.name.clone(), client_urls: node.client_urls.clone() };
-    let request = InternalRequest { request: Some(internal_request::Request::Publish(attributes)) };
+    let request = InternalRequest { request: Some(internal_request::Request::Publish(attributes)), auth_revision: 0 };
     loop {
         if *stop.borrow() {
             return;

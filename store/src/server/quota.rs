@@ -107,7 +107,9 @@ impl Node {
             AlarmRequest { action: AlarmAction::Activate as i32, member_id: self.id, alarm: AlarmType::Nospace as i32 };
         if !self.kv.alarms().no_space() {
             tracing::warn!(quota, "backend quota exceeded; raising the NOSPACE alarm");
-            let raised = self.propose(InternalRequest { request: Some(internal_request::Request::Alarm(alarm)) }).await;
+            let raised = self
+                .propose(InternalRequest { request: Some(internal_request::Request::Alarm(alarm)), auth_revision: 0 })
+                .await;
             if let Err(e) = raised {
                 tracing::warn!(error = %e, "could not raise the NOSPACE alarm");
             }

@@ -20,12 +20,17 @@ pub const LEASE_KEYS: &str = "lease_keys";
 /// Published member attributes: `member id (u64 BE)` → `MemberAttributes`.
 pub const MEMBERS: &str = "members";
 
+/// Users, roles and the auth switch: `enabled`, `revision` (u64 BE),
+/// `user/<name>` → `authpb.User`, `role/<name>` → `authpb.Role`.
+pub const AUTH: &str = "auth";
+
 /// Every column family, in creation order.
-pub const ALL: [&str; 8] = [RAFT_LOG, RAFT_STATE, KV, REVS, META, LEASES, LEASE_KEYS, MEMBERS];
+pub const ALL: [&str; 9] = [RAFT_LOG, RAFT_STATE, KV, REVS, META, LEASES, LEASE_KEYS, MEMBERS, AUTH];
 
 /// The column families that make up the replicated state machine, in the
 /// order a snapshot stores them. The index is the family's tag in the file.
-pub const STATE_MACHINE: [&str; 6] = [KV, REVS, META, LEASES, MEMBERS, LEASE_KEYS];
+/// New families go at the end, so that older snapshot files stay readable.
+pub const STATE_MACHINE: [&str; 7] = [KV, REVS, META, LEASES, MEMBERS, LEASE_KEYS, AUTH];
 
 // Keys in RAFT_STATE.
 pub const VOTE: &[u8] = b"vote";

@@ -156,6 +156,20 @@ impl WatchHub {
         state.progress_wanted.remove(&stream);
     }
 
+    /// Refuses a watch before it exists (permission denied), etcd's way: a
+    /// created-and-canceled answer with watch id -1.
+    pub fn refuse(&self, stream: &Arc<StreamHandle>, reason: String) {
+        let revision = self.lock().notified;
+        stream.send_control(WatchResponse {
+            header: header(revision),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..Default::default()
+        });
+    }
+
     /// Creates a watch and queues etcd's `created` answer before any event of it.
     pub fn create(&self, stream: &Arc<StreamHandle>, req: &WatchCreateRequest) {
         let mut state = self.lock();

@@ -1,0 +1,189 @@
+//! Authentication and role-based access, etcd's v3 model.
+//!
+//! Users, roles and the on/off switch are replicated state: changes go
+//! through Raft and are applied by [`AuthStore::apply`] on every member, into
+//! the `auth` column family (so snapshots and restores carry them). Each
+//! member keeps the applied state in memory for the checks every request
+//! makes. Logins are replicated too, so a token works on every member.
+//!
+//! - [`state`]: the users and roles, and the changes the applier makes.
+//! - [`perms`]: may this user read or write this range, this txn?
+//! - [`tokens`]: simple tokens with a TTL.
+//! - [`password`]: bcrypt, and the brake on password guessing.
+
+pub mod password;
+pub mod perms;
+pub mod state;
+pub mod tokens;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rocksdb::{WriteBatch, DB};
+use shoal_proto::authpb::UserAddOptions;
+use shoal_proto::peerpb::{internal_request::Request, ApplyErrorCode, InternalRequest};
+use tonic::metadata::MetadataMap;
+
+pub use perms::Access;
+pub use state::{AuthState, ROOT};
+
+use crate::error::EtcdError;
+use crate::storage::StorageError;
+
+/// etcd's default --auth-token-ttl.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
+/// etcd's default --bcrypt-cost.
+pub const DEFAULT_BCRYPT_COST: u32 = 10;
+
+pub struct AuthStore {
+    state: RwLock<Arc<AuthState>>,
+    pub tokens: tokens::Tokens,
+    pub guard: password::Guard,
+    bcrypt_cost: AtomicU32,
+}
+
+/// Who is asking, and the auth state their request is checked against.
+pub struct Caller {
+    pub state: Arc<AuthState>,
+    /// Empty when the request carried no token.
+    pub user: String,
+}
+
+impl Caller {
+    /// The auth revision a proposed write was checked at (0: auth is off).
+    pub fn checked_at(&self) -> u64 {
+        if self.state.enabled {
+            self.state.revision
+        } else {
+            0
+        }
+    }
+}
+
+impl AuthStore {
+    pub fn open(db: &DB) -> Result<AuthStore, StorageError> {
+        Ok(AuthStore {
+            state: RwLock::new(Arc::new(AuthState::load(db)?)),
+            tokens: tokens::Tokens::new(DEFAULT_TOKEN_TTL),
+            guard: password::Guard::default(),
+            bcrypt_cost: AtomicU32::new(DEFAULT_BCRYPT_COST),
+        })
+    }
+
+    /// Sets --auth-token-ttl and --bcrypt-cost, before the member serves.
+    pub fn configure(&self, token_ttl: Duration, bcrypt_cost: u32) {
+        self.tokens.set_ttl(token_ttl);
+        self.bcrypt_cost.store(bcrypt_cost, Ordering::Relaxed);
+    }
+
+    pub fn bcrypt_cost(&self) -> u32 {
+        self.bcrypt_cost.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the state from disk, after a snapshot replaced it.
+    pub fn reload(&self, db: &DB) -> Result<(), StorageError> {
+        let state = AuthState::load(db)?;
+        self.tokens.forget_all();
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        Ok(())
+    }
+
+    pub fn state(&self) -> Arc<AuthState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The caller of a request, from its `token` metadata (etcd clients send
+    /// it there; `authorization` is accepted too). With auth off nobody is
+    /// checked; with it on, a token that is unknown or expired is refused.
+    pub fn caller(&self, metadata: &MetadataMap) -> Result<Caller, EtcdError> {
+        let state = self.state();
+        if !state.enabled {
+            return Ok(Caller { state, user: String::new() });
+        }
+        let token = metadata.get("token").or_else(|| metadata.get("authorization")).map(|v| v.to_str());
+        let user = match token {
+            None => String::new(),
+            Some(Ok(token)) => self.tokens.user(token).ok_or(EtcdError::InvalidAuthToken)?,
+            Some(Err(_)) => return Err(EtcdError::InvalidAuthToken),
+        };
+        Ok(Caller { state, user })
+    }
+
+    /// Whether a write checked at auth revision `checked_at` must be refused
+    /// because users or roles changed since.
+    pub fn is_stale(&self, checked_at: u64) -> bool {
+        checked_at != 0 && self.state().revision != checked_at
+    }
+
+    /// Applies an auth command; None if `request` is not one.
+    pub fn apply(
+        &self,
+        db: &DB,
+        request: &InternalRequest,
+        batch: &mut WriteBatch,
+    ) -> Option<Result<(), ApplyErrorCode>> {
+        let mut next = (*self.state()).clone();
+        let mut change = state::Change { state: &mut next, db, batch };
+        let verdict = match request.request.as_ref()? {
+            Request::AuthEnable(_) => change.enable(),
+            Request::AuthDisable(_) => change.disable().inspect(|_| self.tokens.forget_all()),
+            Request::Authenticate(login) => {
+                let state = &change.state;
+                let user = state.users.get(&login.name);
+                if !state.enabled {
+                    Err(ApplyErrorCode::AuthNotEnabled)
+                } else if user.is_some_and(|u| !u.password.is_empty() && u.password == login.checked_hash) {
+                    self.tokens.assign(&login.simple_token, &login.name);
+                    Ok(())
+                } else {
+                    Err(ApplyErrorCode::AuthFailed)
+                }
+            }
+            Request::AuthUserAdd(add) => {
+                let no_password = add.options.as_ref().is_some_and(|o: &UserAddOptions| o.no_password);
+                change.user_add(&add.name, &add.hashed_password, no_password)
+            }
+            Request::AuthUserDelete(del) => {
+                change.user_delete(&del.name).inspect(|_| self.tokens.forget_user(&del.name))
+            }
+            Request::AuthUserChangePassword(c) => {
+                change.user_change_password(&c.name, &c.hashed_password).inspect(|_| self.tokens.forget_user(&c.name))
+            }
+            Request::AuthUserGrantRole(g) => change.user_grant_role(&g.user, &g.role),
+            Request::AuthUserRevokeRole(r) => change.user_revoke_role(&r.name, &r.role),
+            Request::AuthRoleAdd(r) => change.role_add(&r.name),
+            Request::AuthRoleDelete(r) => change.role_delete(&r.role),
+            Request::AuthRoleGrantPermission(g) => match &g.perm {
+                Some(perm) => change.role_grant_permission(&g.name, perm),
+                None => Err(ApplyErrorCode::PermissionNotGranted),
+            },
+            Request::AuthRoleRevokePermission(r) => change.role_revoke_permission(&r.role, &r.key, &r.range_end),
+            _ => return None,
+        };
+        if verdict.is_ok() {
+            *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        }
+        Some(verdict)
+    }
+}
+
+/// The client-visible error for an auth verdict of the applier.
+pub fn apply_error(code: ApplyErrorCode) -> Option<EtcdError> {
+    use ApplyErrorCode::*;
+    Some(match code {
+        AuthNotEnabled => EtcdError::AuthNotEnabled,
+        AuthFailed => EtcdError::AuthFailed,
+        AuthOldRevision => EtcdError::AuthOldRevision,
+        RootUserNotExist => EtcdError::RootUserNotExist,
+        RootRoleNotExist => EtcdError::RootRoleNotExist,
+        UserAlreadyExist => EtcdError::UserAlreadyExist,
+        UserNotFound => EtcdError::UserNotFound,
+        RoleAlreadyExist => EtcdError::RoleAlreadyExist,
+        RoleNotFound => EtcdError::RoleNotFound,
+        RoleNotGranted => EtcdError::RoleNotGranted,
+        PermissionNotGranted => EtcdError::PermissionNotGranted,
+        InvalidAuthMgmt => EtcdError::InvalidAuthMgmt,
+        _ => return None,
+    })
+}
