@@ -9,6 +9,7 @@
 //! - [`auth`]: users, roles and permissions (etcd's v3 auth), replicated; tokens and password checks.
 //! - [`alarm`]: etcd's alarms (NOSPACE), replicated, and the commands they refuse.
 //! - [`lease`]: lease clocks (leader-owned expiry) and server-chosen lease ids.
+//! - [`metrics`]: disk, peer, proposal and gRPC measurements under etcd's metric names.
 //! - [`raft`]: openraft types, the log store, the state machine, snapshots, the peer network client.
 //! - [`server`]: a running member — identity, proposing and forwarding writes, read index, peer service.
 //! - [`api`]: the etcd gRPC services as thin handlers over the server.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod ids;
 pub mod lease;
+pub mod metrics;
 pub mod mvcc;
 pub mod raft;
 pub mod server;

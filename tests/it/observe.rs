@@ -1,20 +1,21 @@
-//! `--listen-metrics-urls`: /metrics in Prometheus' text format with etcd's
-//! names, and /health with etcd's answer.
+//! What operators scrape and probe: /metrics in Prometheus' text format with
+//! etcd's names (parsed by a real Prometheus parser), /health, /livez and
+//! /readyz, on --listen-metrics-urls and on the client port beside gRPC.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use prometheus_parse::{Sample, Scrape, Value};
 use shoal_tests::cluster::shoal_binary;
 use shoal_tests::ports::free_port;
 use shoal_tests::{wait, Cluster, Etcdctl};
 
-/// (status code, body) of `METHOD path`.
-fn request(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+/// (status code, body) of `METHOD path` at `addr` (host:port).
+fn request(addr: &str, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -22,27 +23,34 @@ fn request(port: u16, method: &str, path: &str) -> (u16, String) {
     (code, body)
 }
 
-/// Samples by name (labels dropped), checking that every family is
-/// announced with HELP and TYPE before its samples.
-fn parse(text: &str) -> BTreeMap<String, f64> {
-    let mut typed = std::collections::HashSet::new();
-    let mut samples = BTreeMap::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let mut parts = rest.split_whitespace();
-            typed.insert(parts.next().expect("a name").to_string());
-            assert!(matches!(parts.next(), Some("gauge" | "counter")), "{line}");
-            continue;
-        }
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').expect("name and value");
-        let name = series.split('{').next().expect("name");
-        assert!(typed.contains(name), "{name} has no TYPE line");
-        samples.insert(name.to_string(), value.parse::<f64>().unwrap_or_else(|_| panic!("a number: {line}")));
+fn host(url: &str) -> &str {
+    url.trim_start_matches("http://")
+}
+
+/// A scrape, parsed; every family must be announced with a TYPE.
+fn scrape(addr: &str) -> Scrape {
+    let (code, text) = request(addr, "GET", "/metrics");
+    assert_eq!(code, 200, "{text}");
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
+    for sample in &scrape.samples {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| sample.metric.strip_suffix(s))
+            .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+            .unwrap_or(&sample.metric);
+        assert!(text.contains(&format!("# TYPE {family} ")), "{} has no TYPE line", sample.metric);
     }
-    samples
+    scrape
+}
+
+/// The value of the first sample named `name` whose labels include `labels`.
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let matches = |s: &&Sample| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
+    scrape.samples.iter().find(matches).map(|s| match &s.value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+        Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+        Value::Summary(_) => 0.0,
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,38 +58,123 @@ async fn metrics_and_health_are_served_with_etcds_names() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let cluster = Cluster::start_with(1, &["--listen-metrics-urls", &url]).await;
-    let (code, body) = request(port, "GET", "/health");
+    let addr = host(&url);
+    let (code, body) = request(addr, "GET", "/health");
     assert_eq!((code, body.as_str()), (200, "{\"health\":\"true\",\"reason\":\"\"}"));
 
-    let (code, text) = request(port, "GET", "/metrics");
-    assert_eq!(code, 200);
-    let before = parse(&text);
-    for (name, at_least) in [
-        ("etcd_server_has_leader", 1.0),
-        ("etcd_server_is_leader", 1.0),
-        ("etcd_server_leader_changes_seen_total", 1.0),
-        ("etcd_server_id", 1.0),
-        ("etcd_mvcc_db_total_size_in_bytes", 1.0),
-        ("process_resident_memory_bytes", 1.0),
-        ("process_open_fds", 1.0),
-        ("process_start_time_seconds", 1.0),
+    let before = scrape(addr);
+    for name in [
+        "etcd_server_has_leader",
+        "etcd_server_is_leader",
+        "etcd_server_leader_changes_seen_total",
+        "etcd_server_id",
+        "etcd_mvcc_db_total_size_in_bytes",
+        "etcd_mvcc_db_total_size_in_use_in_bytes",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+        "etcd_server_proposals_committed_total",
     ] {
-        assert!(before.get(name).is_some_and(|v| *v >= at_least), "{name} in:\n{text}");
+        assert!(value(&before, name, &[]).is_some_and(|v| v >= 1.0), "{name} is missing or zero");
     }
-    assert!(text.contains("process_cpu_seconds_total"), "{text}");
+    for name in ["etcd_server_proposals_pending", "etcd_server_proposals_failed_total", "process_cpu_seconds_total"] {
+        assert!(value(&before, name, &[]).is_some(), "{name} is missing");
+    }
 
-    // Applied proposals move with writes.
+    // Proposals, fsyncs, backend commits and gRPC calls move with a write.
     let ctl = Etcdctl::new(cluster.endpoints_csv());
     assert!(ctl.run(&["put", "k", "v"]).success);
-    let applied = before["etcd_server_proposals_applied_total"];
-    wait::until(Duration::from_secs(10), "applied proposals to grow", || async {
-        let now = parse(&request(port, "GET", "/metrics").1);
-        (now["etcd_server_proposals_applied_total"] > applied).then_some(())
+    let grows = |name: &'static str, labels: &'static [(&'static str, &'static str)]| {
+        let was = value(&before, name, labels).unwrap_or(0.0);
+        let addr = addr.to_string();
+        async move {
+            wait::until(Duration::from_secs(10), name, || {
+                let addr = addr.clone();
+                async move { (value(&scrape(&addr), name, labels)? > was).then_some(()) }
+            })
+            .await
+        }
+    };
+    grows("etcd_server_proposals_applied_total", &[]).await;
+    grows("etcd_server_proposals_committed_total", &[]).await;
+    grows("etcd_disk_wal_fsync_duration_seconds", &[]).await;
+    grows("etcd_disk_backend_commit_duration_seconds", &[]).await;
+    let put: &[(&str, &str)] = &[("grpc_service", "etcdserverpb.KV"), ("grpc_method", "Put"), ("grpc_type", "unary")];
+    grows("grpc_server_started_total", put).await;
+    assert!(value(&scrape(addr), "grpc_server_handled_total", &[("grpc_method", "Put"), ("grpc_code", "OK")]).is_some());
+    assert!(!ctl.run(&["get", ""]).success);
+    let refused = [("grpc_method", "Range"), ("grpc_code", "InvalidArgument")];
+    assert!(value(&scrape(addr), "grpc_server_handled_total", &refused).is_some_and(|v| v >= 1.0));
+
+    // etcdctl's own check reads the member's memory from /metrics on the client port.
+    let check = ctl.run(&["check", "datascale"]);
+    assert!(check.success && check.stdout.contains("PASS: Approximate system memory used"), "{check:?}");
+
+    assert_eq!(request(addr, "GET", "/nope").0, 404);
+    assert_eq!(request(addr, "POST", "/metrics").0, 405);
+    let (code, body) = request(addr, "GET", "/version");
+    assert_eq!(code, 200);
+    assert!(body.contains("\"etcdserver\":"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_port_answers_http_and_has_leader_flips_during_an_election() {
+    let mut cluster = Cluster::start(3).await;
+    let endpoints = cluster.endpoints();
+    let leader = cluster.leader().await;
+    let survivor = cluster.other_than(&[leader]);
+    let addr = host(&endpoints[survivor]).to_string();
+
+    // gRPC and HTTP on the same port.
+    assert!(Etcdctl::new(endpoints[survivor].clone()).run(&["put", "k", "v"]).success);
+    let metrics = scrape(&addr);
+    assert_eq!(value(&metrics, "etcd_server_has_leader", &[]), Some(1.0));
+    // The leader measures its round trips to the followers.
+    let at_leader = scrape(host(&endpoints[leader]));
+    let peers: Vec<&str> = at_leader
+        .samples
+        .iter()
+        .filter(|s| s.metric == "etcd_network_peer_round_trip_time_seconds")
+        .filter_map(|s| s.labels.get("To"))
+        .collect();
+    assert!(!peers.is_empty(), "peer round trips are measured");
+    assert_eq!(request(&addr, "GET", "/livez"), (200, "ok".to_string()));
+    assert_eq!(request(&addr, "GET", "/readyz"), (200, "ok".to_string()));
+    let (_, verbose) = request(&addr, "GET", "/readyz?verbose");
+    assert!(verbose.contains("[+]linearizable_read ok") && verbose.ends_with("readyz check passed\n"), "{verbose}");
+
+    // Alone, the survivor loses its leader: has_leader flips, health and
+    // readiness fail, liveness holds.
+    let changes = value(&metrics, "etcd_server_leader_changes_seen_total", &[]).unwrap_or(0.0);
+    let others: Vec<usize> = (0..3).filter(|i| *i != survivor).collect();
+    for i in &others {
+        cluster.kill(*i);
+    }
+    wait::until(Duration::from_secs(30), "has_leader to drop to 0", || {
+        let addr = addr.clone();
+        async move { (value(&scrape(&addr), "etcd_server_has_leader", &[]) == Some(0.0)).then_some(()) }
     })
     .await;
+    let (code, body) = request(&addr, "GET", "/health");
+    assert_eq!((code, body.as_str()), (503, "{\"health\":\"false\",\"reason\":\"RAFT NO LEADER\"}"));
+    let (code, body) = request(&addr, "GET", "/readyz");
+    assert_eq!(code, 503);
+    assert!(body.contains("[-]linearizable_read failed") && body.ends_with("readyz check failed\n"), "{body}");
+    assert_eq!(request(&addr, "GET", "/livez").0, 200);
+    assert_eq!(request(&addr, "GET", "/readyz?exclude=linearizable_read").0, 200);
 
-    assert_eq!(request(port, "GET", "/nope").0, 404);
-    assert_eq!(request(port, "POST", "/metrics").0, 405);
+    for i in others {
+        cluster.restart(i);
+    }
+    wait::until(Duration::from_secs(30), "has_leader back to 1 after an election", || {
+        let addr = addr.clone();
+        async move {
+            let now = scrape(&addr);
+            let changed = value(&now, "etcd_server_leader_changes_seen_total", &[])? > changes;
+            (value(&now, "etcd_server_has_leader", &[]) == Some(1.0) && changed).then_some(())
+        }
+    })
+    .await;
 }
 
 #[test]

@@ -154,9 +154,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(io_error(StorageIOError::read_vote))
     }
 
-    // save_committed/read_committed keep openraft's defaults (not persisted):
-    // a restarted member learns the commit index from the leader, and writing
-    // it on every commit would sit in the commit path.
+    // The commit index is not persisted (read_committed keeps openraft's
+    // default): a restarted member learns it from the leader, and writing it
+    // on every commit would sit in the commit path. It is only published.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
+        let index = committed.map_or(0, |c| c.index);
+        crate::metrics::PROPOSALS_COMMITTED.fetch_max(index, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), RaftStorageError>
     where

@@ -184,8 +184,12 @@ fn write_group(db: &DB, pending: &Pending, jobs: Vec<Job>) {
     // The batch is written without sync, then the WAL is synced on its own:
     // RocksDB then never holds other writers (the state machine's) in a
     // write group while the disk syncs.
-    let result =
-        storage::write_buffered(db, batch).and_then(|()| db.flush_wal(true).map_err(StorageError::rocks("sync wal")));
+    let result = storage::write_buffered(db, batch).and_then(|()| {
+        let started = std::time::Instant::now();
+        let synced = db.flush_wal(true).map_err(StorageError::rocks("sync wal"));
+        crate::metrics::WAL_FSYNC.observe(started.elapsed());
+        synced
+    });
     if result.is_ok() {
         if let Some(upto) = written.iter().map(|id| id.index).max() {
             pending.lock().written(upto);

@@ -136,7 +136,12 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>> {
-        self.call(RpcKind::AppendEntries, &rpc, &option).await
+        let started = std::time::Instant::now();
+        let reply = self.call(RpcKind::AppendEntries, &rpc, &option).await;
+        if reply.is_ok() {
+            crate::metrics::peer_round_trip(self.target, started.elapsed());
+        }
+        reply
     }
 
     async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>> {

@@ -92,12 +92,20 @@ fn apply_blocking(
             },
         };
         batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&entry.log_id));
-        storage::write_buffered(db, batch)?;
+        commit(db, batch)?;
         published(kv, listener, &applied);
         last = Some(entry.log_id);
         responses.push(CommandResponse(applied.response));
     }
     Ok((responses, last))
+}
+
+/// Writes an applied batch, timed as etcd times its backend commits.
+fn commit(db: &DB, batch: WriteBatch) -> Result<(), StorageError> {
+    let started = std::time::Instant::now();
+    let written = storage::write_buffered(db, batch);
+    crate::metrics::BACKEND_COMMIT.observe(started.elapsed());
+    written
 }
 
 /// Remembers the members that `next` drops, as etcd does, so that a removed
@@ -186,14 +194,14 @@ fn apply_batch(
         } else {
             batch.put_cf(meta, columns::APPLY_PROGRESS, storage::encode_bincode(&(log_id.index, i + 1)));
         }
-        storage::write_buffered(db, batch)?;
+        commit(db, batch)?;
         published(kv, listener, &applied);
         responses.push(applied.response);
     }
     if requests.is_empty() {
         let mut batch = WriteBatch::default();
         batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&log_id));
-        storage::write_buffered(db, batch)?;
+        commit(db, batch)?;
     }
     Ok(InternalResponse { response: Some(internal_response::Response::Batch(ResponseBatch { responses })) })
 }

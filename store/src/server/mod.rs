@@ -7,6 +7,8 @@
 mod authority;
 mod batcher;
 mod bootstrap;
+mod grpc_metrics;
+mod http;
 mod lease_ops;
 mod listeners;
 mod membership;
@@ -174,10 +176,9 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
     for listener in client_listeners {
         servers.push(serve_clients(node.clone(), listener, stop_rx.clone(), config.max_request_bytes));
     }
-    let counters = Arc::new(observe::Counters::default());
-    servers.push(observe::count_leader_changes(node.clone(), counters.clone(), stop_rx.clone()));
+    servers.push(observe::count_leader_changes(node.clone(), stop_rx.clone()));
     for listener in bind_all(&config.listen_metrics).await? {
-        servers.push(observe::serve(node.clone(), counters.clone(), listener, stop_rx.clone()));
+        servers.push(observe::serve(node.clone(), listener, stop_rx.clone()));
     }
 
     // A member of a new cluster writes the initial membership until Raft has
@@ -285,6 +286,7 @@ fn serve_clients(
     tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(grpc_metrics::GrpcMetricsLayer)
             .add_service(KvServer::new(api::kv::KvService::new(node.clone())).max_decoding_message_size(max))
             .add_service(WatchServer::new(api::watch::WatchService::new(node.clone())).max_decoding_message_size(max))
             .add_service(LeaseServer::new(api::lease::LeaseService::new(node.clone())).max_decoding_message_size(max))
@@ -296,7 +298,7 @@ fn serve_clients(
                     .max_decoding_message_size(max),
             )
             .add_service(AuthServer::new(api::auth::AuthService::new(node.clone())).max_decoding_message_size(max))
-            .serve_with_incoming_shutdown(client_connections(listener), stopped(stop))
+            .serve_with_incoming_shutdown(client_connections(listener, node.clone()), stopped(stop))
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "client server failed");
@@ -327,11 +329,35 @@ fn nodelay(incoming: TcpListenerStream) -> impl tokio_stream::Stream<Item = std:
 }
 
 /// Accepted client connections, each behind [`authority::ClientStream`].
+/// The client port's gRPC connections. Connections that speak HTTP/1 are
+/// served by `http` instead, each on its own task.
 fn client_connections(
     listener: TcpListener,
+    node: Arc<Node>,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<authority::ClientStream>> {
-    use tokio_stream::StreamExt;
-    nodelay(TcpListenerStream::new(listener)).map(|accepted| accepted.map(authority::ClientStream::new))
+    let (grpc, incoming) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                // The gRPC server has stopped taking connections.
+                _ = grpc.closed() => return,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let _ = stream.set_nodelay(true);
+            let (grpc, node) = (grpc.clone(), node.clone());
+            tokio::spawn(async move {
+                match http::is_http2(&stream).await {
+                    Some(true) => {
+                        let _ = grpc.send(Ok(authority::ClientStream::new(stream))).await;
+                    }
+                    Some(false) => http::serve_connection(stream, node).await,
+                    None => {}
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(incoming)
 }
 
 /// Publishes this member's name and client URLs through Raft, retrying

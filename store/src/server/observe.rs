@@ -1,46 +1,35 @@
-//! `--listen-metrics-urls`: what operators scrape and probe, over plain
-//! HTTP/1.1 on listeners of their own (as etcd serves them there):
+//! What operators scrape and probe (served by `http` on the client port and
+//! on --listen-metrics-urls):
 //! - `/metrics`: Prometheus' text format, with etcd's metric names;
 //! - `/health`: etcd's answer, `{"health":"true","reason":""}`, or 503 with
-//!   `false` and why (no leader, an alarm).
-//!
-//! Each connection answers one request and closes.
+//!   `false` and why (no leader, an alarm, a read that fails);
+//! - `/livez`, `/readyz`: etcd 3.5's checks, Kubernetes-style.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::node::Node;
 use super::quota;
 
-/// What is counted over the member's life.
-#[derive(Default)]
-pub struct Counters {
-    /// Leaders seen, each change to a new leader once.
-    pub leader_changes: AtomicU64,
-}
-
 /// Counts leader changes as Raft reports them, until `stop`.
-pub fn count_leader_changes(
-    node: Arc<Node>,
-    counters: Arc<Counters>,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
+pub fn count_leader_changes(node: Arc<Node>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut metrics = node.raft.metrics();
         let mut seen = None;
         loop {
             let leader = metrics.borrow_and_update().current_leader;
+            // As etcd counts: a leader after none, or a different one; losing
+            // the leader and getting the same one back is a change too.
             if leader.is_some() && leader != seen {
-                counters.leader_changes.fetch_add(1, Ordering::Relaxed);
-                seen = leader;
+                LEADER_CHANGES.fetch_add(1, Ordering::Relaxed);
             }
+            seen = leader;
             tokio::select! {
                 changed = metrics.changed() => if changed.is_err() { return },
                 _ = stop.changed() => return,
@@ -49,13 +38,11 @@ pub fn count_leader_changes(
     })
 }
 
-/// Serves `/metrics` and `/health` on `listener` until `stop`.
-pub fn serve(
-    node: Arc<Node>,
-    counters: Arc<Counters>,
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
+/// Leaders seen, each change to a new leader once.
+static LEADER_CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// Serves the HTTP routes on a --listen-metrics-urls listener until `stop`.
+pub fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -63,50 +50,13 @@ pub fn serve(
                 _ = stop.changed() => return,
             };
             let Ok((stream, _)) = accepted else { continue };
-            let (node, counters) = (node.clone(), counters.clone());
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(10), answer(stream, &node, &counters)).await;
-            });
+            tokio::spawn(super::http::serve_connection(stream, node.clone()));
         }
     })
 }
 
-async fn answer(mut stream: TcpStream, node: &Arc<Node>, counters: &Counters) -> std::io::Result<()> {
-    // The request line and headers; a body is never needed.
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-        let n = stream.read(&mut buffer).await?;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&buffer[..n]);
-    }
-    let text = String::from_utf8_lossy(&request);
-    let mut words = text.split_whitespace();
-    let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
-    let path = target.split('?').next().unwrap_or_default();
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics(node, counters).await),
-        ("GET", "/health") => {
-            let (healthy, reason) = health(node);
-            let body = format!("{{\"health\":\"{healthy}\",\"reason\":\"{reason}\"}}");
-            (if healthy { "200 OK" } else { "503 Service Unavailable" }, "application/json", body)
-        }
-        ("GET", _) => ("404 Not Found", "text/plain; charset=utf-8", "404 page not found\n".to_string()),
-        _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "Method Not Allowed\n".to_string()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-/// etcd's health: a leader, and no alarm.
-fn health(node: &Node) -> (bool, String) {
+/// etcd's health: a leader, no alarm, and a linearizable read that works.
+pub async fn health(node: &Node) -> (bool, String) {
     if node.raft.metrics().borrow().current_leader.is_none() {
         return (false, "RAFT NO LEADER".into());
     }
@@ -117,7 +67,50 @@ fn health(node: &Node) -> (bool, String) {
             .unwrap_or_else(|_| alarm.alarm.to_string());
         return (false, format!("ALARM {name}"));
     }
+    if tokio::time::timeout(PROBE_TIMEOUT, node.linearizable_barrier()).await.map_or(true, |r| r.is_err()) {
+        return (false, "QGET ERROR".into());
+    }
     (true, String::new())
+}
+
+/// How long a health check's read may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `/livez` and `/readyz`, the Kubernetes-style checks etcd 3.5 added:
+/// "ok" or, on failure, 503 and the list of checks. `?verbose` lists them
+/// always; `?exclude=name` skips one.
+pub async fn probe(node: &Node, kind: &str, query: &str) -> http::Response<super::http::Body> {
+    let excluded: Vec<&str> = query.split('&').filter_map(|p| p.strip_prefix("exclude=")).collect();
+    let verbose = query.split('&').any(|p| p == "verbose" || p.starts_with("verbose="));
+    let mut checks: Vec<(&str, bool)> = Vec::new();
+    if kind == "readyz" {
+        let corrupt = node.kv.alarms().list(shoal_proto::etcdserverpb::AlarmType::Corrupt as i32);
+        checks.push(("data_corruption", corrupt.is_empty()));
+    }
+    let kv = node.kv.clone();
+    let local = tokio::task::spawn_blocking(move || kv.read(|view| view.current)).await.is_ok();
+    checks.push(("serializable_read", local));
+    if kind == "readyz" {
+        let read = tokio::time::timeout(PROBE_TIMEOUT, node.linearizable_barrier()).await;
+        checks.push(("linearizable_read", matches!(read, Ok(Ok(())))));
+    }
+    checks.retain(|(name, _)| !excluded.contains(name));
+    let healthy = checks.iter().all(|(_, ok)| *ok);
+    let mut body = String::new();
+    if verbose || !healthy {
+        for (name, ok) in &checks {
+            let line = if *ok { format!("[+]{name} ok\n") } else { format!("[-]{name} failed: reason withheld\n") };
+            body.push_str(&line);
+        }
+        for name in &excluded {
+            body.push_str(&format!("[+]{name} excluded: ok\n"));
+        }
+        body.push_str(&format!("{kind} check {}\n", if healthy { "passed" } else { "failed" }));
+    } else {
+        body.push_str("ok");
+    }
+    let status = if healthy { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
+    super::http::answer(status, "text/plain; charset=utf-8", body)
 }
 
 /// One metric family: its help, type and samples.
@@ -125,7 +118,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
 }
 
-async fn metrics(node: &Arc<Node>, counters: &Counters) -> String {
+pub async fn metrics(node: &Arc<Node>) -> String {
     let raft = node.raft.metrics().borrow().clone();
     let db = node.db.clone();
     let (total, in_use) = tokio::task::spawn_blocking(move || {
@@ -156,7 +149,7 @@ async fn metrics(node: &Arc<Node>, counters: &Counters) -> String {
         "etcd_server_leader_changes_seen_total",
         "counter",
         "The number of leader changes seen.",
-        counters.leader_changes.load(Ordering::Relaxed),
+        LEADER_CHANGES.load(Ordering::Relaxed),
     );
     family(
         &mut out,
@@ -185,6 +178,7 @@ async fn metrics(node: &Arc<Node>, counters: &Counters) -> String {
         "Total size of the underlying database logically in use in bytes.",
         in_use,
     );
+    crate::metrics::render(&mut out);
     process(&mut out);
     out
 }

@@ -25,6 +25,15 @@ impl Node {
     /// Replicates `request` and returns the state machine's answer and the log
     /// index it was applied at.
     pub async fn propose(&self, request: InternalRequest) -> Result<(InternalResponse, u64), EtcdError> {
+        let _pending = crate::metrics::PendingProposal::start();
+        let proposed = self.propose_until_done(request).await;
+        if proposed.is_err() {
+            crate::metrics::PROPOSALS_FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        proposed
+    }
+
+    async fn propose_until_done(&self, request: InternalRequest) -> Result<(InternalResponse, u64), EtcdError> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let leader = self.leader();
