@@ -7,7 +7,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // prost-build finds the compiler through PROTOC.
         std::env::set_var("PROTOC", protoc);
     }
-    tonic_prost_build::configure().generate_default_stubs(true).compile_protos(
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptors = out_dir.join("descriptors.bin");
+    tonic_prost_build::configure().generate_default_stubs(true).file_descriptor_set_path(&descriptors).compile_protos(
         &[
             "proto/mvccpb/kv.proto",
             "proto/authpb/auth.proto",
@@ -16,6 +18,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         &["proto"],
     )?;
+    // serde for the etcd API in grpc-gateway's JSON (the HTTP gateway): proto
+    // field names, 64-bit integers as strings, bytes as base64.
+    pbjson_build::Builder::new()
+        .register_descriptors(&std::fs::read(&descriptors)?)?
+        .preserve_proto_field_names()
+        .build(&[".mvccpb", ".authpb", ".etcdserverpb"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

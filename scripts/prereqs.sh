@@ -5,7 +5,8 @@
 #                              etcd 3.4 + etcdctl (the reference the tests compare against)
 #                              iproute2 (the fault suite's network namespaces)
 #                              busybox-static (the agent tests' container image)
-#                              and python3 (the web example's server)
+#                              python3 (the web example's server)
+#                              and curl (the JSON gateway tests)
 #   scripts/prereqs.sh up      what `./dev up` needs: build, plus busybox-static
 #                              and python3 for the examples
 # Installs them with apt-get when running as root on Debian/Ubuntu; otherwise
@@ -14,7 +15,7 @@ set -euo pipefail
 
 want=(libclang-dev)
 case "${1:-build}" in
-test) want+=(protobuf-compiler etcd-server etcd-client iproute2 busybox-static python3) ;;
+test) want+=(protobuf-compiler etcd-server etcd-client iproute2 busybox-static python3 curl) ;;
 up) want+=(busybox-static python3) ;;
 esac
 
@@ -35,6 +36,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
     echo "  iproute2: ip, for the network namespaces of the fault tests;" >&2
     echo "  busybox-static: the root filesystem of the agent tests' containers;" >&2
     echo "  python3: the web server of examples/web.yaml." >&2
+    echo "  curl: the JSON gateway tests speak HTTP with it." >&2
     exit 1
 fi
 if [[ $(id -u) -ne 0 ]]; then

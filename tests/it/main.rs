@@ -12,6 +12,7 @@ mod errors;
 mod etcdctl_compat;
 mod examples;
 mod faults;
+mod gateway;
 mod lease;
 mod lease_compat;
 mod maintenance;

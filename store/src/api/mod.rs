@@ -4,6 +4,7 @@
 pub mod access;
 pub mod auth;
 pub mod cluster;
+pub mod gateway;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;

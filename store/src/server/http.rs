@@ -3,7 +3,7 @@
 //! gRPC, anything else here), and --listen-metrics-urls serves the same
 //! routes:
 //! - `GET /metrics`, `/health`, `/livez`, `/readyz`, `/version`;
-//! - `POST /v3/...`: the JSON gateway (see `gateway`).
+//! - `POST /v3/...`: the JSON gateway (see `api::gateway`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -19,15 +19,16 @@ use tokio::net::TcpStream;
 use super::node::Node;
 use super::observe;
 use crate::config::ETCD_API_VERSION;
+use crate::error::EtcdError;
 
-pub type Body = BoxBody<Bytes, Infallible>;
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// How long a client may take to send its first bytes.
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
 const HTTP2_PREFACE: &[u8] = b"PRI ";
 
 pub fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into()).boxed()
+    Full::new(body.into()).boxed_unsync()
 }
 
 pub fn answer(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
@@ -88,7 +89,28 @@ async fn route(request: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
             let body = format!("{{\"etcdserver\":\"{ETCD_API_VERSION}\",\"etcdcluster\":\"{ETCD_API_VERSION}\"}}");
             answer(StatusCode::OK, "application/json", body)
         }
+        (Method::POST, p) if p.starts_with("/v3/") => gateway(request, node).await,
+        (Method::GET, p) if p.starts_with("/v3/") => {
+            answer(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "Method Not Allowed\n")
+        }
         (Method::GET, _) => answer(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "404 page not found\n"),
         _ => answer(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "Method Not Allowed\n"),
+    }
+}
+
+/// Reads the body (no larger than the gRPC limit) and hands it to the gateway.
+async fn gateway(request: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let limit = node.limits.max_request_bytes + super::GRPC_OVERHEAD_BYTES;
+    let body = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return crate::api::gateway::error(&EtcdError::RequestTooLarge.into());
+        }
+        Err(e) => return crate::api::gateway::error(&tonic::Status::invalid_argument(e.to_string())),
+    };
+    match crate::api::gateway::handle(&node, parts.uri.path(), &parts.headers, &body).await {
+        Some(response) => response,
+        None => answer(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "Not Found\n"),
     }
 }

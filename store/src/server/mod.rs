@@ -8,7 +8,7 @@ mod authority;
 mod batcher;
 mod bootstrap;
 mod grpc_metrics;
-mod http;
+pub mod http;
 mod lease_ops;
 mod listeners;
 mod membership;
@@ -53,7 +53,7 @@ use crate::storage::{self, StorageError};
 use crate::watch::WatchHub;
 
 /// gRPC framing allowance on top of --max-request-bytes, as etcd allows.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// How long in-flight requests may take to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
