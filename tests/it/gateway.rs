@@ -78,11 +78,11 @@ async fn curl_round_trips_answer_what_etcds_gateway_answers() {
         ("/v3/lease/grant", r#"{"TTL":"99999999999"}"#),
         ("/v3/nope", "{}"),
     ];
+    let ttl = regex::Regex::new(r#""TTL":"\d+""#).expect("regex");
     for (path, body) in script {
         let expected = curl(&etcd_url, path, body, &[]);
         let got = curl(&shoal_url, path, body, &[]);
         assert_eq!(got.0, expected.0, "HTTP status of {path} {body}");
-        let ttl = regex::Regex::new(r#""TTL":"\d+""#).expect("regex");
         let (got, expected) = (normalized(&got.1), normalized(&expected.1));
         // A lease's remaining TTL ticks on its own clock.
         assert_eq!(ttl.replace_all(&got, "TTL"), ttl.replace_all(&expected, "TTL"), "{path} {body}");
