@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::ids;
+use crate::tls::TlsFiles;
 use crate::urls::{self, Url, UrlError};
 
 /// The etcd API line Shoal implements, reported by `Maintenance.Status`.
@@ -142,6 +143,36 @@ pub struct MemberArgs {
     /// bcrypt cost for hashing auth passwords (4 to 31).
     #[arg(long, default_value_t = 10)]
     pub bcrypt_cost: u32,
+    /// Path to the client server TLS cert file.
+    #[arg(long, default_value = "")]
+    pub cert_file: String,
+    /// Path to the client server TLS key file.
+    #[arg(long, default_value = "")]
+    pub key_file: String,
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long, default_value = "")]
+    pub trusted_ca_file: String,
+    /// Enable client cert authentication.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub client_cert_auth: bool,
+    /// Client TLS using generated certificates.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub auto_tls: bool,
+    /// Path to the peer server TLS cert file.
+    #[arg(long, default_value = "")]
+    pub peer_cert_file: String,
+    /// Path to the peer server TLS key file.
+    #[arg(long, default_value = "")]
+    pub peer_key_file: String,
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, default_value = "")]
+    pub peer_trusted_ca_file: String,
+    /// Enable peer client cert authentication.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub peer_client_cert_auth: bool,
+    /// Peer TLS using generated certificates.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub peer_auto_tls: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +196,10 @@ pub enum ConfigError {
     AuthToken(String),
     #[error("invalid bcrypt-cost {0} (it must be between 4 and 31)")]
     BcryptCost(u32),
+    #[error("TLS key/cert ({flags}) must be provided for {side} url {url} with HTTPS scheme")]
+    TlsMissing { flags: &'static str, side: &'static str, url: String },
+    #[error("{0} needs {1} too")]
+    TlsHalf(&'static str, &'static str),
 }
 
 /// A member of the initial cluster.
@@ -203,6 +238,11 @@ pub struct MemberConfig {
     pub auto_promote_learners: bool,
     pub auth_token_ttl: Duration,
     pub bcrypt_cost: u32,
+    /// Whether each --listen-client-urls entry is https.
+    pub listen_client_tls: Vec<bool>,
+    pub listen_peer_tls: Vec<bool>,
+    pub client_tls: Option<TlsFiles>,
+    pub peer_tls: Option<TlsFiles>,
 }
 
 impl MemberConfig {
@@ -230,6 +270,33 @@ fn addrs(flag: &'static str, list: &[Url]) -> Result<Vec<SocketAddr>, ConfigErro
     Ok(list.iter().map(|u| u.socket_addr(flag)).collect::<Result<_, _>>()?)
 }
 
+/// One side's TLS files: a certificate and key, or a generated pair in
+/// `auto_dir` (--auto-tls, ignored when a certificate is given, as etcd does).
+fn tls_files(
+    (cert, cert_flag): (&str, &'static str),
+    (key, key_flag): (&str, &'static str),
+    trusted_ca: &str,
+    client_cert_auth: bool,
+    auto_dir: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let trusted_ca = (!trusted_ca.is_empty()).then(|| PathBuf::from(trusted_ca));
+    match (cert.is_empty(), key.is_empty(), auto_dir) {
+        (false, false, _) => {
+            Ok(Some(TlsFiles { cert: cert.into(), key: key.into(), trusted_ca, client_cert_auth, auto: false }))
+        }
+        (false, true, _) => Err(ConfigError::TlsHalf(cert_flag, key_flag)),
+        (true, false, _) => Err(ConfigError::TlsHalf(key_flag, cert_flag)),
+        (true, true, Some(dir)) => Ok(Some(TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            trusted_ca: None,
+            client_cert_auth: false,
+            auto: true,
+        })),
+        (true, true, None) => Ok(None),
+    }
+}
+
 fn strings(list: &[Url]) -> Vec<String> {
     list.iter().map(Url::to_string).collect()
 }
@@ -248,6 +315,33 @@ impl MemberArgs {
         let advertise_peer = urls::parse_list("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
         if advertise_peer.is_empty() {
             return Err(ConfigError::Empty { flag: "--initial-advertise-peer-urls" });
+        }
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
+        let client_tls = tls_files(
+            (&self.cert_file, "--cert-file"),
+            (&self.key_file, "--key-file"),
+            &self.trusted_ca_file,
+            self.client_cert_auth,
+            self.auto_tls.then(|| data_dir.join("fixtures").join("client")),
+        )?;
+        let peer_tls = tls_files(
+            (&self.peer_cert_file, "--peer-cert-file"),
+            (&self.peer_key_file, "--peer-key-file"),
+            &self.peer_trusted_ca_file,
+            self.peer_client_cert_auth,
+            self.peer_auto_tls.then(|| data_dir.join("fixtures").join("peer")),
+        )?;
+        for url in listen_client.iter().chain(&advertise_client).filter(|u| u.tls && client_tls.is_none()) {
+            let (flags, side) = ("--cert-file, --key-file", "client");
+            return Err(ConfigError::TlsMissing { flags, side, url: url.to_string() });
+        }
+        for url in listen_peer.iter().chain(&advertise_peer).filter(|u| u.tls && peer_tls.is_none()) {
+            let (flags, side) = ("--peer-cert-file, --peer-key-file", "peer");
+            return Err(ConfigError::TlsMissing { flags, side, url: url.to_string() });
+        }
+        let metrics = urls::parse_list("--listen-metrics-urls", &self.listen_metrics_urls)?;
+        if let Some(url) = metrics.iter().find(|u| u.tls) {
+            return Err(UrlError::TlsUnsupported { flag: "--listen-metrics-urls", url: url.to_string() }.into());
         }
         if self.auth_token != "simple" {
             return Err(ConfigError::AuthToken(self.auth_token.clone()));
@@ -289,12 +383,9 @@ impl MemberArgs {
             .collect();
         Ok(MemberConfig {
             name: self.name.clone(),
-            data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name))),
+            data_dir,
             listen_client: addrs("--listen-client-urls", &listen_client)?,
-            listen_metrics: urls::parse_list("--listen-metrics-urls", &self.listen_metrics_urls)?
-                .iter()
-                .map(|u| u.socket_addr("--listen-metrics-urls"))
-                .collect::<Result<_, _>>()?,
+            listen_metrics: metrics.iter().map(|u| u.socket_addr("--listen-metrics-urls")).collect::<Result<_, _>>()?,
             advertise_client_urls: strings(&advertise_client),
             listen_peer: addrs("--listen-peer-urls", &listen_peer)?,
             peer_urls,
@@ -320,6 +411,10 @@ impl MemberArgs {
             auto_promote_learners: self.auto_promote_learners,
             auth_token_ttl: Duration::from_secs(self.auth_token_ttl.max(1)),
             bcrypt_cost: self.bcrypt_cost,
+            listen_client_tls: listen_client.iter().map(|u| u.tls).collect(),
+            listen_peer_tls: listen_peer.iter().map(|u| u.tls).collect(),
+            client_tls,
+            peer_tls,
         })
     }
 }

@@ -14,6 +14,7 @@
 //! - [`server`]: a running member — identity, proposing and forwarding writes, read index, peer service.
 //! - [`api`]: the etcd gRPC services as thin handlers over the server.
 //! - [`error`]: every client-visible error with etcd's gRPC code and message, in one table.
+//! - [`tls`]: rustls server and client configurations from etcd's TLS flags, reloaded when the files change.
 //! - [`backup`]: snapshot backups: the Maintenance.Snapshot stream, and offline status and restore.
 //! - [`up`]: `shoal up`, a supervised local 3-member cluster.
 
@@ -30,6 +31,7 @@ pub mod mvcc;
 pub mod raft;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod up;
 pub mod urls;
 pub mod watch;

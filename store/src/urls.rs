@@ -6,9 +6,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UrlError {
-    #[error("{flag}: {url:?} is not a URL of the form http://host:port")]
+    #[error("{flag}: {url:?} is not a URL of the form http://host:port or https://host:port")]
     Malformed { flag: &'static str, url: String },
-    #[error("{flag}: {url:?} uses https, but TLS is not supported yet")]
+    #[error("{flag}: {url:?} uses https, but TLS is not supported there")]
     TlsUnsupported { flag: &'static str, url: String },
     #[error("{flag}: cannot resolve {url:?}")]
     Unresolvable { flag: &'static str, url: String },
@@ -20,21 +20,25 @@ pub enum UrlError {
 pub struct Url {
     pub host: String,
     pub port: u16,
+    /// `https://`: served or reached over TLS.
+    pub tls: bool,
 }
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
     }
 }
 
 impl Url {
     pub fn parse(flag: &'static str, text: &str) -> Result<Url, UrlError> {
         let malformed = || UrlError::Malformed { flag, url: text.to_string() };
-        if text.starts_with("https://") {
-            return Err(UrlError::TlsUnsupported { flag, url: text.to_string() });
-        }
-        let rest = text.strip_prefix("http://").ok_or_else(malformed)?;
+        let (tls, rest) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err(malformed()),
+        };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let (host, port) = rest.rsplit_once(':').ok_or_else(malformed)?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -42,7 +46,7 @@ impl Url {
             return Err(malformed());
         }
         let port = port.parse().map_err(|_| malformed())?;
-        Ok(Url { host: host.to_string(), port })
+        Ok(Url { host: host.to_string(), port, tls })
     }
 
     /// The address to bind or connect to; `localhost` is loopback.
@@ -83,11 +87,11 @@ mod tests {
     #[test]
     fn parses_urls_and_clusters() {
         let urls = parse_list("--x", "http://127.0.0.1:2379, http://localhost:22379").expect("valid");
-        assert_eq!(urls[1], Url { host: "localhost".into(), port: 22379 });
+        assert_eq!(urls[1], Url { host: "localhost".into(), port: 22379, tls: false });
         assert_eq!(urls[1].socket_addr("--x").expect("resolves").port(), 22379);
         assert!(Url::parse("--x", "127.0.0.1:2379").is_err());
         assert!(Url::parse("--x", "http://127.0.0.1").is_err());
-        assert!(matches!(Url::parse("--x", "https://a:1"), Err(UrlError::TlsUnsupported { .. })));
+        assert!(Url::parse("--x", "https://a:1").is_ok_and(|u| u.tls && u.to_string() == "https://a:1"));
         let cluster = parse_initial_cluster("a=http://h:1,b=http://h:2,a=http://h:3").expect("valid");
         assert_eq!(cluster.len(), 2);
         assert_eq!(cluster[0].1.len(), 2);

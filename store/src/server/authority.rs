@@ -62,8 +62,8 @@ struct PendingBlock {
     original: Vec<u8>,
 }
 
-pub struct ClientStream {
-    inner: TcpStream,
+pub struct ClientStream<S = TcpStream> {
+    inner: S,
     mode: Mode,
     /// Received from the client, not yet examined.
     raw: BytesMut,
@@ -73,8 +73,8 @@ pub struct ClientStream {
     decoder: loona_hpack::Decoder<'static>,
 }
 
-impl ClientStream {
-    pub fn new(inner: TcpStream) -> ClientStream {
+impl<S> ClientStream<S> {
+    pub fn new(inner: S) -> ClientStream<S> {
         ClientStream {
             inner,
             mode: Mode::Preface,
@@ -307,7 +307,7 @@ fn write_headers(out: &mut BytesMut, stream_id: u32, end_stream: bool, block: &[
     }
 }
 
-impl AsyncRead for ClientStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientStream<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
@@ -345,7 +345,7 @@ impl AsyncRead for ClientStream {
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }

@@ -70,7 +70,7 @@ pub async fn serve_connection(stream: TcpStream, node: Arc<Node>) {
     }
 }
 
-async fn route(request: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
+pub async fn route(request: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
     match (request.method().clone(), path.as_str()) {

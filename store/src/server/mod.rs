@@ -15,6 +15,7 @@ mod membership;
 mod node;
 mod observe;
 mod peer_service;
+mod port;
 mod propose;
 pub mod quota;
 mod read_batch;
@@ -39,7 +40,6 @@ use shoal_proto::peerpb::{internal_request, peer_server::PeerServer, InternalReq
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api;
 use crate::config::{ClusterState, MemberConfig};
@@ -50,6 +50,7 @@ use crate::raft::network::{PeerClients, PeerNetwork};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{MemberNode, Raft};
 use crate::storage::{self, StorageError};
+use crate::tls::{self, TlsFiles};
 use crate::watch::WatchHub;
 
 /// gRPC framing allowance on top of --max-request-bytes, as etcd allows.
@@ -71,6 +72,8 @@ pub enum ServerError {
     },
     #[error("raft: {0}")]
     Raft(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// openraft's settings for etcd's flags.
@@ -170,11 +173,24 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
     let client_listeners = bind_all(&config.listen_client).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers: Vec<JoinHandle<()>> = Vec::new();
-    for listener in peer_listeners {
-        servers.push(serve_peer(node.clone(), snap_dir.clone(), listener, stop_rx.clone()));
+    let peer_port = Arc::new(port::Port {
+        grpc: peer_routes(node.clone(), snap_dir.clone()),
+        http: None,
+        tls: reloading(config.peer_tls.as_ref(), &config.peer_urls)?,
+    });
+    for (listener, tls) in peer_listeners.into_iter().zip(&config.listen_peer_tls) {
+        let port = if *tls { peer_port.clone() } else { Arc::new(port::Port { tls: None, ..clone_port(&peer_port) }) };
+        servers.push(port::serve(listener, port, stop_rx.clone()));
     }
-    for listener in client_listeners {
-        servers.push(serve_clients(node.clone(), listener, stop_rx.clone(), config.max_request_bytes));
+    let client_port = Arc::new(port::Port {
+        grpc: client_routes(node.clone(), config.max_request_bytes),
+        http: Some(node.clone()),
+        tls: reloading(config.client_tls.as_ref(), &config.advertise_client_urls)?,
+    });
+    for (listener, tls) in client_listeners.into_iter().zip(&config.listen_client_tls) {
+        let port =
+            if *tls { client_port.clone() } else { Arc::new(port::Port { tls: None, ..clone_port(&client_port) }) };
+        servers.push(port::serve(listener, port, stop_rx.clone()));
     }
     servers.push(observe::count_leader_changes(node.clone(), stop_rx.clone()));
     for listener in bind_all(&config.listen_metrics).await? {
@@ -255,55 +271,46 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-fn serve_peer(
-    node: Arc<Node>,
-    snap_dir: std::path::PathBuf,
-    listener: TcpListener,
-    stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let service = PeerServer::new(peer_service::PeerService::new(node, snap_dir))
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
-        let served = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(service)
-            .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(listener)), stopped(stop))
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "peer server failed");
-        }
-    })
+fn peer_routes(node: Arc<Node>, snap_dir: std::path::PathBuf) -> tonic::service::Routes {
+    let service = PeerServer::new(peer_service::PeerService::new(node, snap_dir))
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    tonic::service::Routes::new(service).prepare()
 }
 
-fn serve_clients(
-    node: Arc<Node>,
-    listener: TcpListener,
-    stop: watch::Receiver<bool>,
-    max_request_bytes: usize,
-) -> JoinHandle<()> {
+fn client_routes(node: Arc<Node>, max_request_bytes: usize) -> grpc_metrics::GrpcMetrics<tonic::service::Routes> {
+    use tower_layer::Layer;
     let max = max_request_bytes + GRPC_OVERHEAD_BYTES;
-    tokio::spawn(async move {
-        let served = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .layer(grpc_metrics::GrpcMetricsLayer)
-            .add_service(KvServer::new(api::kv::KvService::new(node.clone())).max_decoding_message_size(max))
-            .add_service(WatchServer::new(api::watch::WatchService::new(node.clone())).max_decoding_message_size(max))
-            .add_service(LeaseServer::new(api::lease::LeaseService::new(node.clone())).max_decoding_message_size(max))
-            .add_service(
-                ClusterServer::new(api::cluster::ClusterService::new(node.clone())).max_decoding_message_size(max),
-            )
-            .add_service(
-                MaintenanceServer::new(api::maintenance::MaintenanceService::new(node.clone()))
-                    .max_decoding_message_size(max),
-            )
-            .add_service(AuthServer::new(api::auth::AuthService::new(node.clone())).max_decoding_message_size(max))
-            .serve_with_incoming_shutdown(client_connections(listener, node.clone()), stopped(stop))
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "client server failed");
-        }
-    })
+    let routes = tonic::service::Routes::new(
+        KvServer::new(api::kv::KvService::new(node.clone())).max_decoding_message_size(max),
+    )
+    .add_service(WatchServer::new(api::watch::WatchService::new(node.clone())).max_decoding_message_size(max))
+    .add_service(LeaseServer::new(api::lease::LeaseService::new(node.clone())).max_decoding_message_size(max))
+    .add_service(ClusterServer::new(api::cluster::ClusterService::new(node.clone())).max_decoding_message_size(max))
+    .add_service(
+        MaintenanceServer::new(api::maintenance::MaintenanceService::new(node.clone())).max_decoding_message_size(max),
+    )
+    .add_service(AuthServer::new(api::auth::AuthService::new(node)).max_decoding_message_size(max));
+    grpc_metrics::GrpcMetricsLayer.layer(routes.prepare())
+}
+
+fn clone_port<G: Clone>(port: &port::Port<G>) -> port::Port<G> {
+    port::Port { grpc: port.grpc.clone(), http: port.http.clone(), tls: port.tls.clone() }
+}
+
+/// A side's TLS server configuration, generating --auto-tls certificates
+/// (for the hosts of `urls`) on first use.
+fn reloading(files: Option<&TlsFiles>, urls: &[String]) -> Result<Option<Arc<tls::Reloading>>, ServerError> {
+    let Some(files) = files else { return Ok(None) };
+    let files = if files.auto {
+        let hosts: Vec<String> =
+            urls.iter().filter_map(|u| crate::urls::Url::parse("--advertise-urls", u).ok()).map(|u| u.host).collect();
+        let dir = files.cert.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        tls::auto(&dir, &hosts)?
+    } else {
+        files.clone()
+    };
+    Ok(Some(Arc::new(tls::Reloading::new(files)?)))
 }
 
 /// Sends progress notifications to idle watchers that asked for them.
@@ -315,49 +322,6 @@ async fn tick_progress(hub: Arc<WatchHub>, every: Duration, stop: watch::Receive
             _ = tick.tick() => hub.progress_tick(),
         }
     }
-}
-
-/// Accepted connections with Nagle's algorithm off: Raft and gRPC exchange
-/// small messages, which would otherwise wait for delayed ACKs (~40 ms).
-fn nodelay(incoming: TcpListenerStream) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    incoming.map(|accepted| {
-        accepted.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    })
-}
-
-/// Accepted client connections, each behind [`authority::ClientStream`].
-/// The client port's gRPC connections. Connections that speak HTTP/1 are
-/// served by `http` instead, each on its own task.
-fn client_connections(
-    listener: TcpListener,
-    node: Arc<Node>,
-) -> impl tokio_stream::Stream<Item = std::io::Result<authority::ClientStream>> {
-    let (grpc, incoming) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                // The gRPC server has stopped taking connections.
-                _ = grpc.closed() => return,
-            };
-            let Ok((stream, _)) = accepted else { continue };
-            let _ = stream.set_nodelay(true);
-            let (grpc, node) = (grpc.clone(), node.clone());
-            tokio::spawn(async move {
-                match http::is_http2(&stream).await {
-                    Some(true) => {
-                        let _ = grpc.send(Ok(authority::ClientStream::new(stream))).await;
-                    }
-                    Some(false) => http::serve_connection(stream, node).await,
-                    None => {}
-                }
-            });
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(incoming)
 }
 
 /// Publishes this member's name and client URLs through Raft, retrying
