@@ -331,11 +331,11 @@ impl MemberArgs {
             self.peer_client_cert_auth,
             self.peer_auto_tls.then(|| data_dir.join("fixtures").join("peer")),
         )?;
-        for url in listen_client.iter().chain(&advertise_client).filter(|u| u.tls && client_tls.is_none()) {
+        if let Some(url) = listen_client.iter().chain(&advertise_client).find(|u| u.tls && client_tls.is_none()) {
             let (flags, side) = ("--cert-file, --key-file", "client");
             return Err(ConfigError::TlsMissing { flags, side, url: url.to_string() });
         }
-        for url in listen_peer.iter().chain(&advertise_peer).filter(|u| u.tls && peer_tls.is_none()) {
+        if let Some(url) = listen_peer.iter().chain(&advertise_peer).find(|u| u.tls && peer_tls.is_none()) {
             let (flags, side) = ("--peer-cert-file, --peer-key-file", "peer");
             return Err(ConfigError::TlsMissing { flags, side, url: url.to_string() });
         }
@@ -468,6 +468,20 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_urls_need_certificates_as_etcd_says() {
+        let err = parse(&["--listen-client-urls", "https://127.0.0.1:2379"]).expect_err("no certificate");
+        assert_eq!(
+            err.to_string(),
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"
+        );
+        assert!(matches!(parse(&["--cert-file", "c.pem"]), Err(ConfigError::TlsHalf("--cert-file", "--key-file"))));
+        let auto = parse(&["--listen-client-urls", "https://127.0.0.1:2379", "--auto-tls"]).expect("auto tls");
+        assert!(auto.client_tls.is_some_and(|t| t.auto) && auto.listen_client_tls == [true]);
+        let explicit = parse(&["--cert-file", "c.pem", "--key-file", "k.pem", "--client-cert-auth=true"]).expect("tls");
+        assert!(explicit.client_tls.is_some_and(|t| t.client_cert_auth && !t.auto));
+    }
 
     fn parse(args: &[&str]) -> Result<MemberConfig, ConfigError> {
         let argv = normalize_args(std::iter::once("shoal").chain(args.iter().copied()).map(String::from));

@@ -165,6 +165,44 @@ pub fn client_config(files: &TlsFiles) -> Result<ClientConfig, TlsError> {
     Ok(config)
 }
 
+/// Dials TLS for tonic channels: TCP to the URI's host and port, then a
+/// handshake with `config`, naming the host.
+#[derive(Clone)]
+pub struct Connector {
+    config: Arc<ClientConfig>,
+}
+
+impl Connector {
+    pub fn new(config: Arc<ClientConfig>) -> Connector {
+        Connector { config }
+    }
+}
+
+type Dialed = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = Dialed;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Dialed>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let config = self.config.clone();
+        Box::pin(async move {
+            let host = uri.host().unwrap_or("localhost").trim_start_matches('[').trim_end_matches(']').to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let name = ServerName::try_from(host).map_err(std::io::Error::other)?;
+            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        })
+    }
+}
+
 /// Accepts any server certificate: only for self-signed (--auto-tls) members,
 /// as etcd's own peers do with auto TLS. The handshake's signature is still
 /// checked.

@@ -22,6 +22,7 @@ mod observe;
 mod ops_compat;
 mod replication;
 mod services;
+mod tls;
 mod up;
 mod watch;
 mod watch_compat;

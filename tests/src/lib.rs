@@ -12,6 +12,7 @@
 //! - [`control_plane`]: `shoal-controllers` processes and fake nodes standing in for agents.
 //! - [`agents`]: real `shoal-agent` processes, cleaned up with their containers.
 //! - [`services`]: node addresses, a web server Deployment and HTTP for the Service tests.
+//! - [`tls`]: certificates made with rcgen, and members started on https URLs.
 //! - [`up`]: `shoal up` on ports and node addresses of its own, cleaned up with its containers.
 //! - [`etcd`]: a single-member etcd 3.4, the reference for output comparisons.
 //! - [`etcdctl`]: running etcdctl 3.4 and normalizing what differs between clusters.
@@ -30,6 +31,7 @@ pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod services;
+pub mod tls;
 pub mod up;
 pub mod wait;
 pub mod watch_check;

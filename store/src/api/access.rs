@@ -8,21 +8,26 @@ use tonic::Request;
 use crate::auth::{Access, Caller};
 use crate::error::EtcdError;
 use crate::mvcc::lease_keys;
-use crate::server::Node;
+use crate::server::{CertUser, Node};
 
 /// The caller of `request`; an unknown or expired token is refused.
 pub async fn caller<T>(node: &Node, request: &Request<T>) -> Result<Caller, EtcdError> {
-    caller_of(node, request.metadata()).await
+    caller_of(node, request.metadata(), cert_user(request.extensions())).await
+}
+
+/// The common name of the client's verified certificate, if any.
+pub fn cert_user(extensions: &tonic::Extensions) -> Option<&str> {
+    extensions.get::<CertUser>().map(|u| u.0.as_str())
 }
 
 /// A token this member does not know may come from a login that another
 /// member served and this one has not applied yet: catch up once, then look
 /// again before refusing it.
-pub async fn caller_of(node: &Node, metadata: &MetadataMap) -> Result<Caller, EtcdError> {
-    match node.kv.auth().caller(metadata) {
+pub async fn caller_of(node: &Node, metadata: &MetadataMap, cert_user: Option<&str>) -> Result<Caller, EtcdError> {
+    match node.kv.auth().caller(metadata, cert_user) {
         Err(EtcdError::InvalidAuthToken) => {
             node.linearizable_barrier().await?;
-            node.kv.auth().caller(metadata)
+            node.kv.auth().caller(metadata, cert_user)
         }
         answer => answer,
     }

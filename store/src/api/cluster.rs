@@ -42,12 +42,17 @@ impl ClusterService {
             .find(|m| m.id == leader)
             .and_then(|m| m.client_urls.into_iter().next())
             .ok_or(EtcdError::NoLeader)?;
-        let channel = tonic::transport::Endpoint::from_shared(url)
+        // With TLS, the connector dials it; tonic is given the URL as http.
+        let tls = url.starts_with("https://") && self.node.client_dialer.is_some();
+        let url = if tls { url.replacen("https://", "http://", 1) } else { url };
+        let endpoint = tonic::transport::Endpoint::from_shared(url)
             .map_err(|_| EtcdError::NoLeader)?
-            .connect_timeout(self.node.election_timeout)
-            .connect()
-            .await
-            .map_err(|_| EtcdError::ConnectionLost)?;
+            .connect_timeout(self.node.election_timeout);
+        let channel = match (&self.node.client_dialer, tls) {
+            (Some(dialer), true) => endpoint.connect_with_connector(dialer.clone()).await,
+            _ => endpoint.connect().await,
+        }
+        .map_err(|_| EtcdError::ConnectionLost)?;
         Ok(Some(ClusterClient::new(channel)))
     }
 

@@ -36,6 +36,7 @@ type WatchStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Watc
 impl Watch for WatchService {
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         let metadata = request.metadata().clone();
+        let cert_user = super::access::cert_user(request.extensions()).map(str::to_string);
         let mut requests = request.into_inner();
         let node = self.node.clone();
         let hub = self.node.watch_hub.clone();
@@ -47,10 +48,12 @@ impl Watch for WatchService {
                 handle.wait_for_room().await;
                 match requests.message().await {
                     Ok(Some(request)) => match request.request_union {
-                        Some(RequestUnion::CreateRequest(create)) => match permitted(&node, &metadata, &create).await {
-                            Ok(()) => hub.create(&handle, &create),
-                            Err(e) => hub.refuse(&handle, cancel_reason(&e)),
-                        },
+                        Some(RequestUnion::CreateRequest(create)) => {
+                            match permitted(&node, &metadata, cert_user.as_deref(), &create).await {
+                                Ok(()) => hub.create(&handle, &create),
+                                Err(e) => hub.refuse(&handle, cancel_reason(&e)),
+                            }
+                        }
                         Some(RequestUnion::CancelRequest(cancel)) => hub.cancel(&handle, cancel.watch_id),
                         Some(RequestUnion::ProgressRequest(_)) => hub.progress_request(&handle),
                         None => {}
@@ -71,8 +74,13 @@ impl Watch for WatchService {
 
 /// May the stream's caller watch this range? Checked at each create, with
 /// the token the stream was opened with.
-async fn permitted(node: &Node, metadata: &MetadataMap, create: &WatchCreateRequest) -> Result<(), EtcdError> {
-    let caller = super::access::caller_of(node, metadata).await?;
+async fn permitted(
+    node: &Node,
+    metadata: &MetadataMap,
+    cert_user: Option<&str>,
+    create: &WatchCreateRequest,
+) -> Result<(), EtcdError> {
+    let caller = super::access::caller_of(node, metadata, cert_user).await?;
     // etcd reads an empty key as the smallest key, `\0`.
     let key: &[u8] = if create.key.is_empty() { &[0] } else { &create.key };
     caller.state.check_range(&caller.user, key, &create.range_end, Access::Read)

@@ -96,14 +96,17 @@ impl AuthStore {
     /// The caller of a request, from its `token` metadata (etcd clients send
     /// it there; `authorization` is accepted too). With auth off nobody is
     /// checked; with it on, a token that is unknown or expired is refused.
-    pub fn caller(&self, metadata: &MetadataMap) -> Result<Caller, EtcdError> {
+    ///
+    /// Without a token, the common name of a verified client certificate
+    /// (`cert_user`, with --client-cert-auth) is the user, as in etcd.
+    pub fn caller(&self, metadata: &MetadataMap, cert_user: Option<&str>) -> Result<Caller, EtcdError> {
         let state = self.state();
         if !state.enabled {
             return Ok(Caller { state, user: String::new() });
         }
         let token = metadata.get("token").or_else(|| metadata.get("authorization")).map(|v| v.to_str());
         let user = match token {
-            None => String::new(),
+            None => cert_user.unwrap_or_default().to_string(),
             Some(Ok(token)) => self.tokens.user(token).ok_or(EtcdError::InvalidAuthToken)?,
             Some(Err(_)) => return Err(EtcdError::InvalidAuthToken),
         };

@@ -26,6 +26,8 @@ const SNAPSHOT_CHUNK: usize = 1 << 20;
 #[derive(Default)]
 pub struct PeerClients {
     channels: Mutex<HashMap<String, Channel>>,
+    /// How https peers are dialed (--peer-* TLS files).
+    tls: Option<crate::tls::Connector>,
     /// Signalled when a peer answers that this member was removed.
     pub removed: tokio::sync::Notify,
 }
@@ -34,17 +36,30 @@ pub struct PeerClients {
 pub const REMOVED_MESSAGE: &str = "etcdserver: the member has been permanently removed from the cluster";
 
 impl PeerClients {
+    pub fn new(tls: Option<crate::tls::Connector>) -> PeerClients {
+        PeerClients { tls, ..PeerClients::default() }
+    }
+
     pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(channel) = channels.get(url) {
             return Ok(PeerClient::new(channel.clone()).max_decoding_message_size(usize::MAX));
         }
-        let channel = Endpoint::from_shared(url.to_string())?
+        // tonic refuses https URIs unless it does the TLS itself; the
+        // connector does it here, so the channel is given the URL as http.
+        let dialed = match (&self.tls, url.strip_prefix("https://")) {
+            (Some(_), Some(rest)) => format!("http://{rest}"),
+            _ => url.to_string(),
+        };
+        let endpoint = Endpoint::from_shared(dialed)?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect_lazy();
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = match (&self.tls, url.starts_with("https://")) {
+            (Some(tls), true) => endpoint.connect_with_connector_lazy(tls.clone()),
+            _ => endpoint.connect_lazy(),
+        };
         channels.insert(url.to_string(), channel.clone());
         Ok(PeerClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
     }

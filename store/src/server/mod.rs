@@ -24,6 +24,7 @@ mod transfer;
 mod upkeep;
 
 pub use node::{Limits, Node};
+pub use port::CertUser;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -114,7 +115,7 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
     let db_dir = member_dir.join("db");
     std::fs::create_dir_all(&db_dir).map_err(StorageError::io(&db_dir))?;
     let db = storage::open(&db_dir)?;
-    let peers = Arc::new(PeerClients::default());
+    let peers = Arc::new(PeerClients::new(dialer(config.peer_tls.as_ref(), &config.data_dir, "peer")?));
     let identity = bootstrap::identity(&db, &config, &peers).await?;
     tracing::info!(
         name = %config.name,
@@ -167,6 +168,7 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         membership_change: tokio::sync::Mutex::new(()),
         quota_bytes: config.quota_bytes,
         backend_size: Default::default(),
+        client_dialer: dialer(config.client_tls.as_ref(), &config.data_dir, "client")?,
     });
 
     let peer_listeners = bind_all(&config.listen_peer).await?;
@@ -296,6 +298,17 @@ fn client_routes(node: Arc<Node>, max_request_bytes: usize) -> grpc_metrics::Grp
 
 fn clone_port<G: Clone>(port: &port::Port<G>) -> port::Port<G> {
     port::Port { grpc: port.grpc.clone(), http: port.http.clone(), tls: port.tls.clone() }
+}
+
+/// How this member dials the TLS servers of one side of its cluster.
+fn dialer(
+    files: Option<&TlsFiles>,
+    data_dir: &std::path::Path,
+    side: &str,
+) -> Result<Option<tls::Connector>, ServerError> {
+    let Some(files) = files else { return Ok(None) };
+    let files = if files.auto { tls::auto(&data_dir.join("fixtures").join(side), &[])? } else { files.clone() };
+    Ok(Some(tls::Connector::new(Arc::new(tls::client_config(&files)?))))
 }
 
 /// A side's TLS server configuration, generating --auto-tls certificates

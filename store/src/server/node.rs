@@ -49,6 +49,8 @@ pub struct Node {
     pub quota_bytes: Option<u64>,
     /// The backend size, measured at most every few hundred milliseconds.
     pub backend_size: super::quota::SizeCache,
+    /// How this member dials other members' https client URLs.
+    pub client_dialer: Option<crate::tls::Connector>,
 }
 
 impl Node {
