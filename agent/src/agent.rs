@@ -46,7 +46,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create --data-dir {}", config.data_dir.display()))?;
     let data_dir = config.data_dir.canonicalize().context("--data-dir")?;
-    let store = Store::connect(&config.endpoints, Duration::from_secs(5)).context("cannot reach the store")?;
+    let store = Store::connect_tls(&config.endpoints, Duration::from_secs(5), config.tls.clone())
+        .context("cannot reach the store")?;
     let exe = std::env::current_exe().context("cannot find the agent's own binary")?;
     let scope = format!("shoal-agent-{}", config.node_name);
     let runtime = Arc::new(LinuxRuntime::new(&data_dir, &scope, config.container_log_max_bytes, exe));

@@ -17,6 +17,8 @@ pub struct Cli {
     /// Store client URLs, comma-separated.
     #[arg(long, env = ENDPOINTS_ENV, default_value = DEFAULT_ENDPOINT)]
     pub endpoints: String,
+    #[command(flatten)]
+    pub tls: shoal_client::TlsArgs,
     /// Where the agent keeps its record of containers, images and logs.
     #[arg(long, default_value = "shoal-agent.data")]
     pub data_dir: PathBuf,
@@ -64,6 +66,8 @@ pub struct Cli {
 pub struct Config {
     pub node_name: String,
     pub endpoints: Vec<String>,
+    /// For https endpoints.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
     pub data_dir: PathBuf,
     pub cpus: Option<String>,
     pub memory: Option<String>,
@@ -115,6 +119,7 @@ impl Cli {
         Ok(Config {
             node_name,
             endpoints,
+            tls: self.tls.config().map_err(|e| e.to_string())?,
             data_dir: self.data_dir.clone(),
             cpus: self.cpus.clone(),
             memory: self.memory.clone(),

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`store`]: connections to the store's members (the etcd v3 API).
+//! - [`tls`]: `--cacert`, `--cert` and `--key`, as etcdctl takes them.
 //! - [`api`]: the typed object client: get, list, create, update
 //!   (compare-and-swap on `resourceVersion`), delete and watch.
 //! - [`error`]: its errors, in Kubernetes' words.
@@ -21,7 +22,9 @@ pub mod informer;
 pub mod queue;
 pub mod signals;
 pub mod store;
+pub mod tls;
 
 pub use api::{Api, ObjectKey};
 pub use error::{Error, Result};
 pub use store::Store;
+pub use tls::TlsArgs;

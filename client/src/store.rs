@@ -12,7 +12,7 @@ use shoal_proto::etcdserverpb::kv_client::KvClient;
 use shoal_proto::etcdserverpb::lease_client::LeaseClient;
 use shoal_proto::etcdserverpb::watch_client::WatchClient;
 use shoal_proto::etcdserverpb::LeaseKeepAliveRequest;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{Error, Result};
 
@@ -44,18 +44,27 @@ impl Store {
     /// Prepares channels to `endpoints` without connecting yet. Must be
     /// called within a Tokio runtime.
     pub fn connect(endpoints: &[String], timeout: Duration) -> Result<Store> {
+        Store::connect_tls(endpoints, timeout, None)
+    }
+
+    /// Like `connect`, with TLS settings for https endpoints.
+    pub fn connect_tls(endpoints: &[String], timeout: Duration, tls: Option<ClientTlsConfig>) -> Result<Store> {
         if endpoints.is_empty() {
             return Err(Error::Connect("no endpoints".into()));
         }
         let mut unary = Vec::new();
         let mut streaming = Vec::new();
         for url in endpoints {
-            let endpoint = Endpoint::from_shared(url.clone())
+            let mut endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|e| Error::Connect(format!("bad endpoint {url}: {e}")))?
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(2))
                 .keep_alive_timeout(Duration::from_secs(2));
+            if let (Some(tls), true) = (&tls, url.starts_with("https://")) {
+                endpoint =
+                    endpoint.tls_config(tls.clone()).map_err(|e| Error::Connect(format!("TLS for {url}: {e}")))?;
+            }
             streaming.push(endpoint.connect_lazy());
             unary.push(endpoint.timeout(timeout).connect_lazy());
         }

@@ -14,6 +14,8 @@ pub struct Cli {
     /// Store client URLs, comma-separated.
     #[arg(long, env = ENDPOINTS_ENV, default_value = DEFAULT_ENDPOINT)]
     pub endpoints: String,
+    #[command(flatten)]
+    pub tls: shoal_client::TlsArgs,
     /// Which controllers run: a comma-separated list of scheduler,
     /// replicaset, deployment, nodelifecycle, gc, endpoints; or `*` for all.
     #[arg(long, default_value = "*")]
@@ -45,6 +47,8 @@ pub struct Cli {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub endpoints: Vec<String>,
+    /// For https endpoints.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
     pub controllers: Vec<&'static str>,
     pub leader_elect: bool,
     pub lease_duration: Duration,
@@ -81,6 +85,7 @@ impl Cli {
         });
         Ok(Config {
             endpoints,
+            tls: self.tls.config().map_err(|e| e.to_string())?,
             controllers,
             leader_elect: self.leader_elect,
             lease_duration: self.leader_elect_lease_duration,

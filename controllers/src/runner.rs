@@ -28,7 +28,7 @@ fn component(config: &Config) -> String {
 }
 
 pub async fn run(config: Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
-    let store = Store::connect(&config.endpoints, Duration::from_secs(5))?;
+    let store = Store::connect_tls(&config.endpoints, Duration::from_secs(5), config.tls.clone())?;
     let (informers, informer_tasks) = Informers::start(&store, &shutdown);
     let election = Election::new(store.clone(), &component(&config), &config.identity, config.lease_duration);
     loop {

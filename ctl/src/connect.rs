@@ -7,12 +7,14 @@ use anyhow::{bail, Context};
 use shoal_proto::etcdserverpb::cluster_client::ClusterClient;
 use shoal_proto::etcdserverpb::kv_client::KvClient;
 use shoal_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub struct Endpoints {
     /// Client URLs, with a scheme.
     pub urls: Vec<String>,
     pub timeout: Duration,
+    /// For https endpoints: --cacert, --cert, --key.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 /// `host:port` as etcdctl prints an endpoint.
@@ -26,7 +28,7 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
 }
 
 impl Endpoints {
-    pub fn parse(text: &str, timeout: Duration) -> anyhow::Result<Endpoints> {
+    pub fn parse(text: &str, timeout: Duration, tls: Option<ClientTlsConfig>) -> anyhow::Result<Endpoints> {
         let urls: Vec<String> = text
             .split(',')
             .map(str::trim)
@@ -36,7 +38,7 @@ impl Endpoints {
         if urls.is_empty() {
             bail!("--endpoints is empty");
         }
-        Ok(Endpoints { urls, timeout })
+        Ok(Endpoints { urls, timeout, tls })
     }
 
     /// A channel to `url` whose requests time out after --command-timeout.
@@ -50,6 +52,9 @@ impl Endpoints {
             .connect_timeout(self.timeout);
         if let Some(timeout) = timeout {
             endpoint = endpoint.timeout(timeout);
+        }
+        if let (Some(tls), true) = (&self.tls, url.starts_with("https://")) {
+            endpoint = endpoint.tls_config(tls.clone()).with_context(|| format!("TLS for {}", display(url)))?;
         }
         endpoint.connect().await.with_context(|| format!("cannot connect to {}", display(url)))
     }

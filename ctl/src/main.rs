@@ -29,6 +29,8 @@ struct Cli {
     /// How long one request may take.
     #[arg(long, global = true, default_value = "5s", value_parser = shoal_store::config::parse_duration)]
     command_timeout: std::time::Duration,
+    #[command(flatten)]
+    tls: shoal_client::TlsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,7 +83,7 @@ enum Command {
 /// other `get` reads keys (etcdctl's).
 fn route_get(mut args: Vec<String>) -> Vec<String> {
     // The global flags that take a value in the next argument.
-    const VALUED: [&str; 2] = ["--endpoints", "--command-timeout"];
+    const VALUED: [&str; 5] = ["--endpoints", "--command-timeout", "--cacert", "--cert", "--key"];
     let mut positional = Vec::new();
     let mut i = 1;
     while i < args.len() {
@@ -101,7 +103,8 @@ fn route_get(mut args: Vec<String>) -> Vec<String> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let endpoints = connect::Endpoints::parse(&cli.endpoints, cli.command_timeout)?;
+    let tls = cli.tls.config()?;
+    let endpoints = connect::Endpoints::parse(&cli.endpoints, cli.command_timeout, tls.clone())?;
     match cli.command {
         Command::Put(args) => kv::put(&endpoints, args).await,
         Command::Get(args) => kv::get(&endpoints, args).await,
@@ -114,7 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::MoveLeader(args) => maintenance::move_leader(&endpoints, args).await,
         Command::Snapshot(command) => snapshot::run(&endpoints, command).await,
         object_command => {
-            let store = shoal_client::Store::connect(&endpoints.urls, cli.command_timeout)?;
+            let store = shoal_client::Store::connect_tls(&endpoints.urls, cli.command_timeout, tls)?;
             match object_command {
                 Command::Apply(args) => objects::apply::apply(&store, &args.filename).await,
                 Command::GetObjects(args) => objects::get(&store, args).await,

@@ -97,6 +97,26 @@ async fn the_certificate_names_the_user_and_rotated_certificates_are_picked_up()
     let mut client = Client::connect([url.clone()], Some(ConnectOptions::new().with_tls(tls))).await.expect("tls");
     assert_eq!(client.get("k", None).await.expect("get").kvs()[0].value(), b"v");
 
+    // shoalctl takes etcdctl's TLS flags, for keys and for objects alike.
+    let shoalctl = |args: &[&str]| {
+        let tls = [
+            format!("--cacert={}", pki.ca_file.display()),
+            format!("--cert={}", root.cert.display()),
+            format!("--key={}", root.key.display()),
+        ];
+        let out = std::process::Command::new(shoal_tests::cluster::shoalctl_binary())
+            .arg(format!("--endpoints={url}"))
+            .args(&tls)
+            .args(args)
+            .output()
+            .expect("run shoalctl");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert!(shoalctl(&["put", "k2", "v2"]).0);
+    let (ok, got) = shoalctl(&["get", "k2"]);
+    assert!(ok && got.contains("v2"), "{got}");
+    assert!(shoalctl(&["get", "nodes"]).0, "objects through the client crate over TLS");
+
     // A server certificate from another CA, written over the files, is
     // served to new connections without a restart.
     let next = Pki::new("next");

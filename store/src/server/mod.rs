@@ -115,7 +115,7 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
     let db_dir = member_dir.join("db");
     std::fs::create_dir_all(&db_dir).map_err(StorageError::io(&db_dir))?;
     let db = storage::open(&db_dir)?;
-    let peers = Arc::new(PeerClients::new(dialer(config.peer_tls.as_ref(), &config.data_dir, "peer")?));
+    let peers = Arc::new(PeerClients::new(dialer(config.peer_tls.as_ref(), &config.peer_urls)?));
     let identity = bootstrap::identity(&db, &config, &peers).await?;
     tracing::info!(
         name = %config.name,
@@ -168,7 +168,7 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         membership_change: tokio::sync::Mutex::new(()),
         quota_bytes: config.quota_bytes,
         backend_size: Default::default(),
-        client_dialer: dialer(config.client_tls.as_ref(), &config.data_dir, "client")?,
+        client_dialer: dialer(config.client_tls.as_ref(), &config.advertise_client_urls)?,
     });
 
     let peer_listeners = bind_all(&config.listen_peer).await?;
@@ -301,29 +301,27 @@ fn clone_port<G: Clone>(port: &port::Port<G>) -> port::Port<G> {
 }
 
 /// How this member dials the TLS servers of one side of its cluster.
-fn dialer(
-    files: Option<&TlsFiles>,
-    data_dir: &std::path::Path,
-    side: &str,
-) -> Result<Option<tls::Connector>, ServerError> {
+fn dialer(files: Option<&TlsFiles>, urls: &[String]) -> Result<Option<tls::Connector>, ServerError> {
     let Some(files) = files else { return Ok(None) };
-    let files = if files.auto { tls::auto(&data_dir.join("fixtures").join(side), &[])? } else { files.clone() };
-    Ok(Some(tls::Connector::new(Arc::new(tls::client_config(&files)?))))
+    Ok(Some(tls::Connector::new(Arc::new(tls::client_config(&generated(files, urls)?)?))))
 }
 
-/// A side's TLS server configuration, generating --auto-tls certificates
-/// (for the hosts of `urls`) on first use.
+/// `files`, with --auto-tls's certificate made (for the hosts of `urls`)
+/// if it does not exist yet.
+fn generated(files: &TlsFiles, urls: &[String]) -> Result<TlsFiles, ServerError> {
+    if !files.auto {
+        return Ok(files.clone());
+    }
+    let hosts: Vec<String> =
+        urls.iter().filter_map(|u| crate::urls::Url::parse("--advertise-urls", u).ok()).map(|u| u.host).collect();
+    let dir = files.cert.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    Ok(tls::auto(&dir, &hosts)?)
+}
+
+/// A side's TLS server configuration.
 fn reloading(files: Option<&TlsFiles>, urls: &[String]) -> Result<Option<Arc<tls::Reloading>>, ServerError> {
     let Some(files) = files else { return Ok(None) };
-    let files = if files.auto {
-        let hosts: Vec<String> =
-            urls.iter().filter_map(|u| crate::urls::Url::parse("--advertise-urls", u).ok()).map(|u| u.host).collect();
-        let dir = files.cert.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-        tls::auto(&dir, &hosts)?
-    } else {
-        files.clone()
-    };
-    Ok(Some(Arc::new(tls::Reloading::new(files)?)))
+    Ok(Some(Arc::new(tls::Reloading::new(generated(files, urls)?)?)))
 }
 
 /// Sends progress notifications to idle watchers that asked for them.
