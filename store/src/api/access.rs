@@ -53,24 +53,28 @@ pub async fn maintenance_admin<T>(node: &Node, request: &Request<T>) -> Result<C
 
 /// The caller must have `access` to every key attached to `lease`, as etcd
 /// asks before a revoke, or before attaching another key to the lease.
-pub fn lease_keys(node: &Node, caller: &Caller, lease: i64, access: Access) -> Result<(), EtcdError> {
+///
+/// The keys are read after a read barrier: a key attached through another
+/// member must not be missed by a member that has not applied it yet.
+pub async fn lease_keys(node: &Node, caller: &Caller, lease: i64, access: Access) -> Result<(), EtcdError> {
     if lease == 0 || !caller.state.enabled || caller.state.is_admin(&caller.user) {
         return Ok(());
     }
+    node.linearizable_barrier().await?;
     let keys = node.kv.read(|view| lease_keys::attached(view.reader, lease)).map_err(crate::mvcc::MvccError::from)?;
     keys.iter().try_for_each(|key| caller.state.check_range(&caller.user, key, &[], access))
 }
 
-pub fn put(node: &Node, caller: &Caller, req: &PutRequest) -> Result<(), EtcdError> {
+pub async fn put(node: &Node, caller: &Caller, req: &PutRequest) -> Result<(), EtcdError> {
     caller.state.check_put(&caller.user, req)?;
-    lease_keys(node, caller, req.lease, Access::Write)
+    lease_keys(node, caller, req.lease, Access::Write).await
 }
 
-pub fn txn(node: &Node, caller: &Caller, req: &TxnRequest) -> Result<(), EtcdError> {
+pub async fn txn(node: &Node, caller: &Caller, req: &TxnRequest) -> Result<(), EtcdError> {
     caller.state.check_txn(&caller.user, req)?;
     for op in req.success.iter().chain(&req.failure) {
         if let Some(shoal_proto::etcdserverpb::request_op::Request::RequestPut(p)) = &op.request {
-            lease_keys(node, caller, p.lease, Access::Write)?;
+            lease_keys(node, caller, p.lease, Access::Write).await?;
         }
     }
     Ok(())

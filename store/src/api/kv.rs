@@ -65,7 +65,7 @@ impl Kv for KvService {
         let caller = access::caller(&self.node, &request).await?;
         let req = request.into_inner();
         check_put(&req)?;
-        access::put(&self.node, &caller, &req)?;
+        access::put(&self.node, &caller, &req).await?;
         match self.propose(internal_request::Request::Put(req), &caller).await? {
             (internal_response::Response::Put(mut resp), _) => {
                 self.node.fill_header(&mut resp.header);
@@ -100,7 +100,7 @@ impl Kv for KvService {
         }
         let caller = access::caller(&self.node, &request).await?;
         let req = request.into_inner();
-        access::txn(&self.node, &caller, &req)?;
+        access::txn(&self.node, &caller, &req).await?;
         if read_only {
             let kv = self.node.kv.clone();
             let mut resp = blocking(move || kv.read_only_txn(&req)).await?;

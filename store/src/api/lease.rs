@@ -71,7 +71,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         // Revoking deletes the lease's keys: the caller must be able to write each.
         let caller = access::caller(&self.node, &request).await?;
-        access::lease_keys(&self.node, &caller, request.get_ref().id, Access::Write)?;
+        access::lease_keys(&self.node, &caller, request.get_ref().id, Access::Write).await?;
         match self.propose(internal_request::Request::LeaseRevoke(request.into_inner())).await? {
             internal_response::Response::LeaseRevoke(mut resp) => {
                 self.node.fill_header(&mut resp.header);
@@ -115,7 +115,7 @@ impl Lease for LeaseService {
         // Listing the keys reads them.
         let caller = access::caller(&self.node, &request).await?;
         if request.get_ref().keys {
-            access::lease_keys(&self.node, &caller, request.get_ref().id, Access::Read)?;
+            access::lease_keys(&self.node, &caller, request.get_ref().id, Access::Read).await?;
         }
         Ok(Response::new(self.node.lease_time_to_live(request.into_inner()).await?))
     }

@@ -80,7 +80,12 @@ async fn permitted(
     cert_user: Option<&str>,
     create: &WatchCreateRequest,
 ) -> Result<(), EtcdError> {
-    let caller = super::access::caller_of(node, metadata, cert_user).await?;
+    let mut caller = super::access::caller_of(node, metadata, cert_user).await?;
+    if caller.state.enabled && !caller.state.is_admin(&caller.user) {
+        // Permissions as the cluster has them now, not as this member last applied.
+        node.linearizable_barrier().await?;
+        caller = super::access::caller_of(node, metadata, cert_user).await?;
+    }
     // etcd reads an empty key as the smallest key, `\0`.
     let key: &[u8] = if create.key.is_empty() { &[0] } else { &create.key };
     caller.state.check_range(&caller.user, key, &create.range_end, Access::Read)
