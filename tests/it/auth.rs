@@ -316,3 +316,29 @@ async fn bad_credentials_and_bad_requests_get_etcds_errors() {
     assert_eq!((status.code(), status.message()), (Code::InvalidArgument, "etcdserver: user name is empty"));
     login(&cluster.endpoints(), "root", "rootpw").await.expect("the right password still works");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_roles_and_the_auth_switch_survive_a_snapshot_restore() {
+    let mut old = Cluster::start(1).await;
+    drop(secured(&old).await);
+    let ctl = shoal_tests::Etcdctl::new(old.endpoints_csv());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("backup.db");
+    let saved = ctl.run(&with(&["--user", "root:rootpw"], &["snapshot", "save", &file.display().to_string()]));
+    assert!(saved.success, "{saved:?}");
+    old.kill(0);
+
+    let mut new = Cluster::prepare(1, &[]);
+    crate::backup::restore_member(&file, &new, 0);
+    new.restart(0);
+    new.leader().await;
+    let ctl = shoal_tests::Etcdctl::new(new.endpoints_csv());
+    let anonymous = ctl.run(&["put", "app/x", "1"]);
+    assert!(anonymous.stderr.contains("etcdserver: user name is empty"), "auth is still on: {anonymous:?}");
+    let alice = ["--user", "alice:pw"];
+    assert!(ctl.run(&with(&alice, &["put", "app/x", "1"])).success, "alice's role came back");
+    let denied = ctl.run(&with(&alice, &["put", "other", "1"]));
+    assert!(denied.stderr.contains("etcdserver: permission denied"), "{denied:?}");
+    let users = ctl.run(&with(ROOT, &["user", "list"]));
+    assert_eq!(users.stdout, "alice\nroot\n");
+}

@@ -69,7 +69,7 @@ async fn load(client: &Client, leases: &[i64]) {
     }
 }
 
-fn restore_member(file: &Path, cluster: &Cluster, i: usize) -> Duration {
+pub(crate) fn restore_member(file: &Path, cluster: &Cluster, i: usize) -> Duration {
     let initial: Vec<String> = cluster.members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect();
     let member = &cluster.members[i];
     let started = Instant::now();
