@@ -55,6 +55,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let sync = Arc::new(PodSync::new(runtime.clone(), config.restart_backoff, ports.clone()));
     sync.adopt(runtime.list());
 
+    if let Some(addr) = config.metrics_addr {
+        shoal_client::metrics::serve(addr).await.context("cannot bind --metrics-addr")?;
+    }
     let listener = TcpListener::bind((config.address, config.logs_port)).await.context("cannot bind the logs port")?;
     let logs_address = format!("{}:{}", config.address, listener.local_addr()?.port());
     tokio::spawn(logs::serve(listener, data_dir.clone()));
@@ -145,6 +148,7 @@ impl<R: Runtime> Agent<R> {
 
     async fn pass(&self) {
         let mine = self.pods.read(|c| c.indexed(&self.node));
+        shoal_client::metrics::set("shoal_agent_pods", &[], mine.len() as f64);
         let wanted: HashSet<String> = mine.iter().map(|p| p.metadata.uid.clone()).collect();
         for uid in self.sync.pods() {
             if !wanted.contains(&uid) {

@@ -43,6 +43,9 @@ pub struct Cli {
     /// Port of the container logs endpoint (0: any free port; the Node records it).
     #[arg(long, default_value_t = 0)]
     pub logs_port: u16,
+    /// Serve the agent's own Prometheus metrics (`/metrics`) at this address.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Node ports handed to containers that declare `containerPort: 0`.
     #[arg(long, default_value = "20000-32000")]
     pub port_range: String,
@@ -76,6 +79,7 @@ pub struct Config {
     pub restart_backoff: Duration,
     pub address: std::net::IpAddr,
     pub logs_port: u16,
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub port_range: std::ops::RangeInclusive<u16>,
     pub proxy: bool,
     pub stop_pods_on_exit: bool,
@@ -128,6 +132,7 @@ impl Cli {
             restart_backoff: self.restart_backoff,
             address: self.address,
             logs_port: self.logs_port,
+            metrics_addr: self.metrics_addr,
             port_range: crate::ports::parse_range(&self.port_range)?,
             proxy: self.proxy,
             stop_pods_on_exit: self.stop_pods_on_exit,

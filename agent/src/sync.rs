@@ -188,6 +188,7 @@ impl<R: Runtime> PodSync<R> {
                 if let Some(old) = t.id.take() {
                     self.runtime.remove(&old);
                     t.restarts += 1;
+                    shoal_client::metrics::inc("shoal_agent_container_restarts_total", &[]);
                 }
                 let ports = match &t.ports {
                     Some(ports) => Ok(ports.clone()),
@@ -211,6 +212,7 @@ impl<R: Runtime> PodSync<R> {
                 });
                 match started {
                     Ok(id) => {
+                        shoal_client::metrics::inc("shoal_agent_container_starts_total", &[]);
                         t.id = Some(id);
                         t.retry_at = None;
                         t.waiting = None;

@@ -12,6 +12,7 @@
 //! - [`informer`]: list at R, watch from R+1, resume, relist when compacted.
 //! - [`queue`]: the de-duplicating work queue with per-key backoff.
 //! - [`election`]: leader election on a lease-backed key, with fencing.
+//! - [`metrics`]: the control plane's own metrics, served on `--metrics-addr`.
 //! - [`signals`]: when a control-plane process must stop.
 
 pub mod api;
@@ -19,6 +20,7 @@ pub mod cache;
 pub mod election;
 pub mod error;
 pub mod informer;
+pub mod metrics;
 pub mod queue;
 pub mod signals;
 pub mod store;

@@ -4,6 +4,7 @@
 //! more afterwards; a failing key comes back after a delay that doubles
 //! with each failure.
 
+use crate::metrics;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Display;
 use std::future::Future;
@@ -157,7 +158,8 @@ impl<T: Clone + Eq + Hash + Send + 'static> WorkQueue<T> {
 
     /// Runs `workers` loops that reconcile items until shut down: errors
     /// retry with backoff, success forgets the item's failures.
-    pub async fn run<F, Fut, E>(&self, workers: usize, reconcile: F)
+    /// Each reconcile is counted and timed under `name` (see `metrics`).
+    pub async fn run<F, Fut, E>(&self, name: &'static str, workers: usize, reconcile: F)
     where
         T: Display,
         F: Fn(T) -> Fut + Clone + Send + 'static,
@@ -169,18 +171,27 @@ impl<T: Clone + Eq + Hash + Send + 'static> WorkQueue<T> {
             let (queue, reconcile) = (self.clone(), reconcile.clone());
             tasks.push(tokio::spawn(async move {
                 while let Some(item) = queue.next().await {
-                    match reconcile(item.clone()).await {
+                    let controller = ("controller", name);
+                    metrics::set("shoal_controller_queue_depth", &[controller], queue.len() as f64);
+                    let started = std::time::Instant::now();
+                    let result = match reconcile(item.clone()).await {
                         Ok(action) => {
                             queue.forget(&item);
                             if let Action::RequeueAfter(delay) = action {
                                 queue.add_after(item.clone(), delay);
+                                "requeue"
+                            } else {
+                                "success"
                             }
                         }
                         Err(e) => {
                             tracing::info!(key = %item, error = %e, "reconcile failed; retrying");
                             queue.add_rate_limited(item.clone());
+                            "error"
                         }
-                    }
+                    };
+                    metrics::observe("shoal_controller_reconcile_duration_seconds", &[controller], started.elapsed());
+                    metrics::inc("shoal_controller_reconcile_total", &[controller, ("result", result)]);
                     queue.done(&item);
                 }
             }));
@@ -239,7 +250,7 @@ mod tests {
             let (queue, attempts) = (queue.clone(), attempts.clone());
             tokio::spawn(async move {
                 queue
-                    .run(2, move |_key: String| {
+                    .run("test", 2, move |_key: String| {
                         let attempts = attempts.clone();
                         async move {
                             // Fails twice, then succeeds.

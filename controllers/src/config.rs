@@ -41,6 +41,9 @@ pub struct Cli {
     /// Log level (error, warn, info, debug).
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Serve the controllers' own Prometheus metrics (`/metrics`) at this address.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The validated configuration.
@@ -49,6 +52,7 @@ pub struct Config {
     pub endpoints: Vec<String>,
     /// For https endpoints.
     pub tls: Option<tonic::transport::ClientTlsConfig>,
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub controllers: Vec<&'static str>,
     pub leader_elect: bool,
     pub lease_duration: Duration,
@@ -86,6 +90,7 @@ impl Cli {
         Ok(Config {
             endpoints,
             tls: self.tls.config().map_err(|e| e.to_string())?,
+            metrics_addr: self.metrics_addr,
             controllers,
             leader_elect: self.leader_elect,
             lease_duration: self.leader_elect_lease_duration,

@@ -29,6 +29,9 @@ fn component(config: &Config) -> String {
 
 pub async fn run(config: Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
     let store = Store::connect_tls(&config.endpoints, Duration::from_secs(5), config.tls.clone())?;
+    if let Some(addr) = config.metrics_addr {
+        shoal_client::metrics::serve(addr).await?;
+    }
     let (informers, informer_tasks) = Informers::start(&store, &shutdown);
     let election = Election::new(store.clone(), &component(&config), &config.identity, config.lease_duration);
     loop {
@@ -174,7 +177,7 @@ impl Builder {
         let queue = self.queue.clone();
         let name = self.name;
         let workers = tokio::spawn(async move {
-            queue.run(workers, reconcile).await;
+            queue.run(name, workers, reconcile).await;
             tracing::debug!(controller = name, "stopped");
         });
         Running { queue: self.queue, tasks: self.tasks, workers }

@@ -36,7 +36,7 @@ fn scrape(addr: &str) -> Scrape {
         let family = ["_bucket", "_sum", "_count"]
             .iter()
             .find_map(|s| sample.metric.strip_suffix(s))
-            .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+            .filter(|f| ["histogram", "summary"].iter().any(|k| text.contains(&format!("# TYPE {f} {k}"))))
             .unwrap_or(&sample.metric);
         assert!(text.contains(&format!("# TYPE {family} ")), "{} has no TYPE line", sample.metric);
     }
@@ -189,4 +189,71 @@ fn a_metrics_url_that_cannot_be_served_is_refused_at_startup() {
         assert!(!out.status.success(), "{url} was accepted");
         assert!(stderr.contains("--listen-metrics-urls"), "{url}: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controllers_count_and_time_their_reconciles() {
+    use shoal_client::Api;
+    use shoal_proto::objects::Deployment;
+    use shoal_tests::control_plane::{deployment, store, Controllers, FakeNodes};
+
+    let cluster = Cluster::start(1).await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _controllers = Controllers::start(&cluster.endpoints_csv(), cluster.dir(), "c1", &["--metrics-addr", &addr]);
+    let _nodes = FakeNodes::start(&cluster.endpoints(), &["n1"], "4", "8Gi").await;
+    let api: Api<Deployment> = Api::new(store(&cluster.endpoints()));
+    api.create(&deployment("web", 2, "100m")).await.expect("create a deployment");
+    let reconciled = |controller: &'static str| {
+        let addr = addr.clone();
+        async move {
+            wait::until(Duration::from_secs(30), controller, || {
+                let addr = addr.clone();
+                async move {
+                    let metrics = scrape(&addr);
+                    let done = [("controller", controller), ("result", "success")];
+                    let timed = value(&metrics, "shoal_controller_reconcile_duration_seconds_count", &[done[0]]);
+                    (value(&metrics, "shoal_controller_reconcile_total", &done)? >= 1.0 && timed? >= 1.0).then_some(())
+                }
+            })
+            .await
+        }
+    };
+    for controller in ["deployment", "replicaset", "scheduler"] {
+        reconciled(controller).await;
+    }
+    assert!(value(&scrape(&addr), "shoal_controller_queue_depth", &[("controller", "scheduler")]).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_counts_container_starts_and_restarts() {
+    use shoal_client::Api;
+    use shoal_proto::objects::Pod;
+    use shoal_tests::agents::{can_run_containers, Agent};
+    use shoal_tests::control_plane::store;
+
+    if !can_run_containers() {
+        return;
+    }
+    let cluster = Cluster::start(1).await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let _agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &["--metrics-addr", &addr]);
+    let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "blinker"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "main", "command": ["/bin/sh", "-c", "exit 1"]}]}
+    }))
+    .expect("a pod");
+    api.create(&pod).await.expect("create the pod");
+    wait::until(Duration::from_secs(60), "a start, a restart and one pod in the agent's metrics", || {
+        let addr = addr.clone();
+        async move {
+            let metrics = scrape(&addr);
+            let started = value(&metrics, "shoal_agent_container_starts_total", &[])? >= 2.0;
+            let restarted = value(&metrics, "shoal_agent_container_restarts_total", &[])? >= 1.0;
+            let pods = value(&metrics, "shoal_agent_pods", &[])? == 1.0;
+            (started && restarted && pods).then_some(())
+        }
+    })
+    .await;
 }
