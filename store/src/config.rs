@@ -134,7 +134,8 @@ pub struct MemberArgs {
     pub auto_promote_learners: bool,
     #[arg(long, default_value = "info")]
     pub log_level: String,
-    /// Auth token type: `simple` (random tokens held by every member).
+    /// Auth token type: `simple` (random tokens held by every member), or
+    /// `jwt,pub-key=PATH,priv-key=PATH,sign-method=ES256,ttl=5m`.
     #[arg(long, default_value = "simple")]
     pub auth_token: String,
     /// Seconds an unused auth token stays valid.
@@ -192,7 +193,7 @@ pub enum ConfigError {
     Empty { flag: &'static str },
     #[error("error parsing CompactionRetention: {0}")]
     Retention(String),
-    #[error("invalid --auth-token {0:?}: only simple tokens are supported")]
+    #[error("invalid --auth-token {0:?}: expected simple, or jwt,pub-key=...,priv-key=...,sign-method=...")]
     AuthToken(String),
     #[error("invalid bcrypt-cost {0} (it must be between 4 and 31)")]
     BcryptCost(u32),
@@ -237,6 +238,8 @@ pub struct MemberConfig {
     pub auto_compaction_check_interval: Duration,
     pub auto_promote_learners: bool,
     pub auth_token_ttl: Duration,
+    /// The options after `jwt,` of `--auth-token`; None: simple tokens.
+    pub auth_jwt: Option<String>,
     pub bcrypt_cost: u32,
     /// Whether each --listen-client-urls entry is https.
     pub listen_client_tls: Vec<bool>,
@@ -343,9 +346,11 @@ impl MemberArgs {
         if let Some(url) = metrics.iter().find(|u| u.tls) {
             return Err(UrlError::TlsUnsupported { flag: "--listen-metrics-urls", url: url.to_string() }.into());
         }
-        if self.auth_token != "simple" {
-            return Err(ConfigError::AuthToken(self.auth_token.clone()));
-        }
+        let auth_jwt = match self.auth_token.split_once(',') {
+            _ if self.auth_token == "simple" => None,
+            Some(("jwt", options)) => Some(options.to_string()),
+            _ => return Err(ConfigError::AuthToken(self.auth_token.clone())),
+        };
         if !(4..=31).contains(&self.bcrypt_cost) {
             return Err(ConfigError::BcryptCost(self.bcrypt_cost));
         }
@@ -410,6 +415,7 @@ impl MemberArgs {
                 .max(Duration::from_millis(10)),
             auto_promote_learners: self.auto_promote_learners,
             auth_token_ttl: Duration::from_secs(self.auth_token_ttl.max(1)),
+            auth_jwt,
             bcrypt_cost: self.bcrypt_cost,
             listen_client_tls: listen_client.iter().map(|u| u.tls).collect(),
             listen_peer_tls: listen_peer.iter().map(|u| u.tls).collect(),

@@ -342,3 +342,55 @@ async fn users_roles_and_the_auth_switch_survive_a_snapshot_restore() {
     let users = ctl.run(&with(ROOT, &["user", "list"]));
     assert_eq!(users.stdout, "alice\nroot\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_tokens_are_verified_by_every_member_go_stale_and_expire() {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key = rcgen::KeyPair::generate().expect("an ES256 key");
+    let (private, public) = (keys.path().join("jwt.pem"), keys.path().join("jwt.pub"));
+    std::fs::write(&private, key.serialize_pem()).expect("write the key");
+    std::fs::write(&public, key.public_key_pem()).expect("write the public key");
+    let option = format!("jwt,pub-key={},priv-key={},sign-method=ES256,ttl=5s", public.display(), private.display());
+    let cluster = Cluster::start_with(3, &["--auth-token", &option, "--bcrypt-cost", "4"]).await;
+    let mut root = secured(&cluster).await;
+    let endpoints = cluster.endpoints();
+
+    // Issued by member 0, honoured by member 2 with nothing replicated.
+    let mut auth = AuthClient::connect(endpoints[0].clone()).await.expect("connect");
+    let login = shoal_proto::etcdserverpb::AuthenticateRequest { name: "alice".into(), password: "pw".into() };
+    let token = auth.authenticate(login.clone()).await.expect("authenticate").into_inner().token;
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let mut kv = KvClient::connect(endpoints[2].clone()).await.expect("connect");
+    let with_token = |token: &str| {
+        let mut request = tonic::Request::new(RangeRequest { key: b"app/x".to_vec(), ..Default::default() });
+        request.metadata_mut().insert("token", token.parse().expect("ascii"));
+        request
+    };
+    kv.range(with_token(&token)).await.expect("member 2 accepts member 0's token");
+    let forged = format!("{}x", token);
+    let status = kv.range(with_token(&forged)).await.expect_err("forged");
+    assert_eq!((status.code(), status.message()), (Code::Unauthenticated, "etcdserver: invalid auth token"));
+
+    // A change to users or roles makes older tokens stale; clients log in again.
+    root.role_add("other").await.expect("add a role");
+    wait::until(Duration::from_secs(10), "the old token to be stale on member 2", || {
+        let mut kv = kv.clone();
+        let request = with_token(&token);
+        async move {
+            let status = kv.range(request).await.err()?;
+            (status.message() == "etcdserver: revision of auth store is old").then_some(())
+        }
+    })
+    .await;
+    let token = auth.authenticate(login).await.expect("log in again").into_inner().token;
+    kv.range(with_token(&token)).await.expect("a fresh token works");
+    // A JWT's life is fixed at login (5 s here), however often it is used.
+    wait::until(Duration::from_secs(30), "the token to expire", || {
+        let mut kv = kv.clone();
+        let request = with_token(&token);
+        async move { kv.range(request).await.err().filter(|s| s.code() == Code::Unauthenticated) }
+    })
+    .await;
+    let ctl = shoal_tests::Etcdctl::new(cluster.endpoints_csv());
+    assert!(ctl.run(&["--user", "alice:pw", "put", "app/y", "1"]).success, "etcdctl logs in with JWTs too");
+}

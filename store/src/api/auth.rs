@@ -97,6 +97,11 @@ impl Auth for AuthService {
             tracing::info!(user = %name, "authentication failed");
             return Err(EtcdError::AuthFailed.into());
         }
+        if let Some(jwt) = auth.jwt() {
+            // Signed here, verified anywhere: nothing to replicate.
+            let token = jwt.sign(&name, state.revision)?;
+            return Ok(Response::new(AuthenticateResponse { header: self.header(), token }));
+        }
         let token = Tokens::generate(self.node.metrics().last_applied.map_or(0, |l| l.index) + 1);
         let login = InternalAuthenticateRequest {
             name,

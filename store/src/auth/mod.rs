@@ -9,8 +9,10 @@
 //! - [`state`]: the users and roles, and the changes the applier makes.
 //! - [`perms`]: may this user read or write this range, this txn?
 //! - [`tokens`]: simple tokens with a TTL.
+//! - [`jwt`]: signed tokens any member verifies (`--auth-token jwt,...`).
 //! - [`password`]: bcrypt, and the brake on password guessing.
 
+pub mod jwt;
 pub mod password;
 pub mod perms;
 pub mod state;
@@ -41,6 +43,8 @@ pub struct AuthStore {
     pub tokens: tokens::Tokens,
     pub guard: password::Guard,
     bcrypt_cost: AtomicU32,
+    /// Set with --auth-token jwt,...: tokens are JWTs instead of simple ones.
+    jwt: RwLock<Option<Arc<jwt::Jwt>>>,
 }
 
 /// Who is asking, and the auth state their request is checked against.
@@ -68,13 +72,20 @@ impl AuthStore {
             tokens: tokens::Tokens::new(DEFAULT_TOKEN_TTL),
             guard: password::Guard::default(),
             bcrypt_cost: AtomicU32::new(DEFAULT_BCRYPT_COST),
+            jwt: RwLock::new(None),
         })
     }
 
     /// Sets --auth-token-ttl and --bcrypt-cost, before the member serves.
-    pub fn configure(&self, token_ttl: Duration, bcrypt_cost: u32) {
+    pub fn configure(&self, token_ttl: Duration, bcrypt_cost: u32, jwt: Option<jwt::Jwt>) {
         self.tokens.set_ttl(token_ttl);
         self.bcrypt_cost.store(bcrypt_cost, Ordering::Relaxed);
+        *self.jwt.write().unwrap_or_else(|p| p.into_inner()) = jwt.map(Arc::new);
+    }
+
+    /// The JWT signer, when tokens are JWTs.
+    pub fn jwt(&self) -> Option<Arc<jwt::Jwt>> {
+        self.jwt.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn bcrypt_cost(&self) -> u32 {
@@ -107,7 +118,16 @@ impl AuthStore {
         let token = metadata.get("token").or_else(|| metadata.get("authorization")).map(|v| v.to_str());
         let user = match token {
             None => cert_user.unwrap_or_default().to_string(),
-            Some(Ok(token)) => self.tokens.user(token).ok_or(EtcdError::InvalidAuthToken)?,
+            Some(Ok(token)) => match self.jwt() {
+                Some(jwt) => {
+                    let (user, revision) = jwt.verify(token)?;
+                    if revision < state.revision {
+                        return Err(EtcdError::AuthOldRevision);
+                    }
+                    user
+                }
+                None => self.tokens.user(token).ok_or(EtcdError::InvalidAuthToken)?,
+            },
             Some(Err(_)) => return Err(EtcdError::InvalidAuthToken),
         };
         Ok(Caller { state, user })

@@ -75,6 +75,8 @@ pub enum ServerError {
     Raft(String),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("--auth-token jwt: {0}")]
+    Jwt(String),
 }
 
 /// openraft's settings for etcd's flags.
@@ -127,7 +129,9 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
 
     let snap_dir = member_dir.join("snap");
     let (mut state_machine, kv) = StateMachine::open(db.clone(), snap_dir.clone())?;
-    kv.auth().configure(config.auth_token_ttl, config.bcrypt_cost);
+    let jwt =
+        config.auth_jwt.as_deref().map(crate::auth::jwt::Jwt::from_options).transpose().map_err(ServerError::Jwt)?;
+    kv.auth().configure(config.auth_token_ttl, config.bcrypt_cost, jwt);
     let lessor = Arc::new(Lessor::default());
     lessor.load(&db)?;
     let watch_hub = WatchHub::new(kv.clone());
