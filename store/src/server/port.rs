@@ -21,7 +21,7 @@ use http::{Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -148,7 +148,8 @@ where
         }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder.max_concurrent_streams(u32::MAX);
+    // As tonic's server sets it up: no stream limit, and a timer for hyper's own deadlines.
+    builder.timer(TokioTimer::new()).max_concurrent_streams(u32::MAX);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     if let Err(e) = graceful.watch(connection).await {
         tracing::debug!(error = %e, "http/2 connection ended");
@@ -164,7 +165,9 @@ where
         let node = node.clone();
         async move { Ok::<_, Infallible>(http_answer(request, node).await) }
     });
-    let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    // With a timer, hyper gives a client 30 s to send its request headers.
+    let connection =
+        hyper::server::conn::http1::Builder::new().timer(TokioTimer::new()).serve_connection(TokioIo::new(io), service);
     if let Err(e) = graceful.watch(connection).await {
         tracing::debug!(error = %e, "http/1 connection ended");
     }
