@@ -107,6 +107,11 @@ impl Reloading {
         Ok(Reloading { files, current: Mutex::new((stamps, config)) })
     }
 
+    /// Whether clients must present a certificate (whose CN is then a user).
+    pub fn client_cert_auth(&self) -> bool {
+        self.files.client_cert_auth
+    }
+
     /// The configuration for a new connection, re-read if a file changed.
     pub fn config(&self) -> Arc<ServerConfig> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());

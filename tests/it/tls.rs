@@ -174,3 +174,24 @@ async fn members_replicate_over_peer_auto_tls() {
     assert_eq!(got.stdout, "over-tls\n", "{got:?}");
     assert!(dir.path().join("m0/fixtures/peer/cert.pem").exists(), "auto TLS keeps its certificate");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_client_cert_auth_a_certificate_names_no_user() {
+    let pki = Pki::new("ca");
+    let server = pki.issue("server", "server", false);
+    let root = pki.issue("root", "root", false);
+    // A trusted CA but no --client-cert-auth: certificates are optional and name nobody.
+    let flags = vec![
+        format!("--cert-file={}", server.cert.display()),
+        format!("--key-file={}", server.key.display()),
+        format!("--trusted-ca-file={}", pki.ca_file.display()),
+    ];
+    let (_shoal, url) = start(Server::Shoal, pki.dir(), &flags, &pki.ca_file, Some(&root)).await;
+    let (ctl, tls) = etcdctl(&url, &pki.ca_file, Some(&root));
+    for args in [&["user", "add", "root:pw"][..], &["user", "grant-role", "root", "root"], &["auth", "enable"]] {
+        assert!(run(&ctl, &tls, args).success, "{args:?}");
+    }
+    let anonymous = run(&ctl, &tls, &["put", "k", "v"]);
+    assert!(anonymous.stderr.contains("etcdserver: user name is empty"), "{anonymous:?}");
+    assert!(run(&ctl, &tls, &["--user", "root:pw", "put", "k", "v"]).success);
+}

@@ -1,7 +1,7 @@
 //! Who may do what: the permission checks the handlers run before they read
 //! or propose, against the member's applied auth state.
 
-use shoal_proto::etcdserverpb::{PutRequest, TxnRequest};
+use shoal_proto::etcdserverpb::{request_op, PutRequest, TxnRequest};
 use tonic::metadata::MetadataMap;
 use tonic::Request;
 
@@ -61,8 +61,10 @@ pub async fn lease_keys(node: &Node, caller: &Caller, lease: i64, access: Access
         return Ok(());
     }
     node.linearizable_barrier().await?;
+    // The keys and the permissions as of after the barrier.
+    let state = node.kv.auth().state();
     let keys = node.kv.read(|view| lease_keys::attached(view.reader, lease)).map_err(crate::mvcc::MvccError::from)?;
-    keys.iter().try_for_each(|key| caller.state.check_range(&caller.user, key, &[], access))
+    keys.iter().try_for_each(|key| state.check_range(&caller.user, key, &[], access))
 }
 
 pub async fn put(node: &Node, caller: &Caller, req: &PutRequest) -> Result<(), EtcdError> {
@@ -72,9 +74,15 @@ pub async fn put(node: &Node, caller: &Caller, req: &PutRequest) -> Result<(), E
 
 pub async fn txn(node: &Node, caller: &Caller, req: &TxnRequest) -> Result<(), EtcdError> {
     caller.state.check_txn(&caller.user, req)?;
-    for op in req.success.iter().chain(&req.failure) {
-        if let Some(shoal_proto::etcdserverpb::request_op::Request::RequestPut(p)) = &op.request {
-            lease_keys(node, caller, p.lease, Access::Write).await?;
+    // Every put's lease, nested transactions included.
+    let mut pending = vec![req];
+    while let Some(txn) = pending.pop() {
+        for op in txn.success.iter().chain(&txn.failure) {
+            match &op.request {
+                Some(request_op::Request::RequestPut(p)) => lease_keys(node, caller, p.lease, Access::Write).await?,
+                Some(request_op::Request::RequestTxn(nested)) => pending.push(nested),
+                _ => {}
+            }
         }
     }
     Ok(())

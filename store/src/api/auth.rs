@@ -29,19 +29,29 @@ impl AuthService {
         Some(self.node.header(self.node.kv.current_revision()))
     }
 
-    /// Proposes an auth change; the header of the answer.
-    async fn change(&self, command: Command) -> Result<Option<ResponseHeader>, Status> {
-        let (response, _) = self.node.propose(InternalRequest { request: Some(command), auth_revision: 0 }).await?;
+    /// Proposes an auth change checked at `checked_at` (see
+    /// `Caller::checked_at`): the applier refuses it if users, roles or the
+    /// switch changed since. The header of the answer.
+    async fn change(&self, command: Command, checked_at: u64) -> Result<Option<ResponseHeader>, Status> {
+        let request = InternalRequest { request: Some(command), auth_revision: checked_at };
+        let (response, _) = self.node.propose(request).await?;
         match unpack(response)? {
             internal_response::Response::Auth(_) => Ok(self.header()),
             _ => Err(Status::internal("etcdserver: unexpected response type from the state machine")),
         }
     }
 
-    /// An admin's change: checked, then proposed.
+    /// An admin's change: checked against the cluster's current users
+    /// (after a read barrier), then proposed.
     async fn admin_change<T>(&self, request: &Request<T>, command: Command) -> Result<Option<ResponseHeader>, Status> {
-        access::admin(&self.node, request).await?;
-        self.change(command).await
+        let checked_at = self.admin(request).await?;
+        self.change(command, checked_at).await
+    }
+
+    /// The admin check after a read barrier; the revision it was made at.
+    async fn admin<T>(&self, request: &Request<T>) -> Result<u64, Status> {
+        self.node.linearizable_barrier().await?;
+        Ok(access::admin(&self.node, request).await?.checked_at())
     }
 
     async fn hash(&self, password: String) -> Result<String, EtcdError> {
@@ -52,7 +62,9 @@ impl AuthService {
 #[tonic::async_trait]
 impl Auth for AuthService {
     async fn auth_enable(&self, request: Request<AuthEnableRequest>) -> Result<Response<AuthEnableResponse>, Status> {
-        let header = self.change(Command::AuthEnable(request.into_inner())).await?;
+        self.node.linearizable_barrier().await?;
+        let checked_at = access::caller(&self.node, &request).await?.checked_at();
+        let header = self.change(Command::AuthEnable(request.into_inner()), checked_at).await?;
         Ok(Response::new(AuthEnableResponse { header }))
     }
 
@@ -108,12 +120,12 @@ impl Auth for AuthService {
             simple_token: token.clone(),
             checked_hash: hashed.unwrap_or_default().into_bytes(),
         };
-        let header = self.change(Command::Authenticate(login)).await?;
+        let header = self.change(Command::Authenticate(login), 0).await?;
         Ok(Response::new(AuthenticateResponse { header, token }))
     }
 
     async fn user_add(&self, request: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
-        access::admin(&self.node, &request).await?;
+        let checked_at = self.admin(&request).await?;
         let mut req = request.into_inner();
         if req.name.is_empty() {
             return Err(EtcdError::UserEmpty.into());
@@ -121,7 +133,7 @@ impl Auth for AuthService {
         let no_password = req.options.as_ref().is_some_and(|o| o.no_password);
         let password = std::mem::take(&mut req.password);
         req.hashed_password = if no_password { String::new() } else { self.hash(password).await? };
-        let header = self.change(Command::AuthUserAdd(req)).await?;
+        let header = self.change(Command::AuthUserAdd(req), checked_at).await?;
         Ok(Response::new(AuthUserAddResponse { header }))
     }
 
@@ -157,10 +169,10 @@ impl Auth for AuthService {
         &self,
         request: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        access::admin(&self.node, &request).await?;
+        let checked_at = self.admin(&request).await?;
         let mut req = request.into_inner();
         req.hashed_password = self.hash(std::mem::take(&mut req.password)).await?;
-        let header = self.change(Command::AuthUserChangePassword(req)).await?;
+        let header = self.change(Command::AuthUserChangePassword(req), checked_at).await?;
         Ok(Response::new(AuthUserChangePasswordResponse { header }))
     }
 
@@ -183,12 +195,12 @@ impl Auth for AuthService {
     }
 
     async fn role_add(&self, request: Request<AuthRoleAddRequest>) -> Result<Response<AuthRoleAddResponse>, Status> {
-        access::admin(&self.node, &request).await?;
+        let checked_at = self.admin(&request).await?;
         let req = request.into_inner();
         if req.name.is_empty() {
             return Err(EtcdError::RoleEmpty.into());
         }
-        let header = self.change(Command::AuthRoleAdd(req)).await?;
+        let header = self.change(Command::AuthRoleAdd(req), checked_at).await?;
         Ok(Response::new(AuthRoleAddResponse { header }))
     }
 
@@ -224,11 +236,11 @@ impl Auth for AuthService {
         &self,
         request: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
-        access::admin(&self.node, &request).await?;
+        let checked_at = self.admin(&request).await?;
         if request.get_ref().perm.is_none() {
             return Err(EtcdError::PermissionNotGiven.into());
         }
-        let header = self.change(Command::AuthRoleGrantPermission(request.into_inner())).await?;
+        let header = self.change(Command::AuthRoleGrantPermission(request.into_inner()), checked_at).await?;
         Ok(Response::new(AuthRoleGrantPermissionResponse { header }))
     }
 

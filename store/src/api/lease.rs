@@ -29,9 +29,14 @@ impl LeaseService {
         LeaseService { node }
     }
 
-    async fn propose(&self, request: internal_request::Request) -> Result<internal_response::Response, EtcdError> {
+    async fn propose(
+        &self,
+        request: internal_request::Request,
+        checked_at: u64,
+    ) -> Result<internal_response::Response, EtcdError> {
         self.node.ensure_space(&request).await?;
-        let (response, _) = self.node.propose(InternalRequest { request: Some(request), auth_revision: 0 }).await?;
+        let request = InternalRequest { request: Some(request), auth_revision: checked_at };
+        let (response, _) = self.node.propose(request).await?;
         unpack(response)
     }
 }
@@ -46,7 +51,7 @@ fn unexpected() -> Status {
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
-        access::caller(&self.node, &request).await?;
+        let checked_at = access::caller(&self.node, &request).await?.checked_at();
         let mut req = request.into_inner();
         if req.ttl > MAX_TTL {
             return Err(EtcdError::LeaseTtlTooLarge.into());
@@ -56,7 +61,7 @@ impl Lease for LeaseService {
         }
         // etcd's minimum TTL, fixed by the proposer so that every member stores the same.
         req.ttl = req.ttl.max(self.node.min_lease_ttl);
-        match self.propose(internal_request::Request::LeaseGrant(req)).await? {
+        match self.propose(internal_request::Request::LeaseGrant(req), checked_at).await? {
             internal_response::Response::LeaseGrant(mut resp) => {
                 self.node.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -72,7 +77,8 @@ impl Lease for LeaseService {
         // Revoking deletes the lease's keys: the caller must be able to write each.
         let caller = access::caller(&self.node, &request).await?;
         access::lease_keys(&self.node, &caller, request.get_ref().id, Access::Write).await?;
-        match self.propose(internal_request::Request::LeaseRevoke(request.into_inner())).await? {
+        let checked_at = caller.checked_at();
+        match self.propose(internal_request::Request::LeaseRevoke(request.into_inner()), checked_at).await? {
             internal_response::Response::LeaseRevoke(mut resp) => {
                 self.node.fill_header(&mut resp.header);
                 Ok(Response::new(resp))

@@ -33,6 +33,9 @@ pub use state::{AuthState, ROOT};
 use crate::error::EtcdError;
 use crate::storage::StorageError;
 
+/// `auth_revision` of a client request that passed while auth was off.
+pub const CHECKED_WHILE_OFF: u64 = u64::MAX;
+
 /// etcd's default --auth-token-ttl.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
 /// etcd's default --bcrypt-cost.
@@ -55,12 +58,13 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The auth revision a proposed write was checked at (0: auth is off).
+    /// What a proposed request carries as `auth_revision`: the auth
+    /// revision it was checked at, or [`CHECKED_WHILE_OFF`].
     pub fn checked_at(&self) -> u64 {
         if self.state.enabled {
             self.state.revision
         } else {
-            0
+            CHECKED_WHILE_OFF
         }
     }
 }
@@ -133,10 +137,12 @@ impl AuthStore {
         Ok(Caller { state, user })
     }
 
-    /// Whether a write checked at auth revision `checked_at` must be refused
-    /// because users or roles changed since.
+    /// Whether a request checked at `checked_at` must be refused at apply:
+    /// users or roles changed since its check, or auth was turned on after
+    /// it passed unchecked. 0 marks the member's own commands (lease expiry,
+    /// compaction), never checked.
     pub fn is_stale(&self, checked_at: u64) -> bool {
-        checked_at != 0 && self.state().revision != checked_at
+        stale(&self.state(), checked_at)
     }
 
     /// Applies an auth command; None if `request` is not one.
@@ -191,6 +197,14 @@ impl AuthStore {
     }
 }
 
+fn stale(state: &AuthState, checked_at: u64) -> bool {
+    match checked_at {
+        0 => false,
+        CHECKED_WHILE_OFF => state.enabled,
+        revision => state.revision != revision,
+    }
+}
+
 /// The client-visible error for an auth verdict of the applier.
 pub fn apply_error(code: ApplyErrorCode) -> Option<EtcdError> {
     use ApplyErrorCode::*;
@@ -209,4 +223,20 @@ pub fn apply_error(code: ApplyErrorCode) -> Option<EtcdError> {
         InvalidAuthMgmt => EtcdError::InvalidAuthMgmt,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_refused_at_apply_when_auth_changed_since_their_check() {
+        let off = AuthState { revision: 4, ..AuthState::default() };
+        let on = AuthState { enabled: true, revision: 5, ..AuthState::default() };
+        assert!(!stale(&on, 0), "the member's own commands are never checked");
+        assert!(!stale(&off, CHECKED_WHILE_OFF));
+        assert!(stale(&on, CHECKED_WHILE_OFF), "passed while off, applied after enable");
+        assert!(!stale(&on, 5));
+        assert!(stale(&on, 4), "users or roles changed since the check");
+    }
 }

@@ -110,7 +110,12 @@ async fn connection<G: Grpc>(stream: TcpStream, port: Arc<Port<G>>, graceful: Ar
                 Err(_) => return,
             };
             let session = stream.get_ref().1;
-            let user = session.peer_certificates().and_then(|c| c.first()).and_then(|c| common_name(c));
+            // As in etcd, a certificate names the user only under --client-cert-auth.
+            let user = session
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .filter(|_| tls.client_cert_auth())
+                .and_then(|c| common_name(c));
             if session.alpn_protocol() == Some(b"h2") {
                 serve_h2(ClientStream::new(stream), port.clone(), user.map(CertUser), &graceful).await
             } else {
