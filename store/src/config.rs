@@ -69,7 +69,8 @@ pub struct MemberArgs {
     /// URLs to listen on for client traffic.
     #[arg(long, default_value = "http://localhost:2379")]
     pub listen_client_urls: String,
-    /// URLs to serve /metrics and /health on, plain HTTP (none by default).
+    /// URLs to serve /metrics and the health checks on (none by default);
+    /// https ones use the client certificate (--cert-file, --key-file).
     #[arg(long, default_value = "")]
     pub listen_metrics_urls: String,
     /// Client URLs advertised to the rest of the cluster.
@@ -201,6 +202,8 @@ pub enum ConfigError {
     TlsMissing { flags: &'static str, side: &'static str, url: String },
     #[error("{0} needs {1} too")]
     TlsHalf(&'static str, &'static str),
+    #[error("--listen-metrics-urls {0}: https needs the client certificate (--cert-file, --key-file, or --auto-tls)")]
+    MetricsTls(String),
 }
 
 /// A member of the initial cluster.
@@ -219,6 +222,8 @@ pub struct MemberConfig {
     pub listen_client: Vec<SocketAddr>,
     /// Where /metrics and /health are served (may be none).
     pub listen_metrics: Vec<SocketAddr>,
+    /// Whether each --listen-metrics-urls entry is https.
+    pub listen_metrics_tls: Vec<bool>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer: Vec<SocketAddr>,
     pub peer_urls: Vec<String>,
@@ -343,8 +348,8 @@ impl MemberArgs {
             return Err(ConfigError::TlsMissing { flags, side, url: url.to_string() });
         }
         let metrics = urls::parse_list("--listen-metrics-urls", &self.listen_metrics_urls)?;
-        if let Some(url) = metrics.iter().find(|u| u.tls) {
-            return Err(UrlError::TlsUnsupported { flag: "--listen-metrics-urls", url: url.to_string() }.into());
+        if let Some(url) = metrics.iter().find(|u| u.tls && client_tls.is_none()) {
+            return Err(ConfigError::MetricsTls(url.to_string()));
         }
         let auth_jwt = match self.auth_token.split_once(',') {
             _ if self.auth_token == "simple" => None,
@@ -391,6 +396,7 @@ impl MemberArgs {
             data_dir,
             listen_client: addrs("--listen-client-urls", &listen_client)?,
             listen_metrics: metrics.iter().map(|u| u.socket_addr("--listen-metrics-urls")).collect::<Result<_, _>>()?,
+            listen_metrics_tls: metrics.iter().map(|u| u.tls).collect(),
             advertise_client_urls: strings(&advertise_client),
             listen_peer: addrs("--listen-peer-urls", &listen_peer)?,
             peer_urls,

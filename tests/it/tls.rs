@@ -75,7 +75,9 @@ async fn the_certificate_names_the_user_and_rotated_certificates_are_picked_up()
     let server = pki.issue("server", "server", false);
     let (admin, root, nobody) =
         (pki.issue("admin", "admin", false), pki.issue("root", "root", false), pki.issue("nobody", "nobody", false));
-    let flags = server_flags(&pki, &server);
+    let mut flags = server_flags(&pki, &server);
+    let metrics_url = format!("https://127.0.0.1:{}", free_port());
+    flags.push(format!("--listen-metrics-urls={metrics_url}"));
     let (_shoal, url) = start(Server::Shoal, pki.dir(), &flags, &pki.ca_file, Some(&admin)).await;
     let (ctl, as_admin) = etcdctl(&url, &pki.ca_file, Some(&admin));
     for args in [&["user", "add", "root:pw"][..], &["user", "grant-role", "root", "root"], &["auth", "enable"]] {
@@ -116,6 +118,20 @@ async fn the_certificate_names_the_user_and_rotated_certificates_are_picked_up()
     let (ok, got) = shoalctl(&["get", "k2"]);
     assert!(ok && got.contains("v2"), "{got}");
     assert!(shoalctl(&["get", "nodes"]).0, "objects through the client crate over TLS");
+
+    // An https metrics URL serves with the client port's certificate.
+    let scraped = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "--cacert"])
+        .arg(&pki.ca_file)
+        .arg("--cert")
+        .arg(&admin.cert)
+        .arg("--key")
+        .arg(&admin.key)
+        .arg(format!("{metrics_url}/metrics"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&scraped.stdout);
+    assert!(text.contains("etcd_server_has_leader 1"), "{text}");
 
     // A server certificate from another CA, written over the files, is
     // served to new connections without a restart.

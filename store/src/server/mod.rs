@@ -199,8 +199,12 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         servers.push(port::serve(listener, port, stop_rx.clone()));
     }
     servers.push(observe::count_leader_changes(node.clone(), stop_rx.clone()));
-    for listener in bind_all(&config.listen_metrics).await? {
-        servers.push(observe::serve(node.clone(), listener, stop_rx.clone()));
+    for (listener, tls) in bind_all(&config.listen_metrics).await?.into_iter().zip(&config.listen_metrics_tls) {
+        // https metrics listeners share the client port's certificate and routes.
+        servers.push(match tls {
+            true => port::serve(listener, client_port.clone(), stop_rx.clone()),
+            false => observe::serve(node.clone(), listener, stop_rx.clone()),
+        });
     }
 
     // A member of a new cluster writes the initial membership until Raft has
