@@ -152,48 +152,58 @@ impl AuthStore {
         request: &InternalRequest,
         batch: &mut WriteBatch,
     ) -> Option<Result<(), ApplyErrorCode>> {
-        let mut next = (*self.state()).clone();
-        let mut change = state::Change { state: &mut next, db, batch };
-        let verdict = match request.request.as_ref()? {
-            Request::AuthEnable(_) => change.enable(),
-            Request::AuthDisable(_) => change.disable().inspect(|_| self.tokens.forget_all()),
-            Request::Authenticate(login) => {
-                let state = &change.state;
-                let user = state.users.get(&login.name);
-                if !state.enabled {
-                    Err(ApplyErrorCode::AuthNotEnabled)
-                } else if user.is_some_and(|u| !u.password.is_empty() && u.password == login.checked_hash) {
-                    self.tokens.assign(&login.simple_token, &login.name);
-                    Ok(())
-                } else {
-                    Err(ApplyErrorCode::AuthFailed)
-                }
-            }
-            Request::AuthUserAdd(add) => {
+        type Edit<'r> = Box<dyn FnOnce(&mut state::Change<'_>) -> Result<(), ApplyErrorCode> + 'r>;
+        let edit: Edit<'_> = match request.request.as_ref()? {
+            Request::Authenticate(login) => return Some(self.log_in(login)),
+            Request::AuthEnable(_) => Box::new(|c| c.enable()),
+            Request::AuthDisable(_) => Box::new(|c| c.disable().inspect(|_| self.tokens.forget_all())),
+            Request::AuthUserAdd(add) => Box::new(move |c| {
                 let no_password = add.options.as_ref().is_some_and(|o: &UserAddOptions| o.no_password);
-                change.user_add(&add.name, &add.hashed_password, no_password)
-            }
+                c.user_add(&add.name, &add.hashed_password, no_password)
+            }),
             Request::AuthUserDelete(del) => {
-                change.user_delete(&del.name).inspect(|_| self.tokens.forget_user(&del.name))
+                Box::new(move |c| c.user_delete(&del.name).inspect(|_| self.tokens.forget_user(&del.name)))
             }
-            Request::AuthUserChangePassword(c) => {
-                change.user_change_password(&c.name, &c.hashed_password).inspect(|_| self.tokens.forget_user(&c.name))
-            }
-            Request::AuthUserGrantRole(g) => change.user_grant_role(&g.user, &g.role),
-            Request::AuthUserRevokeRole(r) => change.user_revoke_role(&r.name, &r.role),
-            Request::AuthRoleAdd(r) => change.role_add(&r.name),
-            Request::AuthRoleDelete(r) => change.role_delete(&r.role),
-            Request::AuthRoleGrantPermission(g) => match &g.perm {
-                Some(perm) => change.role_grant_permission(&g.name, perm),
+            Request::AuthUserChangePassword(p) => Box::new(move |c| {
+                c.user_change_password(&p.name, &p.hashed_password).inspect(|_| self.tokens.forget_user(&p.name))
+            }),
+            Request::AuthUserGrantRole(g) => Box::new(move |c| c.user_grant_role(&g.user, &g.role)),
+            Request::AuthUserRevokeRole(r) => Box::new(move |c| c.user_revoke_role(&r.name, &r.role)),
+            Request::AuthRoleAdd(r) => Box::new(move |c| c.role_add(&r.name)),
+            Request::AuthRoleDelete(r) => Box::new(move |c| c.role_delete(&r.role)),
+            Request::AuthRoleGrantPermission(g) => Box::new(move |c| match &g.perm {
+                Some(perm) => c.role_grant_permission(&g.name, perm),
                 None => Err(ApplyErrorCode::PermissionNotGranted),
-            },
-            Request::AuthRoleRevokePermission(r) => change.role_revoke_permission(&r.role, &r.key, &r.range_end),
+            }),
+            Request::AuthRoleRevokePermission(r) => {
+                Box::new(move |c| c.role_revoke_permission(&r.role, &r.key, &r.range_end))
+            }
+            // Not an auth command: nothing is copied, every KV write passes here.
             _ => return None,
         };
+        let mut next = (*self.state()).clone();
+        let verdict = edit(&mut state::Change { state: &mut next, db, batch });
         if verdict.is_ok() {
             *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         }
         Some(verdict)
+    }
+}
+
+impl AuthStore {
+    /// A replicated login: every member records the token, if the user and
+    /// the password hash checked are still the same. Changes no state.
+    fn log_in(&self, login: &shoal_proto::peerpb::InternalAuthenticateRequest) -> Result<(), ApplyErrorCode> {
+        let state = self.state();
+        let user = state.users.get(&login.name);
+        if !state.enabled {
+            Err(ApplyErrorCode::AuthNotEnabled)
+        } else if user.is_some_and(|u| !u.password.is_empty() && u.password == login.checked_hash) {
+            self.tokens.assign(&login.simple_token, &login.name);
+            Ok(())
+        } else {
+            Err(ApplyErrorCode::AuthFailed)
+        }
     }
 }
 
