@@ -87,13 +87,12 @@ impl Drop for PendingProposal {
     }
 }
 
-/// (service, method, type) of a gRPC method, as go-grpc-prometheus labels them.
-type Method = (String, String, &'static str);
-
+/// Counts by request path (`/etcdserverpb.KV/Range`): a counted call
+/// allocates only the first time its path is seen.
 #[derive(Default)]
 struct Grpc {
-    started: BTreeMap<Method, u64>,
-    handled: BTreeMap<(Method, &'static str), u64>,
+    started: BTreeMap<String, u64>,
+    handled: BTreeMap<String, BTreeMap<&'static str, u64>>,
 }
 
 static GRPC: LazyLock<Mutex<Grpc>> = LazyLock::new(Default::default);
@@ -102,23 +101,36 @@ fn grpc() -> std::sync::MutexGuard<'static, Grpc> {
     GRPC.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The method of a gRPC request path such as `/etcdserverpb.KV/Range`.
-pub fn grpc_method(path: &str) -> Option<Method> {
+/// (service, method, type) of a gRPC request path, as go-grpc-prometheus
+/// labels them; None if `path` is not a gRPC method's.
+pub fn grpc_method(path: &str) -> Option<(&str, &str, &'static str)> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     let kind = match (service, method) {
         ("etcdserverpb.Watch", "Watch") | ("etcdserverpb.Lease", "LeaseKeepAlive") => "bidi_stream",
         ("etcdserverpb.Maintenance", "Snapshot") => "server_stream",
         _ => "unary",
     };
-    Some((service.to_string(), method.to_string(), kind))
+    Some((service, method, kind))
 }
 
-pub fn grpc_started(method: &Method) {
-    *grpc().started.entry(method.clone()).or_default() += 1;
+/// Applies `f` to the entry of `path`, made on first sight.
+fn bump<V: Default>(map: &mut BTreeMap<String, V>, path: &str, f: impl FnOnce(&mut V)) {
+    match map.get_mut(path) {
+        Some(value) => f(value),
+        None => {
+            let mut value = V::default();
+            f(&mut value);
+            map.insert(path.to_string(), value);
+        }
+    }
 }
 
-pub fn grpc_handled(method: &Method, code: i32) {
-    *grpc().handled.entry((method.clone(), grpc_code_name(code))).or_default() += 1;
+pub fn grpc_started(path: &str) {
+    bump(&mut grpc().started, path, |n| *n += 1);
+}
+
+pub fn grpc_handled(path: &str, code: i32) {
+    bump(&mut grpc().handled, path, |codes| *codes.entry(grpc_code_name(code)).or_default() += 1);
 }
 
 /// gRPC's own names for its codes, as Go prints them.
@@ -171,16 +183,22 @@ pub fn render(out: &mut String) {
     let grpc = grpc();
     let name = "grpc_server_started_total";
     header(out, name, "counter", "Total number of RPCs started on the server.");
-    for ((service, method, kind), n) in &grpc.started {
-        let _ = writeln!(out, "{name}{{grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{kind}\"}} {n}");
+    for (path, n) in &grpc.started {
+        if let Some((service, method, kind)) = grpc_method(path) {
+            let _ =
+                writeln!(out, "{name}{{grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{kind}\"}} {n}");
+        }
     }
     let name = "grpc_server_handled_total";
     header(out, name, "counter", "Total number of RPCs completed on the server, regardless of success or failure.");
-    for (((service, method, kind), code), n) in &grpc.handled {
-        let _ = writeln!(
-            out,
-            "{name}{{grpc_code=\"{code}\",grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{kind}\"}} {n}"
-        );
+    for (path, codes) in &grpc.handled {
+        let Some((service, method, kind)) = grpc_method(path) else { continue };
+        for (code, n) in codes {
+            let _ = writeln!(
+                out,
+                "{name}{{grpc_code=\"{code}\",grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{kind}\"}} {n}"
+            );
+        }
     }
 }
 

@@ -45,21 +45,22 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let method = metrics::grpc_method(request.uri().path());
-        if let Some(method) = &method {
-            metrics::grpc_started(method);
+        // A Uri clone shares its bytes: nothing is copied per request.
+        let uri = metrics::grpc_method(request.uri().path()).is_some().then(|| request.uri().clone());
+        if let Some(uri) = &uri {
+            metrics::grpc_started(uri.path());
         }
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await;
-            if let (Some(method), Ok(response)) = (&method, &response) {
+            if let (Some(uri), Ok(response)) = (&uri, &response) {
                 let code = response
                     .headers()
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                metrics::grpc_handled(method, code);
+                metrics::grpc_handled(uri.path(), code);
             }
             response
         })
