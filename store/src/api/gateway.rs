@@ -198,24 +198,32 @@ fn lines<T: Serialize + Send + 'static>(
     response
 }
 
-async fn watch(node: &Arc<Node>, body: &[u8], headers: &HeaderMap) -> Response<Body> {
+/// A bidirectional stream's call: the body's JSON objects as its requests,
+/// its answers as lines.
+async fn bidi<T, R, S, F, Fut>(body: &[u8], headers: &HeaderMap, call: F) -> Response<Body>
+where
+    T: Message + Default + DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    S: Stream<Item = Result<R, Status>> + Send + 'static,
+    F: FnOnce(tonic::Request<tonic::Streaming<T>>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<S>, Status>>,
+{
     let requests = match messages(body) {
         Ok(requests) => requests,
         Err(status) => return error(&status),
     };
-    match WatchService::new(node.clone()).watch(request_stream(requests, headers)).await {
+    match call(request_stream(requests, headers)).await {
         Ok(stream) => lines(stream.into_inner()),
         Err(status) => error(&status),
     }
 }
 
+async fn watch(node: &Arc<Node>, body: &[u8], headers: &HeaderMap) -> Response<Body> {
+    let service = WatchService::new(node.clone());
+    bidi(body, headers, |request| service.watch(request)).await
+}
+
 async fn keep_alive(node: &Arc<Node>, body: &[u8], headers: &HeaderMap) -> Response<Body> {
-    let requests = match messages(body) {
-        Ok(requests) => requests,
-        Err(status) => return error(&status),
-    };
-    match LeaseService::new(node.clone()).lease_keep_alive(request_stream(requests, headers)).await {
-        Ok(stream) => lines(stream.into_inner()),
-        Err(status) => error(&status),
-    }
+    let service = LeaseService::new(node.clone());
+    bidi(body, headers, |request| service.lease_keep_alive(request)).await
 }
