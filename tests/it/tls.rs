@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
-use shoal_tests::cluster::shoal_binary;
+use shoal_tests::cluster::{member_flags, shoal_binary};
 use shoal_tests::etcdctl::Output;
 use shoal_tests::ports::free_port;
 use shoal_tests::process::Process;
@@ -157,26 +157,9 @@ async fn members_replicate_over_peer_auto_tls() {
     let mut members = Vec::new();
     for (i, (client, peer)) in ports.iter().enumerate() {
         let (client_url, peer_url) = (format!("http://127.0.0.1:{client}"), format!("https://127.0.0.1:{peer}"));
-        let args: Vec<String> = [
-            "--name",
-            &format!("m{i}"),
-            "--data-dir",
-            &dir.path().join(format!("m{i}")).display().to_string(),
-            "--listen-client-urls",
-            &client_url,
-            "--advertise-client-urls",
-            &client_url,
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-            "--initial-cluster",
-            &cluster.join(","),
-            "--peer-auto-tls",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let name = format!("m{i}");
+        let mut args = member_flags(&name, &dir.path().join(&name), &client_url, &peer_url, &cluster.join(","));
+        args.push("--peer-auto-tls".to_string());
         members.push((Process::spawn(&shoal_binary(), &args, dir.path().join(format!("m{i}.log"))), client_url));
     }
     let first = Etcdctl::new(members[0].1.clone());

@@ -90,6 +90,36 @@ impl Place {
     }
 }
 
+/// The flags every member (Shoal's or etcd's) is started with: its name,
+/// data dir, client and peer URLs, and the initial cluster.
+pub fn member_flags(
+    name: &str,
+    data_dir: &std::path::Path,
+    client_url: &str,
+    peer_url: &str,
+    initial_cluster: &str,
+) -> Vec<String> {
+    [
+        "--name",
+        name,
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "--listen-client-urls",
+        client_url,
+        "--advertise-client-urls",
+        client_url,
+        "--listen-peer-urls",
+        peer_url,
+        "--initial-advertise-peer-urls",
+        peer_url,
+        "--initial-cluster",
+        initial_cluster,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 fn member(
     dir: &std::path::Path,
     i: usize,
@@ -102,29 +132,8 @@ fn member(
     let client_url = format!("http://{}:{}", place.host, place.client);
     let peer_url = format!("http://{}:{}", place.host, place.peer);
     let data_dir = dir.join(&name);
-    let mut args: Vec<String> = [
-        "--name",
-        &name,
-        "--data-dir",
-        &data_dir.display().to_string(),
-        "--listen-client-urls",
-        &client_url,
-        "--advertise-client-urls",
-        &client_url,
-        "--listen-peer-urls",
-        &peer_url,
-        "--initial-advertise-peer-urls",
-        &peer_url,
-        "--initial-cluster",
-        initial_cluster,
-        "--initial-cluster-state",
-        state,
-        "--initial-cluster-token",
-        "shoal-test",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = member_flags(&name, &data_dir, &client_url, &peer_url, initial_cluster);
+    args.extend(["--initial-cluster-state", state, "--initial-cluster-token", "shoal-test"].map(String::from));
     args.extend(extra.iter().map(|s| s.to_string()));
     let log = dir.join(format!("{name}.log"));
     Member { name, client_url, peer_url, data_dir, args, launcher: Vec::new(), log, process: None }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cluster::member_flags;
 use crate::ports::free_port;
 use crate::process::Process;
 use crate::wait;
@@ -31,26 +32,9 @@ impl Etcd {
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let args: Vec<String> = [
-            "--name",
-            "ref",
-            "--data-dir",
-            &dir.path().join("data").display().to_string(),
-            "--listen-client-urls",
-            &client_url,
-            "--advertise-client-urls",
-            &client_url,
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-            "--initial-cluster",
-            &format!("ref={peer_url}"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(extra.iter().map(|s| s.to_string()))
-        .collect();
+        let cluster = format!("ref={peer_url}");
+        let mut args = member_flags("ref", &dir.path().join("data"), &client_url, &peer_url, &cluster);
+        args.extend(extra.iter().map(|s| s.to_string()));
         let process = Process::spawn(&etcd_binary(), &args, dir.path().join("etcd.log"));
         let url = client_url.clone();
         wait::until(Duration::from_secs(30), "etcd to serve", || {

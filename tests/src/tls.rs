@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 
-use crate::cluster::shoal_binary;
+use crate::cluster::{member_flags, shoal_binary};
 use crate::ports::free_port;
 use crate::process::Process;
 use crate::{wait, Etcdctl};
@@ -96,25 +96,7 @@ pub async fn start(server: Server, dir: &Path, flags: &[String], ca: &Path, prob
     let client_url = format!("https://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
     let data = dir.join(format!("{server:?}-{client}"));
-    let mut args: Vec<String> = [
-        "--name",
-        "m",
-        "--data-dir",
-        &data.display().to_string(),
-        "--listen-client-urls",
-        &client_url,
-        "--advertise-client-urls",
-        &client_url,
-        "--listen-peer-urls",
-        &peer_url,
-        "--initial-advertise-peer-urls",
-        &peer_url,
-        "--initial-cluster",
-        &format!("m={peer_url}"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = member_flags("m", &data, &client_url, &peer_url, &format!("m={peer_url}"));
     args.extend(flags.iter().cloned());
     let binary = match server {
         Server::Shoal => shoal_binary(),
