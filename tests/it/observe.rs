@@ -43,6 +43,12 @@ fn scrape(addr: &str) -> Scrape {
     scrape
 }
 
+/// A scrape of a process that may not be listening yet: None until it is.
+fn scrape_when_up(addr: &str) -> Option<Scrape> {
+    TcpStream::connect(addr).ok()?;
+    Some(scrape(addr))
+}
+
 /// The value of the first sample named `name` whose labels include `labels`.
 fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let matches = |s: &&Sample| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
@@ -210,7 +216,7 @@ async fn the_controllers_count_and_time_their_reconciles() {
             wait::until(Duration::from_secs(30), controller, || {
                 let addr = addr.clone();
                 async move {
-                    let metrics = scrape(&addr);
+                    let metrics = scrape_when_up(&addr)?;
                     let done = [("controller", controller), ("result", "success")];
                     let timed = value(&metrics, "shoal_controller_reconcile_duration_seconds_count", &[done[0]]);
                     (value(&metrics, "shoal_controller_reconcile_total", &done)? >= 1.0 && timed? >= 1.0).then_some(())
@@ -248,7 +254,7 @@ async fn the_agent_counts_container_starts_and_restarts() {
     wait::until(Duration::from_secs(60), "a start, a restart and one pod in the agent's metrics", || {
         let addr = addr.clone();
         async move {
-            let metrics = scrape(&addr);
+            let metrics = scrape_when_up(&addr)?;
             let started = value(&metrics, "shoal_agent_container_starts_total", &[])? >= 2.0;
             let restarted = value(&metrics, "shoal_agent_container_restarts_total", &[])? >= 1.0;
             let pods = value(&metrics, "shoal_agent_pods", &[])? == 1.0;
