@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, EventType, PutOptions, Txn, TxnOp, WatchOptions, WatchResponse, WatchStream};
 use shoal_tests::answers::{assert_same_answers, masked};
-use shoal_tests::Cluster;
+use shoal_tests::{wait, Cluster};
 
 /// (revision, key, value, is_delete) of every event, in arrival order.
 type Seen = Vec<(i64, Vec<u8>, Vec<u8>, bool)>;
@@ -291,10 +291,23 @@ async fn large_catch_up_batches_are_fragmented_when_asked() {
     let cluster = Cluster::start_with(3, &["--max-request-bytes", "100000"]).await;
     let mut client = cluster.client().await;
     let start = current_revision(&mut client).await + 1;
+    let mut last = 0;
     for i in 0..50 {
-        client.put(format!("f/{i:02}"), vec![b'v'; 10_000], None).await.expect("put");
+        let put = client.put(format!("f/{i:02}"), vec![b'v'; 10_000], None).await.expect("put");
+        last = put.header().map_or(0, |h| h.revision());
     }
-    let mut stream = client
+    // Watch from a member that has applied every write, so that the whole
+    // history is one catch-up batch rather than a batch and then live events.
+    let mut member = cluster.member_client(0).await;
+    wait::until(Duration::from_secs(10), "member 0 to apply the writes", || {
+        let mut member = member.clone();
+        async move {
+            let read = member.get("f/", Some(etcd_client::GetOptions::new().with_serializable())).await.ok()?;
+            (read.header()?.revision() >= last).then_some(())
+        }
+    })
+    .await;
+    let mut stream = member
         .watch("f/", Some(WatchOptions::new().with_prefix().with_start_revision(start).with_fragment()))
         .await
         .expect("watch");
