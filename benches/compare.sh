@@ -71,7 +71,7 @@ for sys in etcd shoal; do
             put --sequential --key-space "$keys" --val-size 256 --key-size 16 >/dev/null
         loaded=$keys
         max=0
-        for i in 0 1 2; do r=$(rss_kib "$(cat "$WORK/$sys-m$i.pid")"); (( r > max )) && max=$r; done
+        for i in $(member_indexes); do r=$(rss_kib "$(cat "$WORK/$sys-m$i.pid")"); (( r > max )) && max=$r; done
         echo "{\"system\": \"$sys\", \"keys\": $keys, \"rss_kib\": $max}" >"$OUT/memory-$keys-$sys.json"
         echo "$sys $keys keys: ${max} KiB"
     done
@@ -93,7 +93,8 @@ for sys in etcd shoal; do
     stop_cluster "$sys"
 done
 
-ops_section=$(sed -n '/^<!-- ops.sh -->/,$p' benches/RESULTS.md 2>/dev/null || true)
+# The sections other scripts own (stages.sh, ops.sh) start with a marker and are kept.
+ops_section=$(sed -n '/^<!-- [a-z-]*.sh -->/,$p' benches/RESULTS.md 2>/dev/null || true)
 python3 benches/report.py "$OUT" "$DURATION" "$0${QUICK:+ (QUICK=1)}" >benches/RESULTS.md
 if [[ -n "$ops_section" ]]; then printf '\n%s\n' "$ops_section" >>benches/RESULTS.md; fi
 cat benches/RESULTS.md

@@ -1,17 +1,24 @@
-# Shared by compare.sh and ops.sh: 3-member etcd and Shoal clusters on
-# loopback, started and stopped by pid, and the load generator. Expects
-# WORK, OUT and BIN to be set.
+# Shared by compare.sh, ops.sh and stages.sh: etcd and Shoal clusters of
+# MEMBERS members (3 unless set) on loopback, started and stopped by pid, and
+# the load generator. Expects WORK, OUT and BIN to be set.
+
+MEMBERS="${MEMBERS:-3}"
+member_indexes() { seq 0 $((MEMBERS - 1)); }
 
 declare -A BASE=([etcd]=21000 [shoal]=23000)
 declare -A EXE=([etcd]=/usr/bin/etcd [shoal]="$BIN/shoal")
 
 client_url() { echo "http://127.0.0.1:$((BASE[$1] + $2 * 100))"; }
 peer_url() { echo "http://127.0.0.1:$((BASE[$1] + $2 * 100 + 1))"; }
-endpoints() { echo "$(client_url "$1" 0),$(client_url "$1" 1),$(client_url "$1" 2)"; }
+endpoints() { # system
+    local list=""
+    for i in $(member_indexes); do list+="${list:+,}$(client_url "$1" "$i")"; done
+    echo "$list"
+}
 
 start_member() { # system index
     local sys=$1 i=$2 cluster=""
-    for j in 0 1 2; do cluster+="${cluster:+,}m$j=$(peer_url "$sys" "$j")"; done
+    for j in $(member_indexes); do cluster+="${cluster:+,}m$j=$(peer_url "$sys" "$j")"; done
     "${EXE[$sys]}" --name "m$i" --data-dir "$WORK/$sys/m$i" \
         --listen-client-urls "$(client_url "$sys" "$i")" --advertise-client-urls "$(client_url "$sys" "$i")" \
         --listen-peer-urls "$(peer_url "$sys" "$i")" --initial-advertise-peer-urls "$(peer_url "$sys" "$i")" \
@@ -28,14 +35,14 @@ wait_healthy() { # system
     echo "$1 did not become healthy" >&2; return 1
 }
 
-start_cluster() { for i in 0 1 2; do start_member "$1" "$i"; done; wait_healthy "$1"; }
+start_cluster() { for i in $(member_indexes); do start_member "$1" "$i"; done; wait_healthy "$1"; }
 
 stop_cluster() { # system
-    for i in 0 1 2; do
+    for i in $(member_indexes); do
         local pid; pid=$(cat "$WORK/$1-m$i.pid" 2>/dev/null || true)
         [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
     done
-    for i in 0 1 2; do
+    for i in $(member_indexes); do
         local pid; pid=$(cat "$WORK/$1-m$i.pid" 2>/dev/null || true)
         while [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
     done

@@ -13,6 +13,7 @@ use rocksdb::{ReadOptions, WriteBatch, DB};
 
 use super::log_writer::{self, index_key, Job, Pending};
 use super::{io_error, Entry, LogId, RaftStorageError, TypeConfig, Vote};
+use crate::metrics::stages;
 use crate::storage::{self, columns, StorageError};
 
 #[derive(Clone)]
@@ -160,6 +161,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
         let index = committed.map_or(0, |c| c.index);
         crate::metrics::PROPOSALS_COMMITTED.fetch_max(index, std::sync::atomic::Ordering::Relaxed);
+        stages::committed(index);
         Ok(())
     }
 
@@ -173,6 +175,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut recent = self.pending.lock();
             for (entry, (_, bytes)) in entries.into_iter().zip(&encoded) {
+                stages::appended(entry.log_id.index);
                 recent.insert(entry, bytes.len());
             }
         }

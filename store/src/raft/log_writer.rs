@@ -18,6 +18,7 @@ use openraft::storage::LogFlushed;
 use rocksdb::{WriteBatch, DB};
 
 use super::{Entry, LogId, TypeConfig};
+use crate::metrics::stages::{self, Stamp};
 use crate::storage::{self, columns, StorageError};
 
 /// Entries kept in memory once written, at most.
@@ -193,6 +194,12 @@ fn write_group(db: &DB, pending: &Pending, jobs: Vec<Job>) {
     if result.is_ok() {
         if let Some(upto) = written.iter().map(|id| id.index).max() {
             pending.lock().written(upto);
+        }
+        for id in &written {
+            stages::stamp(id.index, Stamp::Fsynced);
+        }
+        if !written.is_empty() {
+            stages::FSYNC_BATCH_ENTRIES.observe_count(written.len() as u64);
         }
     }
     for done in appended {

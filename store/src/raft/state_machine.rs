@@ -16,6 +16,7 @@ use super::snapshot::{self, SnapshotFile};
 use super::{
     io_error, CommandResponse, Entry, LogId, RaftStorageError, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
 };
+use crate::metrics::stages::{self, Stamp};
 use crate::mvcc::{Applied, KvStore};
 use crate::storage::{self, columns, StorageError};
 
@@ -71,6 +72,7 @@ fn apply_blocking(
     let meta = storage::cf(db, columns::META);
     let mut responses = Vec::with_capacity(entries.len());
     let mut last = None;
+    stages::APPLY_BATCH_ENTRIES.observe_count(entries.len() as u64);
     for entry in entries {
         let mut batch = WriteBatch::default();
         let applied = match &entry.payload {
@@ -84,6 +86,7 @@ fn apply_blocking(
             EntryPayload::Normal(command) => match &command.0.request {
                 Some(internal_request::Request::Batch(requests)) => {
                     let response = apply_batch(db, kv, listener, entry.log_id, &requests.requests)?;
+                    stages::stamp(entry.log_id.index, Stamp::Applied);
                     last = Some(entry.log_id);
                     responses.push(CommandResponse(response));
                     continue;
@@ -94,6 +97,7 @@ fn apply_blocking(
         batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&entry.log_id));
         commit(db, batch)?;
         published(kv, listener, &applied);
+        stages::stamp(entry.log_id.index, Stamp::Applied);
         last = Some(entry.log_id);
         responses.push(CommandResponse(applied.response));
     }

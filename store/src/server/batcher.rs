@@ -9,6 +9,7 @@
 //! a batch is still applied on its own, at its own revision.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::error::{ClientWriteError, RaftError};
 use prost::Message;
@@ -16,6 +17,7 @@ use shoal_proto::peerpb::{internal_request, internal_response, InternalRequest, 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::EtcdError;
+use crate::metrics::stages;
 use crate::raft::{Command, Raft};
 
 /// Entries proposed and not yet applied.
@@ -37,6 +39,7 @@ pub enum Outcome {
 struct Proposal {
     request: InternalRequest,
     reply: oneshot::Sender<Outcome>,
+    queued: Instant,
 }
 
 #[derive(Clone)]
@@ -55,7 +58,7 @@ impl Batcher {
     /// Proposes `request` and waits for its outcome.
     pub async fn propose(&self, request: InternalRequest) -> Outcome {
         let (reply, outcome) = oneshot::channel();
-        if self.tx.send(Proposal { request, reply }).is_err() {
+        if self.tx.send(Proposal { request, reply, queued: Instant::now() }).is_err() {
             return Outcome::Failed(EtcdError::Stopped);
         }
         outcome.await.unwrap_or(Outcome::Failed(EtcdError::Stopped))
@@ -87,6 +90,7 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
 }
 
 async fn submit(raft: &Raft, batch: Vec<Proposal>) {
+    let queued: Vec<Instant> = batch.iter().map(|p| p.queued).collect();
     let (mut requests, replies): (Vec<InternalRequest>, Vec<oneshot::Sender<Outcome>>) =
         batch.into_iter().map(|p| (p.request, p.reply)).unzip();
     let single = requests.len() == 1;
@@ -101,9 +105,11 @@ async fn submit(raft: &Raft, batch: Vec<Proposal>) {
         }
         None => return,
     };
+    let proposed = Instant::now();
     let answers: Vec<Outcome> = match raft.client_write(Command(command)).await {
         Ok(written) => {
             let index = written.log_id.index;
+            stages::leader_wrote(index, &queued, proposed, Instant::now());
             match written.data.0 {
                 response if single => vec![Outcome::Done(response, index)],
                 InternalResponse { response: Some(internal_response::Response::Batch(batch)) } => {

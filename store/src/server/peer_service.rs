@@ -49,8 +49,14 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let received = std::time::Instant::now();
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
-        reply(&self.node.raft.append_entries(rpc).await)
+        let last = rpc.entries.last().map(|e| e.log_id.index);
+        let answer = self.node.raft.append_entries(rpc).await;
+        if let (Some(last), Ok(_)) = (last, &answer) {
+            crate::metrics::stages::follower_appended(last, received);
+        }
+        reply(&answer)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::batcher::Outcome;
 use super::node::Node;
 use crate::error::EtcdError;
+use crate::metrics::stages::{self, Stage};
 
 /// Longest wait between attempts while there is no usable leader.
 const RETRY_WAIT: Duration = Duration::from_millis(100);
@@ -40,8 +41,11 @@ impl Node {
             let attempt = match leader {
                 Some(id) if id == self.id => self.propose_as_leader(request.clone(), deadline).await,
                 Some(id) => {
+                    let forwarded = std::time::Instant::now();
                     let attempt = self.forward(id, &request).await;
                     if let Attempt::Done(_, index) = &attempt {
+                        let answered = std::time::Instant::now();
+                        stages::observe(Stage::Forwarded, answered - forwarded);
                         // Like etcd, answer once this member has applied the
                         // write too, so that its own reads and watches see it.
                         let left = deadline.saturating_duration_since(Instant::now());
@@ -50,6 +54,7 @@ impl Node {
                         if applied.is_err() {
                             tracing::debug!(index, "forwarded write committed but not yet applied here");
                         }
+                        stages::observe(Stage::ForwardedToAppliedHere, answered.elapsed());
                     }
                     attempt
                 }

@@ -1,7 +1,10 @@
 //! The member's measurements, under etcd's metric names so that existing
 //! dashboards and alerts work: disk latencies, peer round trips, proposals
 //! and gRPC requests. One member per process, so they are process-wide.
-//! Rendered in Prometheus' text format by `server::observe`.
+//! Rendered in Prometheus' text format by `server::observe`. The stages of
+//! a write, Shoal's own, are in [`stages`].
+
+pub mod stages;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,7 +16,10 @@ use std::time::Duration;
 pub struct Histogram {
     bounds: Vec<f64>,
     counts: Vec<AtomicU64>,
-    sum_nanos: AtomicU64,
+    /// The sum of observations, in units of `1 / per_unit`.
+    sum: AtomicU64,
+    /// Nanoseconds per second for durations, 1 for counts.
+    per_unit: f64,
     count: AtomicU64,
 }
 
@@ -23,15 +29,27 @@ impl Histogram {
     pub fn exponential(start: f64, factor: f64, n: usize) -> Histogram {
         let bounds: Vec<f64> = (0..n).map(|i| start * factor.powi(i as i32)).collect();
         let counts = bounds.iter().map(|_| AtomicU64::new(0)).collect();
-        Histogram { bounds, counts, sum_nanos: AtomicU64::new(0), count: AtomicU64::new(0) }
+        Histogram { bounds, counts, sum: AtomicU64::new(0), per_unit: 1e9, count: AtomicU64::new(0) }
+    }
+
+    /// A histogram of counts (batch sizes): bounds 1, 2, 4, ... (`n` of them).
+    pub fn counts(n: usize) -> Histogram {
+        Histogram { per_unit: 1.0, ..Histogram::exponential(1.0, 2.0, n) }
     }
 
     pub fn observe(&self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        if let Some(i) = self.bounds.iter().position(|b| seconds <= *b) {
+        self.record(took.as_secs_f64(), took.as_nanos() as u64);
+    }
+
+    pub fn observe_count(&self, n: u64) {
+        self.record(n as f64, n);
+    }
+
+    fn record(&self, value: f64, units: u64) {
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
             self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.sum_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        self.sum.fetch_add(units, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -44,7 +62,7 @@ impl Histogram {
             let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {cumulative}");
         }
         let count = self.count.load(Ordering::Relaxed);
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let sum = self.sum.load(Ordering::Relaxed) as f64 / self.per_unit;
         let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
         let plain = labels.trim_end_matches(',');
         let braces = if plain.is_empty() { String::new() } else { format!("{{{plain}}}") };
@@ -200,6 +218,8 @@ pub fn render(out: &mut String) {
             );
         }
     }
+    drop(grpc);
+    stages::render(out);
 }
 
 #[cfg(test)]
