@@ -91,7 +91,7 @@ def row(label, h, writes):
 
 
 def report(system):
-    path = f"{out}/put-{point}-{system}.json"
+    path = f"{out}/put-{point}-{point.split('-c')[1]}-{system}.json"
     return json.load(open(path)) if os.path.exists(path) else None
 
 
@@ -108,6 +108,8 @@ for system in ("etcd", "shoal"):
             f"{switches / r['ops']:.1f} context switches per write"
         )
 print("; ".join(summary) + ".\n")
+print("Percentiles are interpolated inside histogram buckets: coarse for etcd's own histograms and Shoal's "
+      "etcd-named ones, whose buckets start at 1 ms; their means are exact.\n")
 print("| histogram | observations | per write | mean ms | p50 ms | p99 ms |")
 print("|---|---:|---:|---:|---:|---:|")
 shoal, _, _ = delta("shoal")

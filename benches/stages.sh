@@ -11,7 +11,8 @@
 #
 # Knobs (environment): TOPOLOGIES ("1 3"), CLIENTS ("1 16 256"), DURATION
 # (per point, default 5s), BENCH_DIR (/var/tmp/shoal-bench), NO_RESULTS=1
-# to print without touching RESULTS.md.
+# to print without touching RESULTS.md, BIN_DIR=dir to run the `shoal` and
+# `shoal-bench` found there instead of building them (to compare builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/shoal-target}"
@@ -23,8 +24,12 @@ WORK="${BENCH_DIR:-/var/tmp/shoal-bench}/stages"
 OUT="$WORK/results"
 
 scripts/prereqs.sh test
-cargo build --release -p shoal-store -p shoal-bench
-BIN="$CARGO_TARGET_DIR/release"
+if [[ -n "${BIN_DIR:-}" ]]; then
+    BIN="$BIN_DIR"
+else
+    cargo build --release -p shoal-store -p shoal-bench
+    BIN="$CARGO_TARGET_DIR/release"
+fi
 rm -rf "$WORK"
 mkdir -p "$OUT"
 
