@@ -41,6 +41,10 @@ pub enum EtcdError {
     Timeout,
     #[error("connection to the leader lost")]
     ConnectionLost,
+    /// The write reached a leader that lost its leadership before it
+    /// committed: it may still be committed by the next one.
+    #[error("previous leader failed")]
+    LeaderFail,
     #[error("server stopped")]
     Stopped,
     #[error("database space exceeded")]
@@ -131,6 +135,7 @@ impl EtcdError {
             NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
             Timeout => (Code::Unavailable, "etcdserver: request timed out"),
             ConnectionLost => (Code::Unavailable, "etcdserver: request timed out, possibly due to connection lost"),
+            LeaderFail => (Code::Unavailable, "etcdserver: request timed out, possibly due to previous leader failure"),
             Stopped => (Code::Unavailable, "etcdserver: server stopped"),
             NoSpace => (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
             MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
@@ -196,6 +201,7 @@ impl EtcdError {
             NotLeader,
             Timeout,
             ConnectionLost,
+            LeaderFail,
             Stopped,
             NoSpace,
             MemberNotFound,

@@ -3,14 +3,14 @@
 //! Raft starts empty, with the new cluster's members, and the cluster gets
 //! an id of its own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rocksdb::WriteBatch;
 
 use super::{check_trailer, BackupError};
 use crate::ids;
-use crate::raft::{snapshot, LogId, MemberNode, SnapshotMeta, StoredMembership};
+use crate::raft::{snapshot, LeaderId, LogId, MemberNode, SnapshotMeta, StoredMembership};
 use crate::storage::{self, columns, StorageError};
 use crate::urls;
 
@@ -157,15 +157,14 @@ type MetaRow = (&'static [u8], Vec<u8>);
 /// of that snapshot and the `meta` rows that go with it.
 fn seed(members: &BTreeMap<u64, MemberNode>) -> (SnapshotMeta, [MetaRow; 2]) {
     let first = members.keys().next().copied().unwrap_or(0);
-    let seed = LogId::new(openraft::CommittedLeaderId::new(1, first), 1);
-    let voters: BTreeSet<u64> = members.keys().copied().collect();
-    let membership = StoredMembership::new(Some(seed), openraft::Membership::new(vec![voters], members.clone()));
+    let seed = LogId::new(LeaderId { term: 1, node_id: first }, 1);
+    // Every restored member is a voter.
+    let membership = StoredMembership::new(Some(seed), openraft::Membership::from(members.clone()));
     let rows = [
         (columns::LAST_APPLIED, storage::encode_bincode(&seed)),
         (columns::LAST_MEMBERSHIP, storage::encode_bincode(&membership)),
     ];
-    let meta =
-        SnapshotMeta { last_log_id: Some(seed), last_membership: membership, snapshot_id: "1-1-restored".into() };
+    let meta = SnapshotMeta { last_log_id: Some(seed), last_membership: membership };
     (meta, rows)
 }
 

@@ -10,6 +10,30 @@ use shoal_proto::peerpb::{InternalRequest, InternalResponse};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Command(pub InternalRequest);
 
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0.request {
+            Some(request) => write!(f, "{}", request_name(request)),
+            None => f.write_str("empty"),
+        }
+    }
+}
+
+/// The kind of a request, for logs.
+fn request_name(request: &shoal_proto::peerpb::internal_request::Request) -> &'static str {
+    use shoal_proto::peerpb::internal_request::Request;
+    match request {
+        Request::Put(_) => "put",
+        Request::DeleteRange(_) => "delete-range",
+        Request::Txn(_) => "txn",
+        Request::Compaction(_) => "compaction",
+        Request::LeaseGrant(_) => "lease-grant",
+        Request::LeaseRevoke(_) => "lease-revoke",
+        Request::Batch(_) => "batch",
+        _ => "other",
+    }
+}
+
 /// The state machine's answer to a [`Command`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CommandResponse(pub InternalResponse);

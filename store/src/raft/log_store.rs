@@ -7,12 +7,12 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{OptionalSend, RaftLogReader, StorageIOError};
-use rocksdb::{ReadOptions, WriteBatch, DB};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use rocksdb::{ReadOptions, DB};
 
 use super::log_writer::{self, index_key, Job, Pending};
-use super::{io_error, Entry, LogId, RaftStorageError, TypeConfig, Vote};
+use super::{io_error, Entry, LogId, TypeConfig, Vote};
 use crate::metrics::stages;
 use crate::storage::{self, columns, StorageError};
 
@@ -32,11 +32,18 @@ impl LogStore {
 
     /// Queues a deletion of `[from, to)` behind every earlier append and waits for it.
     async fn delete(&self, from: u64, to: u64, marker: Option<Vec<u8>>) -> Result<(), StorageError> {
+        self.queue(|done| Job::Delete { from, to, marker, done }).await
+    }
+
+    /// Queues a job behind every earlier one and waits until it is on disk.
+    async fn queue(
+        &self,
+        job: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), StorageError>>) -> Job,
+    ) -> Result<(), StorageError> {
+        let stopped = || StorageError::io("raft log writer")(std::io::Error::other("writer stopped"));
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.writer
-            .send(Job::Delete { from, to, marker, done })
-            .map_err(|_| StorageError::io("raft log writer")(std::io::Error::other("writer stopped")))?;
-        wait.await.unwrap_or_else(|_| Err(StorageError::io("raft log writer")(std::io::Error::other("writer stopped"))))
+        self.writer.send(job(done)).map_err(|_| stopped())?;
+        wait.await.unwrap_or_else(|_| Err(stopped()))
     }
 }
 
@@ -93,7 +100,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, RaftStorageError> {
+    ) -> Result<Vec<Entry>, std::io::Error> {
         let start = match range.start_bound() {
             Bound::Included(&s) => s,
             Bound::Excluded(&s) => s + 1,
@@ -113,17 +120,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
             }
             recent.range(start, end)
         };
-        let stored = blocking(&self.db, move |db| read_range(db, start, end))
-            .await
-            .map_err(io_error(StorageIOError::read_logs))?;
+        let stored = blocking(&self.db, move |db| read_range(db, start, end)).await.map_err(io_error)?;
         Ok(merge(stored, queued))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, std::io::Error> {
+        blocking(&self.db, |db| storage::get_bincode(db, columns::RAFT_STATE, columns::VOTE)).await.map_err(io_error)
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, RaftStorageError> {
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, std::io::Error> {
         let queued_last = self.pending.lock().last();
         blocking(&self.db, move |db| {
             let last_purged: Option<LogId> = storage::get_bincode(db, columns::RAFT_STATE, columns::LAST_PURGED)?;
@@ -131,41 +140,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
         })
         .await
-        .map_err(io_error(StorageIOError::read_logs))
+        .map_err(io_error)
     }
 
     async fn get_log_reader(&mut self) -> LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote) -> Result<(), RaftStorageError> {
-        let bytes = storage::encode_bincode(vote);
-        blocking(&self.db, move |db| {
-            let mut batch = WriteBatch::default();
-            batch.put_cf(storage::cf(db, columns::RAFT_STATE), columns::VOTE, bytes);
-            storage::write_synced(db, batch)
-        })
-        .await
-        .map_err(io_error(StorageIOError::write_vote))
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote>, RaftStorageError> {
-        blocking(&self.db, |db| storage::get_bincode(db, columns::RAFT_STATE, columns::VOTE))
-            .await
-            .map_err(io_error(StorageIOError::read_vote))
+    // Through the writer's queue: openraft counts every append it issued
+    // before the vote as durable once the vote is, so the vote must not
+    // reach the disk ahead of them.
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), std::io::Error> {
+        let vote = storage::encode_bincode(vote);
+        self.queue(|done| Job::Vote { vote, done }).await.map_err(io_error)
     }
 
     // The commit index is not persisted (read_committed keeps openraft's
     // default): a restarted member learns it from the leader, and writing it
     // on every commit would sit in the commit path. It is only published.
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), std::io::Error> {
         let index = committed.map_or(0, |c| c.index);
         crate::metrics::PROPOSALS_COMMITTED.fetch_max(index, std::sync::atomic::Ordering::Relaxed);
         stages::committed(index);
         Ok(())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), RaftStorageError>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), std::io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -180,23 +180,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         // Returns at once; the writer calls back once the entries are fsynced.
-        self.writer.send(Job::Append { entries: encoded, done: callback }).map_err(|_| {
-            io_error(StorageIOError::write_logs)(StorageError::io("raft log writer")(std::io::Error::other(
-                "writer stopped",
-            )))
-        })
+        self.writer
+            .send(Job::Append { entries: encoded, done: callback })
+            .map_err(|_| std::io::Error::other("raft log writer stopped"))
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
-        self.pending.lock().truncated(log_id.index);
-        self.delete(log_id.index, u64::MAX, None).await.map_err(io_error(StorageIOError::write_logs))
+    /// Keeps the log up to `last` (all of it gone for `None`).
+    async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), std::io::Error> {
+        let from = last.map_or(0, |id| id.index + 1);
+        self.pending.lock().truncated(from);
+        self.delete(from, u64::MAX, None).await.map_err(io_error)
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+    async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
         // The marker goes in the same batch as the deletion: a crash never
         // leaves a purged prefix without it.
         let marker = storage::encode_bincode(&log_id);
         self.pending.lock().retain(|index| index > log_id.index);
-        self.delete(0, log_id.index + 1, Some(marker)).await.map_err(io_error(StorageIOError::write_logs))
+        self.delete(0, log_id.index + 1, Some(marker)).await.map_err(io_error)
     }
 }

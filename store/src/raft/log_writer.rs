@@ -7,14 +7,15 @@
 //! Entries are kept in [`Recent`] from the moment they are appended, so
 //! readers see them before they reach the disk, and replication of fresh
 //! entries is served from memory; written ones are evicted beyond a bound.
-//! Truncation and purge go through the same queue, so the disk sees every
-//! operation in the order Raft issued it.
+//! Votes, truncation and purge go through the same queue, so the disk sees
+//! every operation in the order Raft issued it: a vote is never durable
+//! before an append that Raft issued ahead of it.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use openraft::storage::LogFlushed;
+use openraft::storage::IOFlushed;
 use rocksdb::{WriteBatch, DB};
 
 use super::{Entry, LogId, TypeConfig};
@@ -26,44 +27,49 @@ const RECENT_ENTRIES: usize = 4096;
 /// Bytes of written entries kept in memory, at most.
 const RECENT_BYTES: usize = 32 << 20;
 
+/// One entry kept in memory, and whether that very entry is on disk.
+struct Kept {
+    entry: Entry,
+    size: usize,
+    written: bool,
+}
+
 /// The newest entries by index: every one not yet on disk, and the last
 /// written ones up to the bounds above.
 #[derive(Default)]
 pub struct Recent {
-    entries: BTreeMap<u64, (Entry, usize)>,
+    entries: BTreeMap<u64, Kept>,
     bytes: usize,
-    /// Every entry at or below this index is on disk.
-    written_upto: u64,
 }
 
 impl Recent {
     pub fn insert(&mut self, entry: Entry, size: usize) {
         self.bytes += size;
-        if let Some((_, old)) = self.entries.insert(entry.log_id.index, (entry, size)) {
-            self.bytes -= old;
+        let kept = Kept { entry, size, written: false };
+        if let Some(old) = self.entries.insert(kept.entry.log_id.index, kept) {
+            self.bytes -= old.size;
         }
     }
 
     /// Keeps only the entries whose index satisfies `keep`.
     pub fn retain(&mut self, keep: impl Fn(u64) -> bool) {
         let bytes = &mut self.bytes;
-        self.entries.retain(|index, (_, size)| {
-            let kept = keep(*index);
-            if !kept {
-                *bytes -= *size;
+        self.entries.retain(|index, kept| {
+            let keep = keep(*index);
+            if !keep {
+                *bytes -= kept.size;
             }
-            kept
+            keep
         });
     }
 
-    /// Forgets that anything at or after `index` was written (a truncation).
+    /// Drops every entry at or after `index` (a truncation).
     pub fn truncated(&mut self, index: u64) {
         self.retain(|i| i < index);
-        self.written_upto = self.written_upto.min(index.saturating_sub(1));
     }
 
     pub fn last(&self) -> Option<LogId> {
-        self.entries.values().next_back().map(|(e, _)| e.log_id)
+        self.entries.values().next_back().map(|k| k.entry.log_id)
     }
 
     /// `[start, end)` when every entry of it is here.
@@ -73,7 +79,7 @@ impl Recent {
         if start < first || end > last + 1 || end <= start {
             return None;
         }
-        let found: Vec<Entry> = self.entries.range(start..end).map(|(_, (e, _))| e.clone()).collect();
+        let found: Vec<Entry> = self.entries.range(start..end).map(|(_, k)| k.entry.clone()).collect();
         (found.len() as u64 == end - start).then_some(found)
     }
 
@@ -81,18 +87,28 @@ impl Recent {
     pub fn range(&self, start: u64, end: Option<u64>) -> Vec<Entry> {
         match end {
             Some(end) if end <= start => Vec::new(),
-            Some(end) => self.entries.range(start..end).map(|(_, (e, _))| e.clone()).collect(),
-            None => self.entries.range(start..).map(|(_, (e, _))| e.clone()).collect(),
+            Some(end) => self.entries.range(start..end).map(|(_, k)| k.entry.clone()).collect(),
+            None => self.entries.range(start..).map(|(_, k)| k.entry.clone()).collect(),
         }
     }
 
-    fn written(&mut self, upto: u64) {
-        self.written_upto = self.written_upto.max(upto);
+    /// Marks these entries as on disk, where memory still holds the very
+    /// same ones (a truncation may have replaced them since), then evicts
+    /// the oldest written ones beyond the bounds. An entry not yet written
+    /// is never evicted: readers would find it nowhere.
+    fn written(&mut self, ids: &[LogId]) {
+        for id in ids {
+            if let Some(kept) = self.entries.get_mut(&id.index) {
+                if kept.entry.log_id == *id {
+                    kept.written = true;
+                }
+            }
+        }
         while self.entries.len() > RECENT_ENTRIES || self.bytes > RECENT_BYTES {
             match self.entries.first_key_value() {
-                Some((index, _)) if *index <= self.written_upto => {
-                    if let Some((_, (_, size))) = self.entries.pop_first() {
-                        self.bytes -= size;
+                Some((_, kept)) if kept.written => {
+                    if let Some((_, kept)) = self.entries.pop_first() {
+                        self.bytes -= kept.size;
                     }
                 }
                 _ => break,
@@ -113,7 +129,12 @@ impl Pending {
 pub enum Job {
     Append {
         entries: Vec<(LogId, Vec<u8>)>,
-        done: LogFlushed<TypeConfig>,
+        done: IOFlushed<TypeConfig>,
+    },
+    /// Saves the vote, behind every append queued before it.
+    Vote {
+        vote: Vec<u8>,
+        done: tokio::sync::oneshot::Sender<Result<(), StorageError>>,
     },
     /// Deletes `[from, to)` from the log, then reports.
     Delete {
@@ -159,7 +180,7 @@ fn write_group(db: &DB, pending: &Pending, jobs: Vec<Job>) {
     let mut batch = WriteBatch::default();
     let mut written: Vec<LogId> = Vec::new();
     let mut appended = Vec::new();
-    let mut deleted = Vec::new();
+    let mut waiting = Vec::new();
     for job in jobs {
         match job {
             Job::Append { entries, done } => {
@@ -177,7 +198,11 @@ fn write_group(db: &DB, pending: &Pending, jobs: Vec<Job>) {
                 if to == u64::MAX {
                     batch.delete_cf(cf, index_key(u64::MAX));
                 }
-                deleted.push(done);
+                waiting.push(done);
+            }
+            Job::Vote { vote, done } => {
+                batch.put_cf(storage::cf(db, columns::RAFT_STATE), columns::VOTE, vote);
+                waiting.push(done);
             }
         }
     }
@@ -192,9 +217,7 @@ fn write_group(db: &DB, pending: &Pending, jobs: Vec<Job>) {
         synced
     });
     if result.is_ok() {
-        if let Some(upto) = written.iter().map(|id| id.index).max() {
-            pending.lock().written(upto);
-        }
+        pending.lock().written(&written);
         for id in &written {
             stages::stamp(id.index, Stamp::Fsynced);
         }
@@ -203,9 +226,9 @@ fn write_group(db: &DB, pending: &Pending, jobs: Vec<Job>) {
         }
     }
     for done in appended {
-        done.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        done.io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
     }
-    for done in deleted {
+    for done in waiting {
         let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| StorageError::corrupt("raft log write", e)));
     }
 }

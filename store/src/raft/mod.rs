@@ -13,31 +13,31 @@ pub use snapshot::SnapshotFile;
 
 openraft::declare_raft_types!(
     /// Shoal's Raft: commands are etcd write requests, nodes are members.
+    /// The leader id is openraft's default (term and node), whose encoding
+    /// is the one logs and snapshots have always been written with.
     pub TypeConfig:
         D = Command,
         R = CommandResponse,
         NodeId = u64,
         Node = MemberNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = SnapshotFile,
-        AsyncRuntime = openraft::TokioRuntime,
 );
 
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type LogId = openraft::LogId<u64>;
-pub type Vote = openraft::Vote<u64>;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type StoredMembership = openraft::StoredMembership<u64, MemberNode>;
-pub type SnapshotMeta = openraft::SnapshotMeta<u64, MemberNode>;
-pub type Snapshot = openraft::Snapshot<TypeConfig>;
-pub type RaftStorageError = openraft::StorageError<u64>;
-pub type RaftMetrics = openraft::RaftMetrics<u64, MemberNode>;
+/// A leader: its term and its member id.
+pub type LeaderId = openraft::impls::leader_id_adv::LeaderId<u64, u64>;
+pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
+pub type RaftStorageError = openraft::StorageError<TypeConfig>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
 
-/// Converts a storage failure into openraft's error, naming what was being done.
-pub fn io_error(
-    make: fn(openraft::AnyError) -> openraft::StorageIOError<u64>,
-) -> impl FnOnce(crate::storage::StorageError) -> RaftStorageError {
-    move |e| make(openraft::AnyError::new(&e)).into()
+/// A storage failure as openraft takes it: an I/O error that keeps the
+/// failure (and what was being done) as its source.
+pub fn io_error(e: crate::storage::StorageError) -> std::io::Error {
+    std::io::Error::other(e)
 }
 
 #[cfg(test)]

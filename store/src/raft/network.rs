@@ -5,17 +5,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError, Unreachable,
-};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::errors::{Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use shoal_proto::peerpb::peer_client::PeerClient;
 use shoal_proto::peerpb::{RaftMessage, SnapshotChunk};
 use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{MemberNode, Snapshot, TypeConfig, Vote};
+use super::{MemberNode, Snapshot, SnapshotFile, TypeConfig, Vote};
 use crate::storage;
 
 /// Bytes per snapshot chunk on the wire.
@@ -100,10 +98,10 @@ enum RpcKind {
     Vote,
 }
 
-type RpcResult<T> = Result<T, RPCError<u64, MemberNode, RaftError<u64>>>;
+type RpcResult<T> = Result<T, RPCError<TypeConfig>>;
 
 impl PeerConnection {
-    fn client(&self) -> Result<PeerClient<Channel>, Unreachable> {
+    fn client(&self) -> Result<PeerClient<Channel>, Unreachable<TypeConfig>> {
         self.clients.client(&self.url).map_err(|e| Unreachable::new(&e))
     }
 
@@ -130,13 +128,14 @@ impl PeerConnection {
             }
             Ok(Ok(reply)) => reply.into_inner(),
         };
-        let result: Result<Resp, RaftError<u64>> = storage::decode_bincode("raft reply", &reply.payload)
+        let result: Result<Resp, RaftError<TypeConfig>> = storage::decode_bincode("raft reply", &reply.payload)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        // The peer's Raft failed (it is stopping): as good as unreachable.
+        result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
 }
 
-fn status_to_rpc_error<E: std::error::Error>(status: &tonic::Status) -> RPCError<u64, MemberNode, E> {
+fn status_to_rpc_error(status: &tonic::Status) -> RPCError<TypeConfig> {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
             RPCError::Unreachable(Unreachable::new(status))
@@ -145,12 +144,14 @@ fn status_to_rpc_error<E: std::error::Error>(status: &tonic::Status) -> RPCError
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerConnection {
+impl RaftNetworkV2<TypeConfig> for PeerConnection {
+    type SnapshotData = SnapshotFile;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<u64>> {
+    ) -> RpcResult<AppendEntriesResponse<TypeConfig>> {
         let started = std::time::Instant::now();
         let reply = self.call(RpcKind::AppendEntries, &rpc, &option).await;
         if reply.is_ok() {
@@ -159,7 +160,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         reply
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>> {
+    async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> RpcResult<VoteResponse<TypeConfig>> {
         self.call(RpcKind::Vote, &rpc, &option).await
     }
 
@@ -169,7 +170,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         snapshot: Snapshot,
         cancel: impl std::future::Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
         _option: RPCOption,
-    ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let mut client = self.client()?;
         let path = snapshot.snapshot.path.clone();
         let mut file =
@@ -206,17 +207,14 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             Ok(Err(e)) => return Err(StreamingError::Network(NetworkError::new(&e))),
             Err(e) => return Err(StreamingError::Network(NetworkError::new(&e))),
         }
-        let reply = reply.map_err(|status| match status_to_rpc_error::<RaftError<u64>>(&status) {
-            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
-            _ => StreamingError::Network(NetworkError::new(&status)),
-        })?;
-        let result: Result<SnapshotResponse<u64>, Fatal<u64>> =
+        let reply = reply.map_err(|status| StreamingError::from(status_to_rpc_error(&status)))?;
+        let result: Result<SnapshotResponse<TypeConfig>, Fatal<TypeConfig>> =
             storage::decode_bincode("snapshot reply", &reply.into_inner().payload)
                 .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+        result.map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))
     }
 
-    fn backoff(&self) -> openraft::network::Backoff {
-        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    fn backoff(&self) -> Option<openraft::network::Backoff> {
+        Some(openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200))))
     }
 }

@@ -98,12 +98,18 @@ pub fn meta_of(db: &DB, view: &rocksdb::Snapshot<'_>) -> Result<SnapshotMeta, St
         .map(|b| storage::decode_bincode("last membership", &b))
         .transpose()?
         .unwrap_or_default();
+    Ok(SnapshotMeta { last_log_id, last_membership })
+}
+
+/// A fresh file name (without suffix) for a snapshot of `meta`: the term and
+/// index it covers, and the time it was named, so that a newer file of the
+/// same state never overwrites one that is being read.
+pub fn file_name(meta: &SnapshotMeta) -> String {
     let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    let snapshot_id = match &last_log_id {
+    match &meta.last_log_id {
         Some(id) => format!("{}-{}-{millis}", id.leader_id.term, id.index),
         None => format!("0-0-{millis}"),
-    };
-    Ok(SnapshotMeta { last_log_id, last_membership, snapshot_id })
+    }
 }
 
 /// Writes a snapshot in the file format, record by record.
@@ -190,13 +196,14 @@ pub fn write_file(
     fill: impl FnOnce(&mut SnapshotWriter<BufWriter<File>>) -> Result<(), StorageError>,
 ) -> Result<PathBuf, StorageError> {
     fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
-    let tmp = dir.join(format!("{}.tmp", meta.snapshot_id));
+    let name = file_name(meta);
+    let tmp = dir.join(format!("{name}.tmp"));
     let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
     let mut writer = SnapshotWriter::begin(BufWriter::with_capacity(1 << 20, file), meta, &tmp.to_string_lossy())?;
     fill(&mut writer)?;
     let file = writer.finish()?.into_inner().map_err(|e| StorageError::io(&tmp)(e.into_error()))?;
     file.sync_all().map_err(StorageError::io(&tmp))?;
-    let path = dir.join(format!("{}.{SUFFIX}", meta.snapshot_id));
+    let path = dir.join(format!("{name}.{SUFFIX}"));
     fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
     sync_dir(dir)?;
     Ok(path)
@@ -212,6 +219,11 @@ pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageErro
     let path = write_file(dir, &meta, |writer| copy_view(db, &view, writer))?;
     remove_older(dir, &path);
     Ok((meta, path))
+}
+
+/// Whether `path` names a finished snapshot file (not a partial one).
+pub fn is_snapshot_file(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()) == Some(SUFFIX)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {

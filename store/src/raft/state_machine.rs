@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use openraft::storage::RaftStateMachine;
-use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use prost::Message;
 use rocksdb::{WriteBatch, DB};
 use shoal_proto::peerpb::{
@@ -13,9 +14,7 @@ use shoal_proto::peerpb::{
 };
 
 use super::snapshot::{self, SnapshotFile};
-use super::{
-    io_error, CommandResponse, Entry, LogId, RaftStorageError, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
-};
+use super::{io_error, CommandResponse, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::metrics::stages::{self, Stamp};
 use crate::mvcc::{Applied, KvStore};
 use crate::storage::{self, columns, StorageError};
@@ -61,19 +60,19 @@ impl StateMachine {
 }
 
 /// Applies `entries` in order; each one's changes and `last_applied` go to
-/// disk in one batch.
+/// disk in one batch. Whoever proposed an entry here is answered as soon as
+/// it is applied, not at the end of the whole group.
 fn apply_blocking(
     db: &DB,
     kv: &KvStore,
     listener: Option<&Listener>,
-    entries: Vec<Entry>,
+    entries: Vec<EntryResponder<TypeConfig>>,
     membership: &mut StoredMembership,
-) -> Result<(Vec<CommandResponse>, Option<LogId>), StorageError> {
+) -> Result<Option<LogId>, StorageError> {
     let meta = storage::cf(db, columns::META);
-    let mut responses = Vec::with_capacity(entries.len());
     let mut last = None;
     stages::APPLY_BATCH_ENTRIES.observe_count(entries.len() as u64);
-    for entry in entries {
+    for (entry, responder) in entries {
         let mut batch = WriteBatch::default();
         let applied = match &entry.payload {
             EntryPayload::Blank => Applied { revision: kv.current_revision(), ..Applied::default() },
@@ -88,7 +87,7 @@ fn apply_blocking(
                     let response = apply_batch(db, kv, listener, entry.log_id, &requests.requests)?;
                     stages::stamp(entry.log_id.index, Stamp::Applied);
                     last = Some(entry.log_id);
-                    responses.push(CommandResponse(response));
+                    answer(responder, response);
                     continue;
                 }
                 _ => execute(db, kv, &command.0, &mut batch)?,
@@ -99,9 +98,15 @@ fn apply_blocking(
         published(kv, listener, &applied);
         stages::stamp(entry.log_id.index, Stamp::Applied);
         last = Some(entry.log_id);
-        responses.push(CommandResponse(applied.response));
+        answer(responder, applied.response);
     }
-    Ok((responses, last))
+    Ok(last)
+}
+
+fn answer(responder: Option<ApplyResponder<TypeConfig>>, response: InternalResponse) {
+    if let Some(responder) = responder {
+        responder.send(CommandResponse(response));
+    }
 }
 
 /// Writes an applied batch, timed as etcd times its backend commits.
@@ -219,51 +224,48 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), std::io::Error> {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, RaftStorageError>
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), std::io::Error>
     where
-        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
-        I::IntoIter: openraft::OptionalSend,
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
+        let entries: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
         let (db, kv, listener) = (self.db.clone(), self.kv.clone(), self.listener.clone());
         let mut membership = self.last_membership.clone();
-        let (responses, last, membership) = blocking(move || {
-            let (responses, last) = apply_blocking(&db, &kv, listener.as_ref(), entries, &mut membership)?;
-            Ok((responses, last, membership))
+        let (last, membership) = blocking(move || {
+            let last = apply_blocking(&db, &kv, listener.as_ref(), entries, &mut membership)?;
+            Ok((last, membership))
         })
         .await
-        .map_err(io_error(StorageIOError::write_state_machine))?;
+        .map_err(io_error)?;
         if last.is_some() {
             self.last_applied = last;
         }
         self.last_membership = membership;
-        Ok(responses)
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder { db: self.db.clone(), kv: self.kv.clone(), snap_dir: self.snap_dir.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, RaftStorageError> {
-        Ok(Box::new(SnapshotFile { path: self.snap_dir.join("receiving.tmp") }))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<SnapshotFile>,
-    ) -> Result<(), RaftStorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), std::io::Error> {
         let (db, kv, dir, listener) = (self.db.clone(), self.kv.clone(), self.snap_dir.clone(), self.listener.clone());
-        let snapshot_id = meta.snapshot_id.clone();
+        let name = snapshot::file_name(meta);
         let installed = blocking(move || {
             std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
-            let path = dir.join(format!("{snapshot_id}.snap"));
+            // A snapshot already in place (found at startup) is installed where it is.
+            let path = if snapshot.path.parent() == Some(dir.as_path()) && snapshot::is_snapshot_file(&snapshot.path) {
+                snapshot.path.clone()
+            } else {
+                dir.join(format!("{name}.snap"))
+            };
             if snapshot.path != path {
                 // On disk for good before the install marker can point at it.
                 snapshot::place(&snapshot.path, &path)?;
@@ -281,19 +283,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Ok(meta)
         })
         .await
-        .map_err(io_error(|e| StorageIOError::write_snapshot(None, e)))?;
-        tracing::info!(snapshot = %installed.snapshot_id, "installed snapshot");
+        .map_err(io_error)?;
+        tracing::info!(last_log_id = ?installed.last_log_id, "installed snapshot");
         self.last_applied = installed.last_log_id;
         self.last_membership = installed.last_membership;
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, RaftStorageError> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, std::io::Error> {
         let dir = self.snap_dir.clone();
-        let latest = blocking(move || snapshot::latest(&dir))
-            .await
-            .map_err(io_error(|e| StorageIOError::read_snapshot(None, e)))?;
-        Ok(latest.map(|(meta, path)| Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) }))
+        let latest = blocking(move || snapshot::latest(&dir)).await.map_err(io_error)?;
+        Ok(latest.map(|(meta, path)| Snapshot { meta, snapshot: SnapshotFile { path } }))
     }
 }
 
@@ -304,7 +304,9 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, RaftStorageError> {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
         let (db, kv, dir) = (self.db.clone(), self.kv.clone(), self.snap_dir.clone());
         // Never while a received snapshot replaces the state.
         let (meta, path) = blocking(move || {
@@ -312,9 +314,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot::build(&db, &dir)
         })
         .await
-        .map_err(io_error(|e| StorageIOError::write_snapshot(None, e)))?;
-        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
-        Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile { path }) })
+        .map_err(io_error)?;
+        tracing::info!(last_log_id = ?meta.last_log_id, path = %path.display(), "built snapshot");
+        Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use openraft::testing::{StoreBuilder, Suite};
+use openraft::testing::log::{StoreBuilder, Suite};
 use rocksdb::DB;
 
 use super::log_store::LogStore;
@@ -32,7 +32,10 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
 fn openraft_storage_suite() {
     let builder = RocksBuilder::default();
     let opened = builder.opened.clone();
-    Suite::test_all(builder).expect("the storage suite passes");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    runtime.block_on(Suite::test_all(builder)).expect("the storage suite passes");
+    drop(runtime);
     // Log writer threads let go of their database a moment after their
     // store is dropped, and the last one to let go closes it. Exiting while
     // a close is under way makes RocksDB abort on its torn-down static

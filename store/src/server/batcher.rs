@@ -1,17 +1,17 @@
 //! Group commit of client writes: writes that arrive while earlier ones are
 //! being replicated are proposed together, as one Raft entry.
 //!
-//! openraft 0.9 appends (and fsyncs) one proposal at a time, so each Raft
-//! entry costs at least one disk sync on a quorum. Under load the batcher
-//! turns many concurrent writes into one entry: it keeps at most
-//! [`MAX_IN_FLIGHT`] entries in flight and gathers whatever arrived meanwhile
-//! into the next one. A lone write goes out at once, unbatched. Each write of
-//! a batch is still applied on its own, at its own revision.
+//! Each Raft entry carries fixed costs: a round through Raft's core, a log
+//! record, a replication message and an apply. Under load the batcher turns
+//! many concurrent writes into one entry: it keeps at most [`MAX_IN_FLIGHT`]
+//! entries in flight and gathers whatever arrived meanwhile into the next
+//! one. A lone write goes out at once, unbatched. Each write of a batch is
+//! still applied on its own, at its own revision.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::errors::{ClientWriteError, RaftError};
 use prost::Message;
 use shoal_proto::peerpb::{internal_request, internal_response, InternalRequest, InternalResponse, RequestBatch};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -118,10 +118,15 @@ async fn submit(raft: &Raft, batch: Vec<Proposal>) {
                 _ => Vec::new(),
             }
         }
-        // openraft answers ForwardToLeader only for entries it never appended
-        // or has truncated, so a retry cannot apply twice.
+        // openraft answers ForwardToLeader only for entries it never
+        // appended, so a retry cannot apply twice.
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
             replies.iter().map(|_| Outcome::NotLeader).collect()
+        }
+        // Appended, then dropped for another leader's log: the next leader
+        // may still commit it, so it must not be retried.
+        Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+            replies.iter().map(|_| Outcome::Failed(EtcdError::LeaderFail)).collect()
         }
         Err(RaftError::APIError(e)) => {
             replies.iter().map(|_| Outcome::Failed(EtcdError::Internal(e.to_string()))).collect()

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 use shoal_proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
@@ -132,7 +133,7 @@ pub async fn keep_leases(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             },
             _ = tick.tick() => {}
         }
-        let m = metrics.borrow().clone();
+        let m = metrics.borrow_watched().clone();
         let leading = m.state == ServerState::Leader && m.current_leader == Some(node.id);
         // Lease clocks start once the leader has applied an entry of its own
         // term, so that every grant committed before is known.

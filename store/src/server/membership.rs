@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use shoal_proto::etcdserverpb::Member;
 use shoal_proto::peerpb::ClusterInfoRequest;
@@ -15,7 +15,7 @@ use shoal_proto::peerpb::ClusterInfoRequest;
 use super::node::Node;
 use crate::error::EtcdError;
 use crate::ids;
-use crate::raft::MemberNode;
+use crate::raft::{MemberNode, TypeConfig};
 use crate::urls;
 
 /// etcd allows one learner at a time.
@@ -230,9 +230,13 @@ impl Node {
     }
 }
 
-fn change_error(e: RaftError<u64, ClientWriteError<u64, MemberNode>>) -> EtcdError {
+fn change_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> EtcdError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::NotLeader,
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => EtcdError::LeaderFail,
+        RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
+            EtcdError::Internal(format!("etcdserver: membership change refused: {e}"))
+        }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))) => {
             EtcdError::ChangeInProgress
         }

@@ -81,12 +81,13 @@ pub enum ServerError {
 
 /// openraft's settings for etcd's flags.
 ///
-/// A follower of openraft 0.9 that knows a leader starts an election after
+/// A follower of openraft 0.10 that knows a leader starts an election after
 /// `election_timeout_max` (the leader lease, during which it also refuses to
-/// vote for others) plus its own timeout, drawn once from
-/// `[election_timeout_min, election_timeout_max)`. With 0.6E and 0.4E, a
-/// follower waits between E and 1.2E of leader silence, so `--election-timeout`
-/// keeps etcd's meaning: the least silence that triggers an election.
+/// vote for others) plus its own timeout, drawn from
+/// `[election_timeout_min, election_timeout_max)` for each election. With
+/// 0.6E and 0.4E, a follower waits between E and 1.2E of leader silence, so
+/// `--election-timeout` keeps etcd's meaning: the least silence that
+/// triggers an election.
 fn raft_config(config: &MemberConfig) -> Result<openraft::Config, ServerError> {
     let election = config.election_timeout.as_millis() as u64;
     openraft::Config {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use rocksdb::DB;
 use shoal_proto::etcdserverpb::ResponseHeader;
 
@@ -55,15 +56,15 @@ pub struct Node {
 
 impl Node {
     pub fn metrics(&self) -> RaftMetrics {
-        self.raft.metrics().borrow().clone()
+        self.raft.metrics().borrow_watched().clone()
     }
 
     pub fn term(&self) -> u64 {
-        self.raft.metrics().borrow().current_term
+        self.raft.metrics().borrow_watched().current_term
     }
 
     pub fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
+        self.raft.metrics().borrow_watched().current_leader
     }
 
     /// The header every response carries.
@@ -79,12 +80,12 @@ impl Node {
 
     /// The Raft node record of member `id`, from the current membership.
     pub fn member_node(&self, id: u64) -> Option<MemberNode> {
-        self.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned()
+        self.raft.metrics().borrow_watched().membership_config.membership().get_node(&id).cloned()
     }
 
     /// Waits until the known leader differs from `seen`, or `timeout` passes.
     pub async fn leader_change(&self, seen: Option<u64>, timeout: Duration) {
         let mut metrics = self.raft.metrics();
-        let _ = tokio::time::timeout(timeout, metrics.wait_for(|m| m.current_leader != seen)).await;
+        let _ = tokio::time::timeout(timeout, metrics.wait_until(move |m| m.current_leader != seen)).await;
     }
 }

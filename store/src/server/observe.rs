@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -57,7 +58,7 @@ pub fn serve(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<b
 
 /// etcd's health: a leader, no alarm, and a linearizable read that works.
 pub async fn health(node: &Node) -> (bool, String) {
-    if node.raft.metrics().borrow().current_leader.is_none() {
+    if node.raft.metrics().borrow_watched().current_leader.is_none() {
         return (false, "RAFT NO LEADER".into());
     }
     let alarms = node.kv.alarms().list(0);
@@ -119,7 +120,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
 }
 
 pub async fn metrics(node: &Arc<Node>) -> String {
-    let raft = node.raft.metrics().borrow().clone();
+    let raft = node.raft.metrics().borrow_watched().clone();
     let db = node.db.clone();
     let (total, in_use) = tokio::task::spawn_blocking(move || {
         let total = quota::backend_size(&db);

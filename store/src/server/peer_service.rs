@@ -60,8 +60,8 @@ impl Peer for PeerService {
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc: openraft::raft::VoteRequest<u64> = decode(request.get_ref())?;
-        let candidate = rpc.vote.leader_id().voted_for();
+        let rpc: openraft::raft::VoteRequest<TypeConfig> = decode(request.get_ref())?;
+        let candidate = Some(rpc.vote.leader_id().node_id);
         let removed =
             crate::raft::state_machine::removed_members(&self.node.db).map_err(|e| Status::internal(e.to_string()))?;
         if candidate.is_some_and(|id| removed.contains(&id)) {
@@ -95,7 +95,7 @@ impl Peer for PeerService {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(Status::unavailable(format!("receiving snapshot: {e}")));
         }
-        let snapshot = openraft::Snapshot { meta, snapshot: Box::new(SnapshotFile { path: path.clone() }) };
+        let snapshot = openraft::Snapshot { meta, snapshot: SnapshotFile { path: path.clone() } };
         let result = self.node.raft.install_full_snapshot(vote, snapshot).await;
         // Installed snapshots are moved into place; anything left is stale.
         let _ = tokio::fs::remove_file(&path).await;
@@ -152,7 +152,7 @@ impl Peer for PeerService {
 
     async fn campaign(&self, _request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         tracing::info!("starting an election, as the leader asked (leadership transfer)");
-        self.node.raft.trigger().elect().await.map_err(|_| Status::from(EtcdError::Stopped))?;
+        self.node.raft.trigger().elect(false).await.map_err(|_| Status::from(EtcdError::Stopped))?;
         Ok(Response::new(CampaignResponse {}))
     }
 }

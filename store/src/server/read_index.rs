@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::errors::{LinearizableReadError, RaftError};
 use tokio::time::Instant;
 
 use super::node::Node;
@@ -49,11 +49,11 @@ impl Node {
     /// The leader's read index, confirmed by a quorum. `None` when this
     /// member turned out not to be the leader.
     pub async fn local_read_index(&self, deadline: Instant) -> Result<Option<u64>, EtcdError> {
-        match tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await {
+        match tokio::time::timeout_at(deadline, self.raft.get_read_log_id(openraft::ReadPolicy::ReadIndex)).await {
             Err(_) => Err(EtcdError::Timeout),
-            Ok(Ok((read_log_id, _applied))) => Ok(Some(read_log_id.map_or(0, |id| id.index))),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Ok(None),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Ok(None),
+            Ok(Ok((read_log_id, _applied))) => Ok(Some(read_log_id.index())),
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => Ok(None),
+            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)))) => Ok(None),
             Ok(Err(RaftError::Fatal(_))) => Err(EtcdError::Stopped),
         }
     }

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use shoal_proto::peerpb::CampaignRequest;
 use tokio::time::Instant;
 
@@ -64,7 +65,8 @@ impl Node {
             let mut client = self.peers.client(&url).map_err(|_| EtcdError::BadLeaderTransferee)?;
             client.campaign(CampaignRequest {}).await.map_err(|_| EtcdError::LeaderTransferTimeout)?;
             let mut watch = self.raft.metrics();
-            let moved = tokio::time::timeout_at(deadline, watch.wait_for(|m| m.current_leader == Some(target))).await;
+            let moved =
+                tokio::time::timeout_at(deadline, watch.wait_until(move |m| m.current_leader == Some(target))).await;
             match moved {
                 Ok(Ok(_)) => Ok(()),
                 _ => Err(EtcdError::LeaderTransferTimeout),

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use shoal_proto::etcdserverpb::CompactionRequest;
 use shoal_proto::peerpb::{internal_request, InternalRequest};
 use tokio::sync::watch;
