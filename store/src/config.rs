@@ -135,6 +135,11 @@ pub struct MemberArgs {
     pub auto_promote_learners: bool,
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Threads that serve requests and run Raft; 0 means half the cores,
+    /// at least one. A write hops between several tasks, and every hop to
+    /// another thread costs a wake-up and a context switch.
+    #[arg(long, default_value_t = 0)]
+    pub worker_threads: usize,
     /// Auth token type: `simple` (random tokens held by every member), or
     /// `jwt,pub-key=PATH,priv-key=PATH,sign-method=ES256,ttl=5m`.
     #[arg(long, default_value = "simple")]
@@ -310,6 +315,14 @@ fn strings(list: &[Url]) -> Vec<String> {
 }
 
 impl MemberArgs {
+    /// The `--worker-threads` to run with: as given, or half the cores.
+    pub fn worker_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |cores| cores.get() / 2).max(1),
+            n => n,
+        }
+    }
+
     pub fn validate(&self) -> Result<MemberConfig, ConfigError> {
         if self.election_timeout < 5 * self.heartbeat_interval {
             return Err(ConfigError::ElectionTooShort {

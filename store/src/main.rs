@@ -61,7 +61,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(cli.member.worker_threads())
+                .enable_all()
+                .build();
+            let runtime = match runtime {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("shoal: cannot start the async runtime: {e}");
