@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use shoal_proto::etcdserverpb::cluster_client::ClusterClient;
 use shoal_proto::etcdserverpb::cluster_server::Cluster;
@@ -20,6 +21,9 @@ use crate::error::EtcdError;
 use crate::raft::state_machine::published_members;
 use crate::server::Node;
 
+/// How often a member waiting for the leader's client URL looks again.
+const LEADER_POLL: Duration = Duration::from_millis(20);
+
 pub struct ClusterService {
     node: Arc<Node>,
 }
@@ -31,17 +35,7 @@ impl ClusterService {
 
     /// A client of the leader's Cluster service, when another member leads.
     async fn leader_client(&self) -> Result<Option<ClusterClient<Channel>>, EtcdError> {
-        let leader = match self.node.leader() {
-            Some(id) if id == self.node.id => return Ok(None),
-            Some(id) => id,
-            None => return Err(EtcdError::NoLeader),
-        };
-        let published = published_members(&self.node.db).map_err(internal)?;
-        let url = published
-            .into_iter()
-            .find(|m| m.id == leader)
-            .and_then(|m| m.client_urls.into_iter().next())
-            .ok_or(EtcdError::NoLeader)?;
+        let Some(url) = self.leader_url().await? else { return Ok(None) };
         // With TLS, the connector dials it; tonic is given the URL as http.
         let tls = url.starts_with("https://") && self.node.client_dialer.is_some();
         let url = if tls { url.replacen("https://", "http://", 1) } else { url };
@@ -54,6 +48,30 @@ impl ClusterService {
         }
         .map_err(|_| EtcdError::ConnectionLost)?;
         Ok(Some(ClusterClient::new(channel)))
+    }
+
+    /// The leader's client URL, or `None` when this member leads. A leader
+    /// that has just started may not have published its URLs yet: wait for
+    /// them, as etcd waits for a leader, up to the request timeout.
+    async fn leader_url(&self) -> Result<Option<String>, EtcdError> {
+        let deadline = tokio::time::Instant::now() + self.node.request_timeout;
+        loop {
+            let leader = match self.node.leader() {
+                Some(id) if id == self.node.id => return Ok(None),
+                leader => leader,
+            };
+            if let Some(leader) = leader {
+                let published = published_members(&self.node.db).map_err(internal)?;
+                let url = published.into_iter().find(|m| m.id == leader).and_then(|m| m.client_urls.into_iter().next());
+                if url.is_some() {
+                    return Ok(url);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EtcdError::NoLeader);
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
     }
 
     /// The header of a membership response: etcd leaves the revision out.
