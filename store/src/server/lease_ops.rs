@@ -121,23 +121,35 @@ fn forwarded_error<T>(status: &tonic::Status) -> Result<Answer<T>, EtcdError> {
 /// Starts and stops the lease clocks with leadership, and proposes the
 /// revocation of expired leases while this member leads.
 pub async fn keep_leases(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    let mut metrics = node.raft.metrics();
+    // Leadership and membership changes only: the full metrics change with
+    // every write, and waking on each would cost a thread switch per write.
+    let mut server = node.raft.server_metrics();
+    let mut data = node.raft.data_metrics();
     let mut tick = tokio::time::interval(EXPIRY_CHECK);
     let mut revoking: HashMap<i64, Instant> = HashMap::new();
+    let mut awaiting_own_entry = false;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            changed = metrics.changed() => if changed.is_err() {
+            changed = server.changed() => if changed.is_err() {
                 // Raft has stopped.
+                return;
+            },
+            // Only while a new leader waits for its first own entry to apply.
+            changed = data.changed(), if awaiting_own_entry => if changed.is_err() {
                 return;
             },
             _ = tick.tick() => {}
         }
-        let m = metrics.borrow_watched().clone();
-        let leading = m.state == ServerState::Leader && m.current_leader == Some(node.id);
-        // Lease clocks start once the leader has applied an entry of its own
-        // term, so that every grant committed before is known.
-        let caught_up = m.last_applied.is_some_and(|id| id.leader_id.term == m.current_term);
+        let (leading, caught_up) = {
+            let m = node.raft.metrics();
+            let m = m.borrow_watched();
+            let leading = m.state == ServerState::Leader && m.current_leader == Some(node.id);
+            // Lease clocks start once the leader has applied an entry of its
+            // own term, so that every grant committed before is known.
+            (leading, m.last_applied.is_some_and(|id| id.leader_id.term == m.current_term))
+        };
+        awaiting_own_entry = leading && !caught_up && !node.lessor.is_primary();
         if leading && caught_up && !node.lessor.is_primary() {
             tracing::info!("leading: lease clocks start with full TTLs");
             node.lessor.promote(node.election_timeout);

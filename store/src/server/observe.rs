@@ -21,7 +21,7 @@ use super::quota;
 /// Counts leader changes as Raft reports them, until `stop`.
 pub fn count_leader_changes(node: Arc<Node>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut metrics = node.raft.metrics();
+        let mut metrics = node.raft.server_metrics();
         let mut seen = None;
         loop {
             let leader = metrics.borrow_and_update().current_leader;

@@ -158,7 +158,8 @@ pub async fn removed(node: Arc<Node>) {
 }
 
 async fn left_membership(node: &Node) {
-    let mut metrics = node.raft.metrics();
+    // Membership changes only; whether one is applied is read when checking.
+    let mut metrics = node.raft.server_metrics();
     let mut was_member = false;
     let mut left_at: Option<tokio::time::Instant> = None;
     // A membership that drops this member counts once it is applied. A
@@ -168,10 +169,10 @@ async fn left_membership(node: &Node) {
     let grace = node.election_timeout * 3;
     loop {
         {
-            let m = metrics.borrow_and_update();
-            let membership = &m.membership_config;
+            let membership = metrics.borrow_and_update().membership_config.clone();
             let is_member = membership.membership().get_node(&node.id).is_some();
-            let applied = membership.log_id().is_some() && membership.log_id() <= &m.last_applied;
+            let last_applied = node.raft.metrics().borrow_watched().last_applied.clone();
+            let applied = membership.log_id().is_some() && membership.log_id() <= &last_applied;
             if is_member {
                 left_at = None;
             } else if was_member {
@@ -189,7 +190,7 @@ async fn left_membership(node: &Node) {
                     std::future::pending::<()>().await;
                 }
             }
-            _ = tokio::time::sleep(node.election_timeout / 2), if left_at.is_some() => {}
+            _ = tokio::time::sleep(node.election_timeout / 10), if left_at.is_some() => {}
         }
     }
 }
