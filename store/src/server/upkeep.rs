@@ -171,7 +171,7 @@ async fn left_membership(node: &Node) {
         {
             let membership = metrics.borrow_and_update().membership_config.clone();
             let is_member = membership.membership().get_node(&node.id).is_some();
-            let last_applied = node.raft.metrics().borrow_watched().last_applied.clone();
+            let last_applied = node.raft.metrics().borrow_watched().last_applied;
             let applied = membership.log_id().is_some() && membership.log_id() <= &last_applied;
             if is_member {
                 left_at = None;
