@@ -56,16 +56,17 @@ impl ClusterService {
     async fn leader_url(&self) -> Result<Option<String>, EtcdError> {
         let deadline = tokio::time::Instant::now() + self.node.request_timeout;
         loop {
-            let leader = match self.node.leader() {
+            match self.node.leader() {
                 Some(id) if id == self.node.id => return Ok(None),
-                leader => leader,
-            };
-            if let Some(leader) = leader {
-                let published = published_members(&self.node.db).map_err(internal)?;
-                let url = published.into_iter().find(|m| m.id == leader).and_then(|m| m.client_urls.into_iter().next());
-                if url.is_some() {
-                    return Ok(url);
+                Some(leader) => {
+                    let published = published_members(&self.node.db).map_err(internal)?;
+                    let url =
+                        published.into_iter().find(|m| m.id == leader).and_then(|m| m.client_urls.into_iter().next());
+                    if url.is_some() {
+                        return Ok(url);
+                    }
                 }
+                None => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(EtcdError::NoLeader);

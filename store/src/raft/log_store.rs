@@ -40,10 +40,9 @@ impl LogStore {
         &self,
         job: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), StorageError>>) -> Job,
     ) -> Result<(), StorageError> {
-        let stopped = || StorageError::io("raft log writer")(std::io::Error::other("writer stopped"));
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.writer.send(job(done)).map_err(|_| stopped())?;
-        wait.await.unwrap_or_else(|_| Err(stopped()))
+        self.writer.send(job(done)).map_err(|_| writer_stopped())?;
+        wait.await.unwrap_or_else(|_| Err(writer_stopped()))
     }
 }
 
@@ -94,6 +93,11 @@ fn merge(stored: Vec<Entry>, queued: Vec<Entry>) -> Vec<Entry> {
     let mut all: std::collections::BTreeMap<u64, Entry> = stored.into_iter().map(|e| (e.log_id.index, e)).collect();
     all.extend(queued.into_iter().map(|e| (e.log_id.index, e)));
     all.into_values().collect()
+}
+
+/// The log writer thread is gone (the member is stopping).
+fn writer_stopped() -> StorageError {
+    StorageError::io("raft log writer")(std::io::Error::other("writer stopped"))
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -180,9 +184,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         // Returns at once; the writer calls back once the entries are fsynced.
-        self.writer
-            .send(Job::Append { entries: encoded, done: callback })
-            .map_err(|_| std::io::Error::other("raft log writer stopped"))
+        self.writer.send(Job::Append { entries: encoded, done: callback }).map_err(|_| io_error(writer_stopped()))
     }
 
     /// Keeps the log up to `last` (all of it gone for `None`).

@@ -203,7 +203,7 @@ pub fn write_file(
     fill(&mut writer)?;
     let file = writer.finish()?.into_inner().map_err(|e| StorageError::io(&tmp)(e.into_error()))?;
     file.sync_all().map_err(StorageError::io(&tmp))?;
-    let path = dir.join(format!("{name}.{SUFFIX}"));
+    let path = file_path(dir, &name);
     fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
     sync_dir(dir)?;
     Ok(path)
@@ -219,6 +219,11 @@ pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageErro
     let path = write_file(dir, &meta, |writer| copy_view(db, &view, writer))?;
     remove_older(dir, &path);
     Ok((meta, path))
+}
+
+/// Where the finished snapshot file named `name` (from [`file_name`]) lives in `dir`.
+pub fn file_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.{SUFFIX}"))
 }
 
 /// Whether `path` names a finished snapshot file (not a partial one).

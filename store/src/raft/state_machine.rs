@@ -264,7 +264,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let path = if snapshot.path.parent() == Some(dir.as_path()) && snapshot::is_snapshot_file(&snapshot.path) {
                 snapshot.path.clone()
             } else {
-                dir.join(format!("{name}.snap"))
+                snapshot::file_path(&dir, &name)
             };
             if snapshot.path != path {
                 // On disk for good before the install marker can point at it.
