@@ -117,6 +117,15 @@ impl<'a> KvReader<'a> {
         Ok(Some((revision, record)))
     }
 
+    /// The value of `key`'s version at exactly `revision`, which must exist.
+    pub fn value_at(&self, key: &[u8], revision: Revision) -> Result<Vec<u8>, StorageError> {
+        let stored = self
+            .get(columns::KV, &key_codec::version_key(key, revision))?
+            .ok_or_else(|| StorageError::corrupt("kv record", "indexed version missing"))?;
+        let record = Record::decode(&stored, true).ok_or_else(|| StorageError::corrupt("kv record", "too short"))?;
+        Ok(record.value)
+    }
+
     /// The newest live version of `key` at or below `rev`.
     pub fn live_at(&self, key: &[u8], rev: i64, with_value: bool) -> Result<Option<(Revision, Record)>, StorageError> {
         Ok(self.version_at(key, rev, with_value)?.filter(|(_, record)| !record.tombstone))

@@ -2,7 +2,7 @@
 //! applier (writes) and by the API (reads).
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 use rocksdb::{WriteBatch, DB};
 use shoal_proto::etcdserverpb::{
@@ -13,8 +13,9 @@ use shoal_proto::peerpb::{internal_request, internal_response, InternalRequest, 
 
 use super::compactor::Compactor;
 use super::key_codec;
+use super::key_index::{KeyIndex, KeyMeta};
 use super::range::{range, ReadView};
-use super::reader::KvReader;
+use super::reader::{KeyRange, KvReader};
 use super::txn::{Change, WriteTxn};
 use super::MvccError;
 use crate::alarm::{self, Alarms};
@@ -38,6 +39,9 @@ pub struct KvStore {
     alarms: Alarms,
     /// Users and roles, replicated beside the keys (applied by the state machine).
     auth: Arc<AuthStore>,
+    /// The newest live version of every key, for the applier's writes.
+    /// Only the applier locks it (and `reload`, which runs while it waits).
+    index: Mutex<KeyIndex>,
 }
 
 /// The outcome of executing one command, before its batch is committed.
@@ -67,6 +71,7 @@ impl KvStore {
             compactor,
             alarms: Alarms::default(),
             auth: Arc::new(AuthStore::open(&db)?),
+            index: Mutex::new(KeyIndex::new()),
         });
         store.reload()?;
         Ok(store)
@@ -83,7 +88,10 @@ impl KvStore {
         self.compactor.set_done(done);
         self.compactor.schedule(compacted);
         self.auth.reload(&self.db)?;
-        self.alarms.reload(&self.db)
+        self.alarms.reload(&self.db)?;
+        let index = build_index(&self.db)?;
+        *self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = index;
+        Ok(())
     }
 
     pub fn auth(&self) -> &Arc<AuthStore> {
@@ -134,7 +142,8 @@ impl KvStore {
         let base = self.current_revision();
         let compacted = self.compact_revision();
         let reader = KvReader::new(&self.db, None);
-        let mut txn = WriteTxn::new(&reader, base, compacted);
+        let mut index = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut txn = WriteTxn::new(&reader, base, compacted).with_index(&index);
         let mut accepted_compaction = None;
         let (mut lease_granted, mut lease_revoked) = (None, None);
         let outcome = (|| -> Result<internal_response::Response, MvccError> {
@@ -225,6 +234,9 @@ impl KvStore {
         let revision = txn.current();
         let changes = txn.into_changes();
         self.stage(batch, &changes, revision);
+        // Ahead of the disk until `batch` is written; a failed write stops
+        // the applier for good, so nothing reads the index after one.
+        index_changes(&mut index, &changes);
         Ok(Applied {
             response: InternalResponse { response: Some(response) },
             revision,
@@ -233,6 +245,12 @@ impl KvStore {
             lease_granted,
             lease_revoked,
         })
+    }
+
+    /// Entries and bytes of the in-memory key index.
+    pub fn index_size(&self) -> (usize, usize) {
+        let index = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (index.len(), index.allocated_bytes())
     }
 
     fn stage(&self, batch: &mut WriteBatch, changes: &[Change], revision: i64) {
@@ -275,5 +293,36 @@ impl KvStore {
 
     pub fn shutdown(&self) {
         self.compactor.stop();
+    }
+}
+
+/// Reads the newest live version of every key into a fresh index.
+fn build_index(db: &DB) -> Result<KeyIndex, StorageError> {
+    let started = std::time::Instant::now();
+    let mut index = KeyIndex::new();
+    let everything = KeyRange::Span { start: b"", end: None };
+    KvReader::new(db, None).scan(everything, i64::MAX, false, |key, revision, record| {
+        index.insert(key, meta_of(revision, &record));
+    })?;
+    tracing::info!(
+        keys = index.len(),
+        bytes = index.allocated_bytes(),
+        millis = started.elapsed().as_millis() as u64,
+        "key index built"
+    );
+    Ok(index)
+}
+
+fn meta_of(revision: super::Revision, record: &super::Record) -> KeyMeta {
+    KeyMeta { revision, create_revision: record.create_revision, version: record.version, lease: record.lease }
+}
+
+fn index_changes(index: &mut KeyIndex, changes: &[Change]) {
+    for change in changes {
+        if change.record.tombstone {
+            index.remove(&change.key);
+        } else {
+            index.insert(&change.key, meta_of(change.revision, &change.record));
+        }
     }
 }

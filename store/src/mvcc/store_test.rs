@@ -221,3 +221,33 @@ fn compaction_keeps_the_newest_version_and_refuses_older_reads() {
     let kept: Vec<(Vec<u8>, i64)> = versions.into_iter().map(|(k, r)| (k, r.main)).collect();
     assert_eq!(kept, vec![(b"a".to_vec(), 3), (b"c".to_vec(), 6)], "old versions and the tombstone are gone");
 }
+
+#[test]
+fn the_key_index_rebuilt_from_disk_answers_as_the_live_one() {
+    let t = TestStore::new();
+    t.put("a", "1"); // 2
+    t.put("a", "2"); // 3
+    t.put("b", "1"); // 4
+    t.apply(Request::DeleteRange(DeleteRangeRequest { key: "b".into(), ..Default::default() })); // 5
+    t.put("c\0x", "1"); // 6
+    assert_eq!(t.store.index_size().0, 2);
+    t.store.reload().expect("reload, as at open and after a snapshot install");
+    assert_eq!(t.store.index_size().0, 2, "the deleted key is not indexed");
+
+    let prev = |key: &str, value: &str| {
+        let put = PutRequest { key: key.into(), value: value.into(), prev_kv: true, ..Default::default() };
+        match t.apply(Request::Put(put)) {
+            Response::Put(put) => put.prev_kv.map(summary),
+            other => panic!("put response: {other:?}"),
+        }
+    };
+    assert_eq!(prev("a", "3"), Some(("a".into(), "2".into(), 2, 3, 2)));
+    assert_eq!(prev("b", "2"), None, "a deleted key starts a new life");
+    assert_eq!(prev("c\0x", "2"), Some(("c\0x".into(), "1".into(), 6, 6, 1)));
+    assert_eq!(t.get("a", 0).expect("read"), vec![("a".into(), "3".into(), 2, 7, 3)]);
+    assert_eq!(t.get("b", 0).expect("read"), vec![("b".into(), "2".into(), 8, 8, 1)]);
+    // ignore_value keeps the stored value, read through the index's revision.
+    let keep = PutRequest { key: "a".into(), ignore_value: true, ..Default::default() };
+    t.apply(Request::Put(keep));
+    assert_eq!(t.get("a", 0).expect("read"), vec![("a".into(), "3".into(), 2, 10, 4)]);
+}

@@ -9,6 +9,7 @@ use shoal_proto::etcdserverpb::{
 use shoal_proto::mvccpb::KeyValue;
 
 use super::compare::txn_path;
+use super::key_index::KeyIndex;
 use super::range::{range, ReadView};
 use super::reader::{KeyRange, KvReader, Overlay};
 use super::record::Record;
@@ -28,6 +29,9 @@ pub struct Change {
 
 pub struct WriteTxn<'a> {
     reader: &'a KvReader<'a>,
+    /// The newest live version of every key, when `reader` reads the live
+    /// database (the applier); reads through a snapshot go without.
+    index: Option<&'a KeyIndex>,
     /// The store's revision before this command.
     base: i64,
     compacted: i64,
@@ -37,7 +41,14 @@ pub struct WriteTxn<'a> {
 
 impl<'a> WriteTxn<'a> {
     pub fn new(reader: &'a KvReader<'a>, base: i64, compacted: i64) -> WriteTxn<'a> {
-        WriteTxn { reader, base, compacted, overlay: Overlay::new(), changes: Vec::new() }
+        WriteTxn { reader, index: None, base, compacted, overlay: Overlay::new(), changes: Vec::new() }
+    }
+
+    /// Looks keys up in `index` instead of seeking for them; `index` must
+    /// describe the store at `base`.
+    pub fn with_index(mut self, index: &'a KeyIndex) -> WriteTxn<'a> {
+        self.index = Some(index);
+        self
     }
 
     /// The revision as this transaction sees it: one more than the base once
@@ -67,12 +78,31 @@ impl<'a> WriteTxn<'a> {
         Some(ResponseHeader { revision: self.current(), ..Default::default() })
     }
 
-    /// The live version of `key` as this transaction sees it.
-    fn latest(&self, key: &[u8]) -> Result<Option<(Revision, Record)>, MvccError> {
+    /// The live version of `key` as this transaction sees it; its value only
+    /// `with_value`.
+    fn latest(&self, key: &[u8], with_value: bool) -> Result<Option<(Revision, Record)>, MvccError> {
         if let Some((rev, record)) = self.overlay.get(key) {
             return Ok((!record.tombstone).then(|| (*rev, record.clone())));
         }
-        self.reader.live_at(key, self.base, true).map_err(MvccError::Storage)
+        let Some(index) = self.index else {
+            return self.reader.live_at(key, self.base, with_value).map_err(MvccError::Storage);
+        };
+        let Some(meta) = index.get(key) else {
+            return Ok(None);
+        };
+        let value = if with_value {
+            self.reader.value_at(key, meta.revision).map_err(MvccError::Storage)?
+        } else {
+            Vec::new()
+        };
+        let record = Record {
+            tombstone: false,
+            create_revision: meta.create_revision,
+            version: meta.version,
+            lease: meta.lease,
+            value,
+        };
+        Ok(Some((meta.revision, record)))
     }
 
     fn stage(&mut self, key: Vec<u8>, record: Record, prev_lease: i64) -> Revision {
@@ -91,7 +121,7 @@ impl<'a> WriteTxn<'a> {
     }
 
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse, MvccError> {
-        let prev = self.latest(&req.key)?;
+        let prev = self.latest(&req.key, req.prev_kv || req.ignore_value)?;
         let (value, lease) = match &prev {
             None if req.ignore_value || req.ignore_lease => return Err(MvccError::KeyNotFound),
             Some((_, old)) => (
@@ -135,7 +165,7 @@ impl<'a> WriteTxn<'a> {
     pub fn delete_lease_keys(&mut self, lease: i64) -> Result<(), MvccError> {
         let keys = super::lease_keys::attached(self.reader, lease).map_err(MvccError::Storage)?;
         for key in keys {
-            if let Some((_, record)) = self.latest(&key)? {
+            if let Some((_, record)) = self.latest(&key, false)? {
                 self.stage(key, Record::tombstone(), record.lease);
             }
         }
@@ -189,7 +219,7 @@ impl<'a> WriteTxn<'a> {
         let Some(request_op::Request::RequestPut(put)) = &op.request else {
             return Ok(());
         };
-        if (put.ignore_value || put.ignore_lease) && self.latest(&put.key)?.is_none() {
+        if (put.ignore_value || put.ignore_lease) && self.latest(&put.key, false)?.is_none() {
             return Err(MvccError::KeyNotFound);
         }
         if put.lease != 0 && !self.lease_exists(put.lease)? {
