@@ -197,7 +197,10 @@ mod tests {
         index.insert(b"small", meta(1));
         index.insert(&big, meta(2));
         index.insert(b"after", meta(3));
-        assert_eq!((index.get(&big), index.get(b"small"), index.get(b"after")), (Some(meta(2)), Some(meta(1)), Some(meta(3))));
+        assert_eq!(
+            (index.get(&big), index.get(b"small"), index.get(b"after")),
+            (Some(meta(2)), Some(meta(1)), Some(meta(3)))
+        );
     }
 
     #[test]

@@ -90,11 +90,8 @@ impl<'a> WriteTxn<'a> {
         let Some(meta) = index.get(key) else {
             return Ok(None);
         };
-        let value = if with_value {
-            self.reader.value_at(key, meta.revision).map_err(MvccError::Storage)?
-        } else {
-            Vec::new()
-        };
+        let value =
+            if with_value { self.reader.value_at(key, meta.revision).map_err(MvccError::Storage)? } else { Vec::new() };
         let record = Record {
             tombstone: false,
             create_revision: meta.create_revision,
