@@ -22,6 +22,7 @@
 //! installed.
 
 use hashbrown::{DefaultHashBuilder, HashTable};
+use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
 use std::hash::BuildHasher;
 
 use super::revision::Revision;
@@ -82,8 +83,7 @@ impl KeyIndex {
     /// Records `meta` as the newest live version of `key`.
     pub fn insert(&mut self, key: &[u8], meta: KeyMeta) {
         let hash = self.hasher.hash_one(key);
-        let (mut encoded, mut len) = ([0u8; MAX_META_BYTES], 0);
-        encode_meta(meta, &mut encoded, &mut len);
+        let (encoded, len) = encode_meta(meta);
         let encoded = &encoded[..len];
         let chunks = &mut self.chunks;
         if let Some(slot) = self.table.find_mut(hash, |&slot| entry_key(chunks, slot) == key) {
@@ -97,13 +97,13 @@ impl KeyIndex {
             // The numbers grew past a varint boundary: the entry moves.
             let old_len = old.len;
             *slot = append(chunks, key, encoded);
-            self.live_bytes = self.live_bytes - old_len + entry(chunks, *slot).len;
+            self.live_bytes = self.live_bytes - old_len + entry_len(key, encoded);
             self.dead_bytes += old_len;
             self.rewrite_if_worth_it();
             return;
         }
         let slot = append(chunks, key, encoded);
-        self.live_bytes += entry(chunks, slot).len;
+        self.live_bytes += entry_len(key, encoded);
         let (chunks, hasher) = (&self.chunks, &self.hasher);
         self.table.insert_unique(hash, slot, |&slot| hasher.hash_one(entry_key(chunks, slot)));
     }
@@ -148,16 +148,14 @@ struct Entry<'a> {
 }
 
 fn append(chunks: &mut Vec<Vec<u8>>, key: &[u8], meta: &[u8]) -> Slot {
-    let (mut header, mut header_len) = ([0u8; 10], 0);
-    put_varint(&mut header, &mut header_len, key.len() as u64);
-    let needed = header_len + key.len() + meta.len();
+    let needed = entry_len(key, meta);
     if chunks.last().is_none_or(|chunk| chunk.capacity() - chunk.len() < needed) {
         chunks.push(Vec::with_capacity(needed.max(CHUNK_BYTES)));
     }
     let number = chunks.len() - 1;
     let chunk = &mut chunks[number];
     let offset = chunk.len();
-    chunk.extend_from_slice(&header[..header_len]);
+    encode_varint(key.len() as u64, chunk);
     chunk.extend_from_slice(key);
     chunk.extend_from_slice(meta);
     // An offset is below CHUNK_BYTES, or 0 in a chunk of its own.
@@ -168,64 +166,53 @@ fn split(slot: Slot) -> (usize, usize) {
     ((slot >> 32) as usize, (slot & u32::MAX as u64) as usize)
 }
 
-fn entry(chunks: &[Vec<u8>], slot: Slot) -> Entry<'_> {
+/// The entry at `slot`'s key, and the bytes from its numbers on.
+fn key_and_rest(chunks: &[Vec<u8>], slot: Slot) -> (&[u8], &[u8]) {
     let (number, offset) = split(slot);
-    let bytes = &chunks[number][offset..];
-    let mut at = 0;
-    let key_len = get_varint(bytes, &mut at) as usize;
-    let key = &bytes[at..at + key_len];
-    let meta_at = at + key_len;
-    let mut end = meta_at;
+    let mut rest = &chunks[number][offset..];
+    let key_len = read_varint(&mut rest) as usize;
+    rest.split_at(key_len)
+}
+
+fn entry(chunks: &[Vec<u8>], slot: Slot) -> Entry<'_> {
+    let (key, numbers) = key_and_rest(chunks, slot);
+    let mut after = numbers;
     for _ in 0..5 {
-        get_varint(bytes, &mut end);
+        read_varint(&mut after);
     }
-    Entry { key, meta: &bytes[meta_at..end], len: end }
+    let meta = &numbers[..numbers.len() - after.len()];
+    Entry { key, meta, len: entry_len(key, meta) }
+}
+
+/// Bytes an entry of `key` and encoded numbers `meta` takes.
+fn entry_len(key: &[u8], meta: &[u8]) -> usize {
+    encoded_len_varint(key.len() as u64) + key.len() + meta.len()
 }
 
 fn entry_key(chunks: &[Vec<u8>], slot: Slot) -> &[u8] {
-    let (number, offset) = split(slot);
-    let bytes = &chunks[number][offset..];
-    let mut at = 0;
-    let key_len = get_varint(bytes, &mut at) as usize;
-    &bytes[at..at + key_len]
+    key_and_rest(chunks, slot).0
 }
 
-fn encode_meta(meta: KeyMeta, out: &mut [u8], len: &mut usize) {
+/// The numbers of `meta`, encoded: a buffer and how much of it they fill.
+fn encode_meta(meta: KeyMeta) -> ([u8; MAX_META_BYTES], usize) {
+    let mut out = [0u8; MAX_META_BYTES];
+    let mut free = &mut out[..];
     for field in [meta.revision.main, meta.revision.sub, meta.create_revision, meta.version, meta.lease] {
-        put_varint(out, len, field as u64);
+        encode_varint(field as u64, &mut free);
     }
+    let len = MAX_META_BYTES - free.len();
+    (out, len)
 }
 
-fn decode_meta(bytes: &[u8]) -> KeyMeta {
-    let mut at = 0;
-    let mut next = || get_varint(bytes, &mut at) as i64;
+fn decode_meta(mut bytes: &[u8]) -> KeyMeta {
+    let mut next = || read_varint(&mut bytes) as i64;
     let (main, sub) = (next(), next());
     KeyMeta { revision: Revision::new(main, sub), create_revision: next(), version: next(), lease: next() }
 }
 
-fn put_varint(out: &mut [u8], len: &mut usize, mut value: u64) {
-    while value >= 0x80 {
-        out[*len] = value as u8 | 0x80;
-        value >>= 7;
-        *len += 1;
-    }
-    out[*len] = value as u8;
-    *len += 1;
-}
-
-/// Reads a varint this module wrote (so never past the end of `bytes`).
-fn get_varint(bytes: &[u8], at: &mut usize) -> u64 {
-    let mut value = 0u64;
-    let mut shift = 0;
-    loop {
-        let byte = bytes[*at];
-        *at += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return value;
-        }
-        shift += 7;
-    }
+/// Reads a varint this module wrote, so one that is whole and well formed.
+fn read_varint(bytes: &mut &[u8]) -> u64 {
+    decode_varint(bytes).expect("invariant: the index holds only varints it encoded")
 }
 
 #[cfg(test)]
