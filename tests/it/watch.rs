@@ -90,8 +90,12 @@ async fn a_follower_watcher_sees_ten_thousand_writes_once_in_order() {
 async fn a_txns_events_arrive_in_one_response() {
     let cluster = Cluster::start(3).await;
     let mut client = cluster.client().await;
-    client.put("t/old", "x", None).await.expect("put");
-    let mut stream = client.watch("t/", Some(WatchOptions::new().with_prefix())).await.expect("watch");
+    let put = client.put("t/old", "x", None).await.expect("put");
+    let after_put = put.header().expect("header").revision() + 1;
+    // From just after the put: a member that has not applied it yet would
+    // otherwise start the watch before it and send it first.
+    let options = WatchOptions::new().with_prefix().with_start_revision(after_put);
+    let mut stream = client.watch("t/", Some(options)).await.expect("watch");
     // The created answer comes first; the txn after it.
     let created = stream.message().await.expect("stream").expect("created");
     assert!(created.created());
