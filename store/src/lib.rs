@@ -10,7 +10,7 @@
 //! - [`alarm`]: etcd's alarms (NOSPACE), replicated, and the commands they refuse.
 //! - [`lease`]: lease clocks (leader-owned expiry) and server-chosen lease ids.
 //! - [`metrics`]: disk, peer, proposal and gRPC measurements under etcd's metric names.
-//! - [`raft`]: openraft types, the log store, the state machine, snapshots, the peer network client.
+//! - [`raft`]: openraft types, the log store (its own WAL segment files), the state machine, snapshots, the peer network client.
 //! - [`server`]: a running member — identity, proposing and forwarding writes, read index, peer service.
 //! - [`api`]: the etcd gRPC services as thin handlers over the server.
 //! - [`error`]: every client-visible error with etcd's gRPC code and message, in one table.

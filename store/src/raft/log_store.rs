@@ -1,38 +1,44 @@
-//! The Raft log and vote in RocksDB. Every append and every vote is fsynced
-//! before openraft is told it is durable; appends are group-committed by
-//! [`super::log_writer`].
+//! The Raft log and vote, in the member's [`super::wal`]. Every append and
+//! every vote is fsynced before openraft is told it is durable; appends are
+//! group-committed by [`super::log_writer`].
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
-use rocksdb::{ReadOptions, DB};
+use rocksdb::DB;
 
-use super::log_writer::{self, index_key, Job, Pending};
+use super::log_writer::{self, Job, Pending};
+use super::wal::{self, Shared};
 use super::{io_error, Entry, LogId, TypeConfig, Vote};
 use crate::metrics::stages;
-use crate::storage::{self, columns, StorageError};
+use crate::storage::{self, StorageError};
 
 #[derive(Clone)]
 pub struct LogStore {
+    /// The state machine's database: synced before a purge (see there).
     db: Arc<DB>,
+    durable: Shared,
     pending: Arc<Pending>,
     writer: Sender<Job>,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<DB>) -> Result<LogStore, StorageError> {
-        let pending = Arc::new(Pending::default());
-        let writer = log_writer::start(db.clone(), pending.clone())?;
-        Ok(LogStore { db, pending, writer })
+    /// Opens the log kept in `dir` (moving it out of `db` where an older member kept it there).
+    pub fn open(db: Arc<DB>, dir: &Path) -> Result<LogStore, StorageError> {
+        LogStore::open_with(db, dir, wal::SEGMENT_BYTES)
     }
 
-    /// Queues a deletion of `[from, to)` behind every earlier append and waits for it.
-    async fn delete(&self, from: u64, to: u64, marker: Option<Vec<u8>>) -> Result<(), StorageError> {
-        self.queue(|done| Job::Delete { from, to, marker, done }).await
+    pub fn open_with(db: Arc<DB>, dir: &Path, segment_bytes: u64) -> Result<LogStore, StorageError> {
+        let wal = wal::from_rocksdb::open(&db, dir, segment_bytes)?;
+        let durable = wal.shared();
+        let pending = Arc::new(Pending::default());
+        let writer = log_writer::start(wal, pending.clone())?;
+        Ok(LogStore { db, durable, pending, writer })
     }
 
     /// Queues a job behind every earlier one and waits until it is on disk.
@@ -46,43 +52,24 @@ impl LogStore {
     }
 }
 
-/// Runs blocking RocksDB work off the async reactor.
+/// Runs blocking work off the async reactor.
 async fn blocking<T: Send + 'static>(
-    db: &Arc<DB>,
-    work: impl FnOnce(&DB) -> Result<T, StorageError> + Send + 'static,
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || work(&db))
+    tokio::task::spawn_blocking(work)
         .await
         .unwrap_or_else(|join| Err(StorageError::io("log store task")(std::io::Error::other(join.to_string()))))
 }
 
-fn read_range(db: &DB, start: u64, end: Option<u64>) -> Result<Vec<Entry>, StorageError> {
-    let mut opts = ReadOptions::default();
-    if let Some(end) = end {
-        opts.set_iterate_upper_bound(index_key(end).to_vec());
-    }
-    let mut it = db.raw_iterator_cf_opt(storage::cf(db, columns::RAFT_LOG), opts);
-    it.seek(index_key(start));
-    let mut entries = Vec::new();
-    while let Some(value) = it.value() {
-        entries.push(storage::decode_bincode::<Entry>("raft log entry", value)?);
-        it.next();
-    }
-    it.status().map_err(StorageError::rocks("read log"))?;
-    Ok(entries)
+/// The entries in `[start, end)` that are on disk.
+fn read_range(durable: &Shared, start: u64, end: Option<u64>) -> Result<Vec<Entry>, StorageError> {
+    let located = durable.lock().locate(start, end.unwrap_or(u64::MAX));
+    located.iter().map(|at| wal::read_entry(at, |bytes| storage::decode_bincode("raft log entry", bytes))).collect()
 }
 
-fn last_entry_log_id(db: &DB) -> Result<Option<LogId>, StorageError> {
-    let mut it = db.raw_iterator_cf(storage::cf(db, columns::RAFT_LOG));
-    it.seek_to_last();
-    match it.value() {
-        Some(value) => Ok(Some(storage::decode_bincode::<Entry>("raft log entry", value)?.log_id)),
-        None => {
-            it.status().map_err(StorageError::rocks("read last log"))?;
-            Ok(None)
-        }
-    }
+fn last_entry_log_id(durable: &Shared) -> Result<Option<LogId>, StorageError> {
+    let Some(last) = durable.lock().last() else { return Ok(None) };
+    Ok(read_range(durable, last, Some(last + 1))?.pop().map(|e| e.log_id))
 }
 
 /// Stored entries overlaid with queued ones (which win for the same index).
@@ -124,12 +111,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             }
             recent.range(start, end)
         };
-        let stored = blocking(&self.db, move |db| read_range(db, start, end)).await.map_err(io_error)?;
+        let durable = self.durable.clone();
+        let stored = blocking(move || read_range(&durable, start, end)).await.map_err(io_error)?;
         Ok(merge(stored, queued))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, std::io::Error> {
-        blocking(&self.db, |db| storage::get_bincode(db, columns::RAFT_STATE, columns::VOTE)).await.map_err(io_error)
+        let vote = self.durable.lock().vote.clone();
+        vote.map(|bytes| storage::decode_bincode("vote", &bytes)).transpose().map_err(io_error)
     }
 }
 
@@ -138,9 +127,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, std::io::Error> {
         let queued_last = self.pending.lock().last();
-        blocking(&self.db, move |db| {
-            let last_purged: Option<LogId> = storage::get_bincode(db, columns::RAFT_STATE, columns::LAST_PURGED)?;
-            let last = queued_last.or(last_entry_log_id(db)?).or(last_purged);
+        let durable = self.durable.clone();
+        blocking(move || {
+            let marker = durable.lock().last_purged.clone();
+            let last_purged: Option<LogId> =
+                marker.map(|(_, bytes)| storage::decode_bincode("last purged", &bytes)).transpose()?;
+            let last = queued_last.or(last_entry_log_id(&durable)?).or(last_purged);
             Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
         })
         .await
@@ -191,14 +183,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), std::io::Error> {
         let from = last.map_or(0, |id| id.index + 1);
         self.pending.lock().truncated(from);
-        self.delete(from, u64::MAX, None).await.map_err(io_error)
+        self.queue(|done| Job::Truncate { from, done }).await.map_err(io_error)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
-        // The marker goes in the same batch as the deletion: a crash never
+        // The state machine's writes are not synced as they are applied
+        // (the log can replay them): before the log lets entries go, every
+        // write they produced is made durable.
+        let db = self.db.clone();
+        blocking(move || db.flush_wal(true).map_err(StorageError::rocks("sync wal"))).await.map_err(io_error)?;
+        // The marker is the record that drops the entries: a crash never
         // leaves a purged prefix without it.
         let marker = storage::encode_bincode(&log_id);
         self.pending.lock().retain(|index| index > log_id.index);
-        self.delete(0, log_id.index + 1, Some(marker)).await.map_err(io_error)
+        let index = log_id.index;
+        self.queue(|done| Job::Purge { index, marker, done }).await.map_err(io_error)
     }
 }

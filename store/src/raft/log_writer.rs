@@ -1,5 +1,6 @@
 //! Group commit for the Raft log: appends are queued to one writer thread,
-//! which writes everything queued so far in one batch and one fsync, then
+//! which writes everything queued so far to the [`super::wal`] with one
+//! `pwrite` and one `fdatasync`, then
 //! tells openraft each append is durable. openraft keeps working (replicating,
 //! taking new writes) while an fsync is in flight, and one fsync covers every
 //! append that arrived during the previous one.
@@ -16,11 +17,11 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::IOFlushed;
-use rocksdb::{WriteBatch, DB};
 
+use super::wal::{Op, Wal};
 use super::{Entry, LogId, TypeConfig};
 use crate::metrics::stages::{self, Stamp};
-use crate::storage::{self, columns, StorageError};
+use crate::storage::StorageError;
 
 /// Entries kept in memory once written, at most.
 const RECENT_ENTRIES: usize = 4096;
@@ -134,27 +135,29 @@ pub enum Job {
     /// Saves the vote, behind every append queued before it.
     Vote {
         vote: Vec<u8>,
-        done: tokio::sync::oneshot::Sender<Result<(), StorageError>>,
+        done: Reply,
     },
-    /// Deletes `[from, to)` from the log, then reports.
-    Delete {
+    /// Drops the entries at `from` and after.
+    Truncate {
         from: u64,
-        to: u64,
-        marker: Option<Vec<u8>>,
-        done: tokio::sync::oneshot::Sender<Result<(), StorageError>>,
+        done: Reply,
+    },
+    /// Drops the entries up to `index`; `marker` is the bincode `LogId` purged.
+    Purge {
+        index: u64,
+        marker: Vec<u8>,
+        done: Reply,
     },
 }
 
-pub fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
+type Reply = tokio::sync::oneshot::Sender<Result<(), StorageError>>;
 
 /// Starts the writer thread; it ends when every sender is gone.
-pub fn start(db: Arc<DB>, pending: Arc<Pending>) -> Result<Sender<Job>, StorageError> {
+pub fn start(wal: Wal, pending: Arc<Pending>) -> Result<Sender<Job>, StorageError> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("raft-log-writer".into())
-        .spawn(move || run(&db, &pending, rx))
+        .spawn(move || run(wal, &pending, rx))
         .map_err(StorageError::io("raft log writer thread"))?;
     Ok(tx)
 }
@@ -162,7 +165,8 @@ pub fn start(db: Arc<DB>, pending: Arc<Pending>) -> Result<Sender<Job>, StorageE
 /// Most jobs folded into one write.
 const MAX_GROUP: usize = 4096;
 
-fn run(db: &DB, pending: &Pending, rx: Receiver<Job>) {
+fn run(mut wal: Wal, pending: &Pending, rx: Receiver<Job>) {
+    let mut ops = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -171,13 +175,12 @@ fn run(db: &DB, pending: &Pending, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        write_group(db, pending, jobs);
+        write_group(&mut wal, pending, jobs, &mut ops);
     }
 }
 
-fn write_group(db: &DB, pending: &Pending, jobs: Vec<Job>) {
-    let cf = storage::cf(db, columns::RAFT_LOG);
-    let mut batch = WriteBatch::default();
+fn write_group(wal: &mut Wal, pending: &Pending, jobs: Vec<Job>, ops: &mut Vec<Op>) {
+    ops.clear();
     let mut written: Vec<LogId> = Vec::new();
     let mut appended = Vec::new();
     let mut waiting = Vec::new();
@@ -185,37 +188,27 @@ fn write_group(db: &DB, pending: &Pending, jobs: Vec<Job>) {
         match job {
             Job::Append { entries, done } => {
                 for (log_id, bytes) in entries {
-                    batch.put_cf(cf, index_key(log_id.index), bytes);
+                    ops.push(Op::Entry { index: log_id.index, bytes });
                     written.push(log_id);
                 }
                 appended.push(done);
             }
-            Job::Delete { from, to, marker, done } => {
-                if let Some(marker) = marker {
-                    batch.put_cf(storage::cf(db, columns::RAFT_STATE), columns::LAST_PURGED, marker);
-                }
-                batch.delete_range_cf(cf, index_key(from), index_key(to));
-                if to == u64::MAX {
-                    batch.delete_cf(cf, index_key(u64::MAX));
-                }
+            Job::Vote { vote, done } => {
+                ops.push(Op::Vote(vote));
                 waiting.push(done);
             }
-            Job::Vote { vote, done } => {
-                batch.put_cf(storage::cf(db, columns::RAFT_STATE), columns::VOTE, vote);
+            Job::Truncate { from, done } => {
+                ops.push(Op::Truncate(from));
+                waiting.push(done);
+            }
+            Job::Purge { index, marker, done } => {
+                ops.push(Op::Purge { index, bytes: marker });
                 waiting.push(done);
             }
         }
     }
-    // Durability first: one fsync for the whole group, before anyone is told.
-    // The batch is written without sync, then the WAL is synced on its own:
-    // RocksDB then never holds other writers (the state machine's) in a
-    // write group while the disk syncs.
-    let result = storage::write_buffered(db, batch).and_then(|()| {
-        let started = std::time::Instant::now();
-        let synced = db.flush_wal(true).map_err(StorageError::rocks("sync wal"));
-        crate::metrics::WAL_FSYNC.observe(started.elapsed());
-        synced
-    });
+    // Durability first: the whole group is synced before anyone is told.
+    let result = wal.write(ops);
     if result.is_ok() {
         pending.lock().written(&written);
         for id in &written {

@@ -1,5 +1,6 @@
-//! Replication with openraft: the type declarations, the RocksDB log store,
-//! the state machine, snapshots, and the peer network (client and server).
+//! Replication with openraft: the type declarations, the log store (its
+//! entries and vote in the segment files of [`wal`], written by
+//! [`log_writer`]), the state machine, snapshots, and the peer network.
 
 pub mod command;
 pub mod log_store;
@@ -7,6 +8,7 @@ pub mod log_writer;
 pub mod network;
 pub mod snapshot;
 pub mod state_machine;
+pub mod wal;
 
 pub use command::{Command, CommandResponse, MemberNode};
 pub use snapshot::SnapshotFile;

@@ -205,7 +205,7 @@ pub fn write_file(
     file.sync_all().map_err(StorageError::io(&tmp))?;
     let path = file_path(dir, &name);
     fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
-    sync_dir(dir)?;
+    storage::sync_dir(dir)?;
     Ok(path)
 }
 
@@ -229,10 +229,6 @@ pub fn file_path(dir: &Path, name: &str) -> PathBuf {
 /// Whether `path` names a finished snapshot file (not a partial one).
 pub fn is_snapshot_file(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()) == Some(SUFFIX)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io(dir))
 }
 
 /// Deletes the snapshots in `dir` older than `keep`. Files still being
@@ -274,7 +270,7 @@ pub fn place(from: &Path, to: &Path) -> Result<(), StorageError> {
         File::open(&tmp).and_then(|f| f.sync_all()).map_err(StorageError::io(&tmp))?;
         fs::rename(&tmp, to).map_err(StorageError::io(to))?;
     }
-    sync_dir(dir)
+    storage::sync_dir(dir)
 }
 
 fn open_reader(path: &Path) -> Result<(SnapshotMeta, CrcReader<BufReader<File>>), StorageError> {

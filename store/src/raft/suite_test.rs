@@ -24,7 +24,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
         let db = storage::open(&dir.path().join("db")).expect("open db");
         self.opened.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&db));
         let (sm, _kv) = StateMachine::open(db.clone(), dir.path().join("snap")).expect("open state machine");
-        Ok((dir, LogStore::new(db).expect("log writer"), sm))
+        let log = LogStore::open(db, &dir.path().join("wal")).expect("log store");
+        Ok((dir, log, sm))
     }
 }
 

@@ -145,7 +145,7 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         identity.member_id,
         Arc::new(raft_config(&config)?),
         PeerNetwork::new(peers.clone()),
-        LogStore::new(db.clone())?,
+        LogStore::open(db.clone(), &member_dir.join("wal"))?,
         state_machine,
     )
     .await

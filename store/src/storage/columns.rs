@@ -1,9 +1,12 @@
 //! Every RocksDB column family and fixed key Shoal uses, in one place.
 //!
-//! One RocksDB instance per member holds both the Raft log and the state
-//! machine. The state machine's families are the ones a snapshot carries.
+//! One RocksDB instance per member holds the state machine and the member's
+//! identity; the state machine's families are the ones a snapshot carries.
+//! The Raft log and vote live in `raft::wal`; `RAFT_LOG`, `VOTE` and
+//! `LAST_PURGED` are only read once, to move an older data dir's log there
+//! (and `LAST_PURGED` to seed a restored member's log).
 
-/// Raft log entries: `index (u64 BE)` → bincode `Entry`.
+/// Raft log entries of older data dirs: `index (u64 BE)` → bincode `Entry`.
 pub const RAFT_LOG: &str = "raft_log";
 /// Raft's own durable state and the member's identity: fixed keys below.
 pub const RAFT_STATE: &str = "raft_state";

@@ -94,6 +94,11 @@ pub fn write_buffered(db: &DB, batch: WriteBatch) -> Result<()> {
     db.write(batch).map_err(StorageError::rocks("write"))
 }
 
+/// Makes the creation, renaming or removal of files in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io(dir))
+}
+
 /// Writes every column family's memtable to table files.
 pub fn flush_all(db: &DB) -> Result<()> {
     for name in columns::ALL {
