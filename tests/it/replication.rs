@@ -155,3 +155,29 @@ async fn sigterm_stops_a_member_cleanly_and_it_rejoins() {
     let new_leader = cluster.leader().await;
     assert_ne!(new_leader, leader);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_replication_stream_ends_that_stream_and_nothing_else() {
+    use shoal_proto::peerpb::peer_client::PeerClient;
+    use shoal_proto::peerpb::RaftMessage;
+
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(&[leader]);
+    let mut client = cluster.client().await;
+    client.put("before", "1", None).await.expect("write before the garbage");
+
+    let mut peer = PeerClient::connect(cluster.members[follower].peer_url.clone()).await.expect("peer connection");
+    let garbage = vec![RaftMessage { payload: b"not an AppendEntries request".to_vec() }];
+    let mut answers = peer.stream_append(futures::stream::iter(garbage)).await.expect("the stream opens").into_inner();
+    let ended = tokio::time::timeout(Duration::from_secs(10), answers.message()).await.expect("the stream ends");
+    assert!(matches!(ended, Ok(None)), "an undecodable request is not answered: {ended:?}");
+
+    // The follower still replicates from the real leader and serves.
+    client.put("after", "2", None).await.expect("write after the garbage");
+    wait::until(Duration::from_secs(10), "the follower applies the write after the garbage", || async {
+        serializable_value(&cluster, follower, "after").await.filter(|v| v == b"2")
+    })
+    .await;
+    assert!(cluster.members[follower].is_running(), "the follower survived");
+}

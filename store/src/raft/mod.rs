@@ -1,11 +1,13 @@
 //! Replication with openraft: the type declarations, the log store (its
 //! entries and vote in the segment files of [`wal`], written by
-//! [`log_writer`]), the state machine, snapshots, and the peer network.
+//! [`log_writer`]), the state machine, snapshots, and the peer network
+//! (replication on one stream per follower: [`replication_stream`]).
 
 pub mod command;
 pub mod log_store;
 pub mod log_writer;
 pub mod network;
+pub mod replication_stream;
 pub mod snapshot;
 pub mod state_machine;
 pub mod wal;

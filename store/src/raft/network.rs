@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::network::{stream_append_sequential, RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest, VoteResponse,
+};
 use shoal_proto::peerpb::peer_client::PeerClient;
 use shoal_proto::peerpb::{RaftMessage, SnapshotChunk};
 use tokio::io::AsyncReadExt;
@@ -82,6 +85,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             url: node.peer_urls.first().cloned().unwrap_or_default(),
             clients: self.clients.clone(),
+            streams: true,
         }
     }
 }
@@ -90,6 +94,9 @@ pub struct PeerConnection {
     target: u64,
     url: String,
     clients: Arc<PeerClients>,
+    /// False once the peer refused `StreamAppend` (an older member): its
+    /// appends then go one unary call at a time.
+    streams: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -135,7 +142,7 @@ impl PeerConnection {
     }
 }
 
-fn status_to_rpc_error(status: &tonic::Status) -> RPCError<TypeConfig> {
+pub(super) fn status_to_rpc_error(status: &tonic::Status) -> RPCError<TypeConfig> {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
             RPCError::Unreachable(Unreachable::new(status))
@@ -158,6 +165,32 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
             crate::metrics::peer_round_trip(self.target, started.elapsed());
         }
         reply
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, RpcResult<BoxStream<'s, RpcResult<StreamAppendResult<TypeConfig>>>>>
+    where
+        S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>> + openraft::OptionalSend + Unpin + 'static,
+    {
+        if !self.streams {
+            return stream_append_sequential(self, input, option);
+        }
+        Box::pin(async move {
+            let client = self.client().map_err(RPCError::Unreachable)?;
+            match super::replication_stream::open(client, self.target, input, option.hard_ttl()).await {
+                Ok(answers) => Ok(answers),
+                Err(status) => {
+                    if status.code() == tonic::Code::Unimplemented {
+                        tracing::info!(peer = %self.url, "peer has no replication stream; sending appends one by one");
+                        self.streams = false;
+                    }
+                    Err(status_to_rpc_error(&status))
+                }
+            }
+        })
     }
 
     async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> RpcResult<VoteResponse<TypeConfig>> {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::raft::AppendEntriesRequest;
 use shoal_proto::etcdserverpb::{
@@ -49,7 +49,7 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let received = std::time::Instant::now();
+        let received = Instant::now();
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
         let last = rpc.entries.last().map(|e| e.log_id.index);
         let answer = self.node.raft.append_entries(rpc).await;
@@ -57,6 +57,41 @@ impl Peer for PeerService {
             crate::metrics::stages::follower_appended(last, received);
         }
         reply(&answer)
+    }
+
+    async fn stream_append(
+        &self,
+        request: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<RaftMessage>>, Status> {
+        // When each request arrived, by its last index, for the stage histograms.
+        let received = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<(u64, Instant)>::new()));
+        let arrivals = received.clone();
+        // A broken or undecodable message ends the input; what was sent before it is still answered.
+        let input = request.into_inner().map_while(move |message| {
+            let rpc: AppendEntriesRequest<TypeConfig> = match message.map(|m| decode(&m)) {
+                Ok(Ok(rpc)) => rpc,
+                Ok(Err(status)) | Err(status) => {
+                    tracing::warn!(%status, "replication stream from the leader ended");
+                    return None;
+                }
+            };
+            if let Some(last) = rpc.entries.last() {
+                arrivals.lock().unwrap_or_else(|p| p.into_inner()).push_back((last.log_id.index, Instant::now()));
+            }
+            Some(rpc)
+        });
+        let answers = self.node.raft.stream_append(input).map(move |answer| {
+            if let Ok(Ok(Some(matching))) = &answer {
+                let mut received = received.lock().unwrap_or_else(|p| p.into_inner());
+                while received.front().is_some_and(|(last, _)| *last <= matching.index) {
+                    if let Some((last, at)) = received.pop_front() {
+                        crate::metrics::stages::follower_appended(last, at);
+                    }
+                }
+            }
+            Ok(RaftMessage { payload: storage::encode_bincode(&answer) })
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
