@@ -93,8 +93,9 @@ for sys in etcd shoal; do
     stop_cluster "$sys"
 done
 
-# The sections other scripts own (stages.sh, ops.sh) start with a marker and are kept.
-ops_section=$(sed -n '/^<!-- [a-z-]*.sh -->/,$p' benches/RESULTS.md 2>/dev/null || true)
+# The sections other scripts own (stages.sh, ops.sh) and the hand-kept
+# write-path notes start with a `<!-- name -->` marker and are kept.
+ops_section=$(sed -n '/^<!-- [a-z.-]* -->/,$p' benches/RESULTS.md 2>/dev/null || true)
 python3 benches/report.py "$OUT" "$DURATION" "$0${QUICK:+ (QUICK=1)}" >benches/RESULTS.md
 if [[ -n "$ops_section" ]]; then printf '\n%s\n' "$ops_section" >>benches/RESULTS.md; fi
 cat benches/RESULTS.md
