@@ -13,14 +13,17 @@ use shoal_tests::wait;
 /// The example web Deployment runs on the two nodes and answers through
 /// its Service on each node's address; returns the pods' names.
 pub async fn web_answers(up: &Up) -> BTreeSet<String> {
-    wait::until(Duration::from_secs(60), "three web pods running", || async {
-        let pods = up.shoalctl(&["get", "pods", "-l", "app=web"]);
-        (pods.lines().filter(|l| l.contains("1/1") && l.contains("Running")).count() == 3).then_some(())
+    // One listing for both the check and the names: a pod of an earlier
+    // rollout may still be terminating, and the Service rightly skips it.
+    let (names, wide) = wait::until(Duration::from_secs(60), "three web pods running and no other", || async {
+        let wide = up.shoalctl(&["get", "pods", "-l", "app=web", "-o", "wide"]);
+        let rows: Vec<&str> = wide.lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
+        let running = rows.len() == 3 && rows.iter().all(|l| l.contains("1/1") && l.contains("Running"));
+        let names: BTreeSet<String> =
+            rows.iter().filter_map(|l| l.split_whitespace().next()).map(String::from).collect();
+        running.then(|| (names, wide.clone()))
     })
     .await;
-    let wide = up.shoalctl(&["get", "pods", "-l", "app=web", "-o", "wide"]);
-    let names: BTreeSet<String> =
-        wide.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(String::from).collect();
     assert!(wide.lines().skip(1).all(|l| l.contains("http:")), "the allocated ports are shown:\n{wide}");
     for node in &up.nodes {
         let address = SocketAddr::new(node.parse().expect("ip"), 8080);
