@@ -188,20 +188,47 @@ fn copy_view<W: Write>(
     Ok(())
 }
 
+/// Bytes a snapshot file is written ahead of the disk before it waits for them.
+const SYNC_EVERY_BYTES: u64 = 8 << 20;
+
+/// A file written in steps of [`SYNC_EVERY_BYTES`], each on disk before the
+/// next: a snapshot of hundreds of megabytes never sits in the page cache
+/// whole, to be flushed in one burst that the Raft log's fsyncs wait behind.
+pub struct PacedFile {
+    file: File,
+    unsynced: u64,
+}
+
+impl Write for PacedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_EVERY_BYTES {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Creates `dir/<snapshot id>.snap` through a temporary file: `fill` writes
 /// the records. Returns the path.
 pub fn write_file(
     dir: &Path,
     meta: &SnapshotMeta,
-    fill: impl FnOnce(&mut SnapshotWriter<BufWriter<File>>) -> Result<(), StorageError>,
+    fill: impl FnOnce(&mut SnapshotWriter<BufWriter<PacedFile>>) -> Result<(), StorageError>,
 ) -> Result<PathBuf, StorageError> {
     fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
     let name = file_name(meta);
     let tmp = dir.join(format!("{name}.tmp"));
-    let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
+    let file = PacedFile { file: File::create(&tmp).map_err(StorageError::io(&tmp))?, unsynced: 0 };
     let mut writer = SnapshotWriter::begin(BufWriter::with_capacity(1 << 20, file), meta, &tmp.to_string_lossy())?;
     fill(&mut writer)?;
-    let file = writer.finish()?.into_inner().map_err(|e| StorageError::io(&tmp)(e.into_error()))?;
+    let file = writer.finish()?.into_inner().map_err(|e| StorageError::io(&tmp)(e.into_error()))?.file;
     file.sync_all().map_err(StorageError::io(&tmp))?;
     let path = file_path(dir, &name);
     fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
