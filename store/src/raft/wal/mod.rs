@@ -183,15 +183,7 @@ impl Wal {
                 self.flush()?;
                 changes.push(self.rotate()?);
             }
-            let offset = self.len + self.buf.len() as u64;
-            let change = self.encode(op);
-            if let Change::Put(index, _) = change {
-                let size = (self.len + self.buf.len() as u64 - offset) as u32;
-                self.newest = Some(self.newest.map_or(index, |n| n.max(index)));
-                changes.push(Change::Put(index, Place { seq: self.seq, offset, size }));
-            } else {
-                changes.push(change);
-            }
+            changes.push(self.encode(op));
         }
         self.flush()?;
         Ok(changes)
@@ -201,8 +193,11 @@ impl Wal {
     fn encode(&mut self, op: &Op) -> Change {
         match op {
             Op::Entry { index, bytes } => {
+                let offset = self.len + self.buf.len() as u64;
                 record::encode(&mut self.buf, Kind::Entry, &[&index.to_le_bytes(), bytes]);
-                Change::Put(*index, Place { seq: 0, offset: 0, size: 0 })
+                let size = (self.len + self.buf.len() as u64 - offset) as u32;
+                self.newest = Some(self.newest.map_or(*index, |n| n.max(*index)));
+                Change::Put(*index, Place { seq: self.seq, offset, size })
             }
             Op::Vote(bytes) => {
                 record::encode(&mut self.buf, Kind::Vote, &[bytes]);
@@ -242,11 +237,12 @@ impl Wal {
         let file = Arc::new(segment::create(&self.dir, seq, self.segment_bytes)?);
         self.older.push_back((self.seq, self.newest));
         (self.seq, self.file, self.len, self.newest) = (seq, file.clone(), 0, None);
+        // Restating what readers already have: the changes are not needed.
         if let Some((index, bytes)) = self.last_purged.clone() {
-            record::encode(&mut self.buf, Kind::Purge, &[&index.to_le_bytes(), &bytes]);
+            self.encode(&Op::Purge { index, bytes });
         }
         if let Some(vote) = self.vote.clone() {
-            record::encode(&mut self.buf, Kind::Vote, &[&vote]);
+            self.encode(&Op::Vote(vote));
         }
         self.opening = self.buf.len() as u64;
         Ok(Change::File(seq, file))
