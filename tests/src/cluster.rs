@@ -346,7 +346,8 @@ impl Cluster {
 
     /// Index of the leader that every running member agrees on.
     pub async fn leader(&self) -> usize {
-        wait::until(Duration::from_secs(30), "a leader all running members agree on", || async {
+        let timeout = Duration::from_secs(30);
+        let found = wait::within(timeout, || async {
             let mut leaders = Vec::new();
             for (i, member) in self.members.iter().enumerate() {
                 if member.is_running() {
@@ -364,7 +365,14 @@ impl Cluster {
             }
             None
         })
-        .await
+        .await;
+        match found {
+            Ok(leader) => leader,
+            Err(how) => panic!(
+                "timed out after {timeout:?} waiting for a leader all running members agree on{how}\n{}",
+                self.log_tails(60)
+            ),
+        }
     }
 
     /// Index of a running member other than `not`.
@@ -372,11 +380,20 @@ impl Cluster {
         (0..self.members.len()).find(|i| !not.contains(i) && self.members[*i].is_running()).expect("another member")
     }
 
-    /// The last lines of every member's log, for failure messages.
+    /// Every member's log.
     pub fn logs(&self) -> String {
+        self.log_tails(usize::MAX)
+    }
+
+    /// The last `lines` lines of every member's log, for failure messages.
+    pub fn log_tails(&self, lines: usize) -> String {
         self.members
             .iter()
-            .map(|m| format!("--- {} ---\n{}", m.name, std::fs::read_to_string(&m.log).unwrap_or_default()))
+            .map(|m| {
+                let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+                let all: Vec<&str> = log.lines().collect();
+                format!("--- {} ---\n{}", m.name, all[all.len().saturating_sub(lines)..].join("\n"))
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
