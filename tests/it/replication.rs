@@ -181,3 +181,61 @@ async fn garbage_on_the_replication_stream_ends_that_stream_and_nothing_else() {
     .await;
     assert!(cluster.members[follower].is_running(), "the follower survived");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_forwarded_writes_get_errors_and_the_forwarding_stream_goes_on() {
+    use shoal_proto::etcdserverpb::PutRequest;
+    use shoal_proto::peerpb::forward_reply::Outcome;
+    use shoal_proto::peerpb::internal_request::Request as Command;
+    use shoal_proto::peerpb::peer_client::PeerClient;
+    use shoal_proto::peerpb::{ForwardRequest, InternalRequest};
+
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(&[leader]);
+    let put = |key: &str| InternalRequest {
+        request: Some(Command::Put(PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() })),
+        ..Default::default()
+    };
+    let requests = vec![
+        ForwardRequest { id: 1, request: None },
+        ForwardRequest { id: 2, request: Some(InternalRequest::default()) },
+        ForwardRequest { id: 3, request: Some(put("forwarded")) },
+    ];
+    let mut replies_by_id = std::collections::BTreeMap::new();
+
+    // To a follower: refused as etcd's "not leader", which the sender retries elsewhere.
+    let mut to_follower = PeerClient::connect(cluster.members[follower].peer_url.clone()).await.expect("peer");
+    let mut replies =
+        to_follower.stream_forward(futures::stream::iter(requests.clone())).await.expect("opens").into_inner();
+    while let Some(reply) = replies.message().await.expect("a clean stream") {
+        let Some(Outcome::Error(e)) = reply.outcome else { panic!("a follower proposed {reply:?}") };
+        replies_by_id.insert(reply.id, e.message);
+    }
+    assert_eq!(replies_by_id.len(), 3);
+    assert_eq!(replies_by_id[&3], "etcdserver: not leader");
+
+    // To the leader: the request without a write is refused, the rest are
+    // answered, and the stream ends cleanly when its input does.
+    let mut to_leader = PeerClient::connect(cluster.members[leader].peer_url.clone()).await.expect("peer");
+    let mut replies = to_leader.stream_forward(futures::stream::iter(requests)).await.expect("opens").into_inner();
+    let mut outcomes = std::collections::BTreeMap::new();
+    while let Some(reply) = replies.message().await.expect("a clean stream") {
+        outcomes.insert(reply.id, reply.outcome.expect("an outcome"));
+    }
+    assert!(
+        matches!(&outcomes[&1], Outcome::Error(e) if e.code == tonic::Code::InvalidArgument as i32),
+        "{outcomes:?}"
+    );
+    assert!(outcomes.contains_key(&2), "an empty command is answered too: {outcomes:?}");
+    let Outcome::Done(done) = &outcomes[&3] else { panic!("the put was not applied: {outcomes:?}") };
+    assert!(done.log_index > 0);
+
+    let mut client = cluster.client().await;
+    let got = client.get("forwarded", None).await.expect("get");
+    assert_eq!(got.kvs().first().map(|kv| kv.value()), Some(&b"v"[..]));
+    client.put("after", "1", None).await.expect("the cluster still takes writes");
+    for member in 0..3 {
+        assert!(cluster.members[member].is_running());
+    }
+}

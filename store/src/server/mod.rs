@@ -7,6 +7,7 @@
 mod authority;
 mod batcher;
 mod bootstrap;
+mod forward_stream;
 mod grpc_metrics;
 pub mod http;
 mod lease_ops;
@@ -170,6 +171,7 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         read_batch: Default::default(),
         peer_read_batch: Default::default(),
         batcher: batcher::Batcher::start(raft.clone()),
+        forwarder: forward_stream::Forwarder::default(),
         membership_change: tokio::sync::Mutex::new(()),
         quota_bytes: config.quota_bytes,
         backend_size: Default::default(),

@@ -44,6 +44,8 @@ pub struct Node {
     pub peer_read_batch: super::read_batch::ReadBatch,
     /// Writes proposed on this member, grouped into Raft entries.
     pub batcher: super::batcher::Batcher,
+    /// Writes this member forwards to the leader, on one stream per peer.
+    pub forwarder: super::forward_stream::Forwarder,
     /// Held while a membership change is in flight: one at a time.
     pub membership_change: tokio::sync::Mutex<()>,
     /// --quota-backend-bytes: writes beyond it raise NOSPACE. None: no quota.

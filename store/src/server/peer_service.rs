@@ -10,8 +10,8 @@ use shoal_proto::etcdserverpb::{
 };
 use shoal_proto::peerpb::peer_server::Peer;
 use shoal_proto::peerpb::{
-    CampaignRequest, CampaignResponse, ClusterInfoRequest, ClusterInfoResponse, ForwardResponse, InternalRequest,
-    RaftMessage, ReadIndexRequest, ReadIndexResponse, SnapshotChunk,
+    CampaignRequest, CampaignResponse, ClusterInfoRequest, ClusterInfoResponse, ForwardReply, ForwardRequest,
+    ForwardResponse, InternalRequest, RaftMessage, ReadIndexRequest, ReadIndexResponse, SnapshotChunk,
 };
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
@@ -142,6 +142,13 @@ impl Peer for PeerService {
             return Err(EtcdError::NotLeader.into());
         }
         Ok(Response::new(self.node.propose_local(request.into_inner()).await?))
+    }
+
+    async fn stream_forward(
+        &self,
+        request: Request<Streaming<ForwardRequest>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<ForwardReply>>, Status> {
+        Ok(Response::new(Box::pin(super::forward_stream::answer(self.node.clone(), request.into_inner()))))
     }
 
     async fn read_index(&self, _request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {

@@ -42,7 +42,7 @@ impl Node {
                 Some(id) if id == self.id => self.propose_as_leader(request.clone(), deadline).await,
                 Some(id) => {
                     let forwarded = std::time::Instant::now();
-                    let attempt = self.forward(id, &request).await;
+                    let attempt = self.forward(id, &request, deadline).await;
                     if let Attempt::Done(_, index) = &attempt {
                         let answered = std::time::Instant::now();
                         stages::observe(Stage::Forwarded, answered - forwarded);
@@ -92,23 +92,18 @@ impl Node {
         }
     }
 
-    async fn forward(&self, leader: u64, request: &InternalRequest) -> Attempt {
+    async fn forward(&self, leader: u64, request: &InternalRequest, deadline: Instant) -> Attempt {
         let Some(url) = self.member_node(leader).and_then(|n| n.peer_urls.first().cloned()) else {
             return Attempt::Retry;
         };
-        let mut client = match self.peers.client(&url) {
-            Ok(client) => client,
-            Err(_) => return Attempt::Retry,
-        };
-        match client.forward(request.clone()).await {
-            Ok(reply) => {
-                let reply = reply.into_inner();
-                match reply.response {
-                    Some(response) => Attempt::Done(response, reply.log_index),
-                    None => Attempt::Failed(EtcdError::Internal("leader sent an empty reply".into())),
-                }
-            }
-            Err(status) => match EtcdError::from_status(&status) {
+        let forwarded = self.forwarder.forward(&self.peers, &url, request.clone());
+        match tokio::time::timeout_at(deadline, forwarded).await {
+            Err(_) => Attempt::Failed(EtcdError::Timeout),
+            Ok(Ok(reply)) => match reply.response {
+                Some(response) => Attempt::Done(response, reply.log_index),
+                None => Attempt::Failed(EtcdError::Internal("leader sent an empty reply".into())),
+            },
+            Ok(Err(status)) => match EtcdError::from_status(&status) {
                 Some(EtcdError::NotLeader | EtcdError::NoLeader) => Attempt::Retry,
                 Some(e) => Attempt::Failed(e),
                 // A request that never reached the leader is safe to retry;
@@ -121,7 +116,7 @@ impl Node {
 }
 
 /// Whether a transport failure happened before the request left this member.
-fn never_sent(status: &tonic::Status) -> bool {
+pub(super) fn never_sent(status: &tonic::Status) -> bool {
     use std::error::Error;
     let mut source: Option<&(dyn Error + 'static)> = status.source();
     while let Some(err) = source {
