@@ -139,7 +139,19 @@ impl KvStore {
     /// Verdicts on the request become an error response; only storage
     /// failures are returned as errors.
     pub fn execute(&self, req: &InternalRequest, batch: &mut WriteBatch) -> Result<Applied, StorageError> {
-        let base = self.current_revision();
+        self.execute_at(req, batch, self.current_revision())
+    }
+
+    /// [`KvStore::execute`] after revision `base`: the published revision,
+    /// or that of an earlier command whose writes are staged in `batch` too.
+    /// Such a command's keys are in the index already, but their values are
+    /// not readable until `batch` is written.
+    pub fn execute_at(
+        &self,
+        req: &InternalRequest,
+        batch: &mut WriteBatch,
+        base: i64,
+    ) -> Result<Applied, StorageError> {
         let compacted = self.compact_revision();
         let reader = KvReader::new(&self.db, None);
         let mut index = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

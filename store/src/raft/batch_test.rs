@@ -49,3 +49,65 @@ async fn batched_commands_get_their_own_revisions_and_resume_after_a_crash() {
     let (applied, _) = sm.applied_state().await.expect("state");
     assert_eq!(applied.map(|l| l.index), Some(2));
 }
+
+/// A batch whose puts share writes, mixed with commands that read what
+/// earlier ones in the same batch wrote: every answer is what applying the
+/// commands one by one gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_in_one_batch_see_what_the_earlier_ones_wrote() {
+    use shoal_proto::etcdserverpb::{DeleteRangeRequest, LeaseGrantRequest};
+    use shoal_proto::peerpb::internal_response::Response;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = storage::open(&dir.path().join("db")).expect("db");
+    let (_sm, kv) = StateMachine::open(db.clone(), dir.path().join("snap")).expect("open");
+    let put_with = |key: &str, value: &str, edit: fn(&mut PutRequest)| {
+        let mut put = PutRequest { key: key.into(), value: value.into(), ..Default::default() };
+        edit(&mut put);
+        InternalRequest { request: Some(Request::Put(put)), auth_revision: 0 }
+    };
+    let requests = vec![
+        put_with("a", "1", |_| {}),               // rev 2
+        put_with("b", "1", |_| {}),               // rev 3
+        put_with("a", "2", |p| p.prev_kv = true), // rev 4, prev a=1
+        InternalRequest { request: Some(Request::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 })), auth_revision: 0 },
+        put_with("c", "1", |p| p.lease = 7), // rev 5
+        put_with("b", "", |p| {
+            p.ignore_value = true;
+            p.prev_kv = true
+        }), // rev 6, keeps b=1
+        InternalRequest {
+            request: Some(Request::DeleteRange(DeleteRangeRequest { key: b"b".to_vec(), ..Default::default() })),
+            auth_revision: 0,
+        }, // rev 7
+        put_with("b", "3", |_| {}),          // rev 8, a new b
+        put_with("d", "1", |p| p.lease = 8), // no such lease
+    ];
+    let log_id = LogId::new(LeaderId { term: 1, node_id: 0 }, 1);
+    let answer = super::state_machine::apply_batch(&db, &kv, None, log_id, &requests).expect("apply");
+    let Some(Response::Batch(batch)) = answer.response else { panic!("not a batch answer: {answer:?}") };
+    let responses: Vec<Option<Response>> = batch.responses.into_iter().map(|r| r.response).collect();
+    assert_eq!(responses.len(), requests.len());
+
+    let Some(Response::Put(third)) = &responses[2] else { panic!("{:?}", responses[2]) };
+    let prev = third.prev_kv.as_ref().expect("a's previous value, written earlier in the batch");
+    assert_eq!((prev.value.as_slice(), prev.mod_revision), (&b"1"[..], 2));
+    let Some(Response::Put(sixth)) = &responses[5] else { panic!("{:?}", responses[5]) };
+    assert_eq!(sixth.prev_kv.as_ref().map(|kv| kv.value.as_slice()), Some(&b"1"[..]));
+    assert!(matches!(responses[8], Some(Response::Error(_))), "a put with a missing lease fails: {:?}", responses[8]);
+    assert_eq!(kv.current_revision(), 8);
+
+    let get = |key: &str| {
+        let range = kv.range(&RangeRequest { key: key.into(), ..Default::default() }).expect("range");
+        range.kvs.into_iter().next()
+    };
+    let a = get("a").expect("a");
+    assert_eq!((a.value.as_slice(), a.create_revision, a.mod_revision, a.version), (&b"2"[..], 2, 4, 2));
+    let b = get("b").expect("b");
+    assert_eq!((b.value.as_slice(), b.create_revision, b.mod_revision, b.version), (&b"3"[..], 8, 8, 1));
+    let c = get("c").expect("c");
+    assert_eq!((c.lease, c.mod_revision), (7, 5));
+    assert!(get("d").is_none());
+    let progress: Option<(u64, u64)> = storage::get_bincode(&db, columns::META, columns::APPLY_PROGRESS).expect("get");
+    assert_eq!(progress, None, "a finished entry leaves no progress behind");
+}

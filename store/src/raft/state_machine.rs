@@ -142,6 +142,17 @@ pub fn removed_members(db: &DB) -> Result<std::collections::BTreeSet<u64>, Stora
 }
 
 fn execute(db: &DB, kv: &KvStore, request: &InternalRequest, batch: &mut WriteBatch) -> Result<Applied, StorageError> {
+    execute_at(db, kv, request, batch, kv.current_revision())
+}
+
+/// [`execute`] after revision `base` (see [`KvStore::execute_at`]).
+fn execute_at(
+    db: &DB,
+    kv: &KvStore,
+    request: &InternalRequest,
+    batch: &mut WriteBatch,
+    base: i64,
+) -> Result<Applied, StorageError> {
     if let Some(internal_request::Request::Publish(member)) = &request.request {
         batch.put_cf(storage::cf(db, columns::MEMBERS), member.id.to_be_bytes(), member.encode_to_vec());
     }
@@ -152,14 +163,14 @@ fn execute(db: &DB, kv: &KvStore, request: &InternalRequest, batch: &mut WriteBa
         auth.apply(db, request, batch)
     };
     match verdict {
-        None => kv.execute(request, batch),
+        None => kv.execute_at(request, batch, base),
         Some(verdict) => {
             let response = match verdict {
                 Ok(()) => internal_response::Response::Auth(AuthApplied {}),
                 Err(code) => internal_response::Response::Error(code as i32),
             };
             let response = InternalResponse { response: Some(response) };
-            Ok(Applied { response, revision: kv.current_revision(), ..Applied::default() })
+            Ok(Applied { response, revision: base, ..Applied::default() })
         }
     }
 }
@@ -171,48 +182,98 @@ fn published(kv: &KvStore, listener: Option<&Listener>, applied: &Applied) {
     }
 }
 
-/// Applies the commands of one batched entry, each at its own revision and
-/// in its own write. Progress within the entry is written with each one, so
-/// an entry cut short by a crash (or captured mid-way by a snapshot) resumes
-/// after its last applied command instead of applying any twice.
-fn apply_batch(
+/// Applies the commands of one batched entry, each at its own revision.
+/// Runs of plain puts to distinct keys share one write: a put reads nothing
+/// from the disk but the key index, which is ahead of it. Anything else (and
+/// a put to a key already in the run, which may read that key's value) is
+/// written on its own. Progress within the entry is written with each write,
+/// so an entry cut short by a crash (or captured mid-way by a snapshot)
+/// resumes after its last written command instead of applying any twice.
+pub(super) fn apply_batch(
     db: &DB,
     kv: &KvStore,
     listener: Option<&Listener>,
     log_id: LogId,
     requests: &[InternalRequest],
 ) -> Result<InternalResponse, StorageError> {
-    let meta = storage::cf(db, columns::META);
     let done: Option<(u64, u64)> = storage::get_bincode(db, columns::META, columns::APPLY_PROGRESS)?;
     let skip = match done {
-        Some((index, count)) if index == log_id.index => count,
+        Some((index, count)) if index == log_id.index => count as usize,
         _ => 0,
     };
-    let mut responses = Vec::with_capacity(requests.len());
-    for (i, request) in requests.iter().enumerate() {
-        let i = i as u64;
-        if i < skip {
-            responses.push(InternalResponse::default());
-            continue;
+    let mut responses = vec![InternalResponse::default(); skip.min(requests.len())];
+    let mut run = Run::new(log_id, requests.len());
+    for (i, request) in requests.iter().enumerate().skip(skip) {
+        let put_key = match &request.request {
+            Some(internal_request::Request::Put(put)) => Some(&put.key),
+            _ => None,
+        };
+        if put_key.is_none_or(|key| run.keys.contains(key)) {
+            run.write(db, kv, listener, i, &mut responses)?;
         }
-        let mut batch = WriteBatch::default();
-        let applied = execute(db, kv, request, &mut batch)?;
-        if i + 1 == requests.len() as u64 {
-            batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&log_id));
-            batch.delete_cf(meta, columns::APPLY_PROGRESS);
-        } else {
-            batch.put_cf(meta, columns::APPLY_PROGRESS, storage::encode_bincode(&(log_id.index, i + 1)));
+        let base = run.applied.last().map_or_else(|| kv.current_revision(), |a| a.revision);
+        let applied = execute_at(db, kv, request, &mut run.batch, base)?;
+        run.applied.push(applied);
+        match put_key {
+            Some(key) => {
+                run.keys.insert(key.clone());
+            }
+            None => run.write(db, kv, listener, i + 1, &mut responses)?,
         }
-        commit(db, batch)?;
-        published(kv, listener, &applied);
-        responses.push(applied.response);
     }
+    run.write(db, kv, listener, requests.len(), &mut responses)?;
     if requests.is_empty() {
         let mut batch = WriteBatch::default();
-        batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&log_id));
+        batch.put_cf(storage::cf(db, columns::META), columns::LAST_APPLIED, storage::encode_bincode(&log_id));
         commit(db, batch)?;
     }
     Ok(InternalResponse { response: Some(internal_response::Response::Batch(ResponseBatch { responses })) })
+}
+
+/// Commands of a batched entry executed into one write, not yet written.
+struct Run {
+    /// The entry, and how many commands it has.
+    log_id: LogId,
+    total: usize,
+    batch: WriteBatch,
+    applied: Vec<Applied>,
+    keys: std::collections::HashSet<Vec<u8>>,
+}
+
+impl Run {
+    fn new(log_id: LogId, total: usize) -> Run {
+        Run { log_id, total, batch: WriteBatch::default(), applied: Vec::new(), keys: Default::default() }
+    }
+
+    /// Writes the run, with the entry's progress (`done` of its commands
+    /// applied), then publishes each command in order.
+    fn write(
+        &mut self,
+        db: &DB,
+        kv: &KvStore,
+        listener: Option<&Listener>,
+        done: usize,
+        responses: &mut Vec<InternalResponse>,
+    ) -> Result<(), StorageError> {
+        if self.applied.is_empty() {
+            return Ok(());
+        }
+        let meta = storage::cf(db, columns::META);
+        let mut batch = std::mem::take(&mut self.batch);
+        if done == self.total {
+            batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&self.log_id));
+            batch.delete_cf(meta, columns::APPLY_PROGRESS);
+        } else {
+            batch.put_cf(meta, columns::APPLY_PROGRESS, storage::encode_bincode(&(self.log_id.index, done as u64)));
+        }
+        commit(db, batch)?;
+        for applied in self.applied.drain(..) {
+            published(kv, listener, &applied);
+            responses.push(applied.response);
+        }
+        self.keys.clear();
+        Ok(())
+    }
 }
 
 async fn blocking<T: Send + 'static>(
