@@ -276,7 +276,8 @@ fn body_len(op: &Op) -> u64 {
 }
 
 /// Replays one segment into `durable`: returns the file, where its data
-/// ends, and its newest entry.
+/// ends, and its newest entry. The segment is read a window at a time, not
+/// whole: a 64 MiB read at start would stay in the allocator long after.
 fn replay_segment(
     dir: &Path,
     seq: u64,
@@ -284,12 +285,13 @@ fn replay_segment(
     durable: &mut Durable,
 ) -> Result<(File, u64, Option<u64>), StorageError> {
     let path = segment::path(dir, seq);
-    let bytes = std::fs::read(&path).map_err(StorageError::io(&path))?;
-    let corrupt =
-        |what: &str, at: usize| StorageError::corrupt("raft log", format!("{what} at {}:{at}", path.display()));
-    let (mut at, mut newest) = (0usize, None);
+    let file = segment::open(dir, seq)?;
+    let mut window = Window::new(&file).map_err(StorageError::io(&path))?;
+    let corrupt = |what: &str, at: u64| StorageError::corrupt("raft log", format!("{what} at {}:{at}", path.display()));
+    let (mut at, mut newest) = (0u64, None);
     loop {
-        let found = match record::decode(&bytes[at..]) {
+        let bytes = window.record_at(at).map_err(StorageError::io(&path))?;
+        let found = match record::decode(bytes) {
             Read::Record(found) => found,
             Read::End => break,
             Read::Torn if last => break,
@@ -298,7 +300,7 @@ fn replay_segment(
         let number = record::leading_u64(found.body);
         match (found.kind, number) {
             (Kind::Entry, Some(index)) => {
-                let place = Place { seq, offset: at as u64, size: found.size as u32 };
+                let place = Place { seq, offset: at, size: found.size as u32 };
                 durable.put(index, place).map_err(|gap| corrupt(&format!("{gap:?}"), at))?;
                 newest = Some(newest.map_or(index, |n: u64| n.max(index)));
             }
@@ -310,16 +312,73 @@ fn replay_segment(
             }
             _ => return Err(corrupt("a record too short for its kind", at)),
         }
-        at += found.size;
+        at += found.size as u64;
     }
-    let file = segment::open(dir, seq)?;
-    if bytes[at..].iter().any(|b| *b != 0) {
+    if !window.zero_from(at).map_err(StorageError::io(&path))? {
         // A torn write: nothing acknowledged is past `at`. Zero the rest so
         // that no stale record can ever be read after newer ones.
         tracing::warn!(segment = %path.display(), at, "raft log ends in a torn write; dropping it");
-        zero_from(&file, at as u64, bytes.len() as u64).map_err(StorageError::io(&path))?;
+        zero_from(&file, at, window.len).map_err(StorageError::io(&path))?;
     }
-    Ok((file, at as u64, newest))
+    Ok((file, at, newest))
+}
+
+/// A segment read in windows of a few megabytes.
+struct Window<'f> {
+    file: &'f File,
+    len: u64,
+    /// The file offset of `buf[0]`.
+    start: u64,
+    buf: Vec<u8>,
+}
+
+/// Small under test, so that the tests' records cross window boundaries.
+const WINDOW_BYTES: u64 = if cfg!(test) { 4 << 10 } else { 4 << 20 };
+
+impl<'f> Window<'f> {
+    fn new(file: &'f File) -> std::io::Result<Window<'f>> {
+        Ok(Window { file, len: file.metadata()?.len(), start: 0, buf: Vec::new() })
+    }
+
+    /// The bytes from `at` on, enough of them to hold the whole record that
+    /// starts there (as far as the file goes).
+    fn record_at(&mut self, at: u64) -> std::io::Result<&[u8]> {
+        self.cover(at, record::HEADER as u64)?;
+        let head = &self.buf[(at - self.start) as usize..];
+        if head.len() >= record::HEADER {
+            let length = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as u64;
+            self.cover(at, record::HEADER as u64 + length)?;
+        }
+        Ok(&self.buf[(at - self.start) as usize..])
+    }
+
+    /// Makes the buffer hold `need` bytes from `at`, or up to the end of the file.
+    fn cover(&mut self, at: u64, need: u64) -> std::io::Result<()> {
+        let want_end = (at + need.max(WINDOW_BYTES)).min(self.len);
+        let have_end = self.start + self.buf.len() as u64;
+        if at >= self.start && (at + need).min(self.len) <= have_end {
+            return Ok(());
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize((want_end - at) as usize, 0);
+        self.file.read_exact_at(&mut buf, at)?;
+        (self.start, self.buf) = (at, buf);
+        Ok(())
+    }
+
+    /// Whether everything from `at` to the end of the file is zeros.
+    fn zero_from(&mut self, at: u64) -> std::io::Result<bool> {
+        let mut from = at;
+        while from < self.len {
+            self.cover(from, WINDOW_BYTES)?;
+            let chunk = &self.buf[(from - self.start) as usize..];
+            if chunk.iter().any(|b| *b != 0) {
+                return Ok(false);
+            }
+            from += chunk.len() as u64;
+        }
+        Ok(true)
+    }
 }
 
 fn zero_from(file: &File, from: u64, to: u64) -> std::io::Result<()> {

@@ -163,3 +163,19 @@ fn a_log_kept_in_rocksdb_moves_into_the_wal_once() {
     drop(it);
     assert_eq!(state_of(&from_rocksdb::open(&db, &wal_dir, SMALL).expect("reopen")), moved);
 }
+
+#[test]
+fn records_larger_than_the_read_window_and_across_it_read_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let segment_bytes = 256 << 10;
+    let mut wal = Wal::open(dir.path(), segment_bytes).expect("open");
+    let sizes = [50usize, 5_000, 9_000, 120, 4_090];
+    let ops: Vec<Op> = (1..=40u64)
+        .map(|index| Op::Entry { index, bytes: vec![index as u8; sizes[index as usize % sizes.len()]] })
+        .collect();
+    wal.write(&ops).expect("write");
+    let before = state_of(&wal);
+    assert_eq!(before.entries.len(), 40);
+    drop(wal);
+    assert_eq!(state_of(&Wal::open(dir.path(), segment_bytes).expect("reopen")), before);
+}
