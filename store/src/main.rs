@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 /// mimalloc: the gRPC and protobuf paths allocate per request, and glibc's
 /// malloc showed up as a tenth of the CPU under load.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
