@@ -55,7 +55,7 @@ echo "== etcdctl check perf"
 for load in $CHECK_LOADS; do
     for sys in etcd shoal; do
         etcdctl --endpoints="$(endpoints "$sys")" check perf --load="$load" 2>&1 \
-            | tr '\r' '\n' | grep -E '^(PASS|FAIL)' >"$OUT/checkperf-$load-$sys.txt" || true
+            | tr '\r' '\n' | grep -E '^(PASS|FAIL|Slowest|Stddev)' >"$OUT/checkperf-$load-$sys.txt" || true
         echo "$sys --load=$load: $(tr '\n' ' ' <"$OUT/checkperf-$load-$sys.txt")"
     done
 done

@@ -73,7 +73,7 @@ async fn grows_to_five_and_shrinks_to_three_under_load_without_losing_writes() {
     wait::until(Duration::from_secs(30), "every member to snapshot and trim its log", || {
         let snapshots = cluster.members.iter().all(|m| {
             std::fs::read_dir(m.data_dir.join("member").join("snap"))
-                .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "snap")))
+                .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "ckpt")))
                 .unwrap_or(false)
         });
         async move { snapshots.then_some(()) }

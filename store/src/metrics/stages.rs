@@ -178,10 +178,68 @@ fn between(stage: Stage, from: Option<Instant>, to: Option<Instant>) {
     }
 }
 
+/// A write slower than this on the leader is logged with its stages, as etcd
+/// warns of an apply slower than its expected duration (100 ms).
+pub const SLOW_WRITE: Duration = Duration::from_millis(100);
+/// At most one slow-write warning per this long, so that a stalled member
+/// does not also flood its log.
+const SLOW_WRITE_LOG_EVERY: Duration = Duration::from_secs(1);
+static SLOW_WRITE_LOGGED: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a slow-write warning may be logged now (and, if so, notes that one was).
+fn slow_write_log_due() -> bool {
+    let now = now_nanos();
+    let last = SLOW_WRITE_LOGGED.load(Ordering::Relaxed);
+    (last == 0 || now.saturating_sub(last) >= SLOW_WRITE_LOG_EVERY.as_nanos() as u64)
+        && SLOW_WRITE_LOGGED.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+}
+
+fn millis(from: Option<Instant>, to: Option<Instant>) -> Option<f64> {
+    Some(to?.saturating_duration_since(from?).as_secs_f64() * 1e3)
+}
+
+/// Logs a leader's write slower than [`SLOW_WRITE`], stage by stage, in milliseconds.
+fn warn_if_slow(index: u64, queued: Instant, proposed: Instant, answered: Instant, s: &Stamps) {
+    let took = answered.saturating_duration_since(queued);
+    if took < SLOW_WRITE || !slow_write_log_due() {
+        return;
+    }
+    tracing::warn!(
+        index,
+        took_ms = took.as_secs_f64() * 1e3,
+        queued_ms = millis(Some(queued), Some(proposed)),
+        proposed_to_appended_ms = millis(Some(proposed), s.appended),
+        appended_to_fsynced_ms = millis(s.appended, s.fsynced),
+        appended_to_committed_ms = millis(s.appended, s.committed),
+        committed_to_applied_ms = millis(s.committed, s.applied),
+        applied_to_answered_ms = millis(s.applied, Some(answered)),
+        expected_ms = SLOW_WRITE.as_millis() as u64,
+        "write took too long"
+    );
+}
+
+/// Logs a write forwarded to the leader that took longer than [`SLOW_WRITE`]
+/// from this follower's side.
+pub fn warn_if_slow_forward(index: u64, forwarded: Duration, applied_here: Duration) {
+    if forwarded + applied_here < SLOW_WRITE || !slow_write_log_due() {
+        return;
+    }
+    tracing::warn!(
+        index,
+        forwarded_ms = forwarded.as_secs_f64() * 1e3,
+        then_applied_here_ms = applied_here.as_secs_f64() * 1e3,
+        expected_ms = SLOW_WRITE.as_millis() as u64,
+        "forwarded write took too long"
+    );
+}
+
 /// Observes the leader's stages of the entry at `index`, proposed at
 /// `proposed` and answered at `answered`, carrying writes queued at `queued`.
 pub fn leader_wrote(index: u64, queued: &[Instant], proposed: Instant, answered: Instant) {
     let s = stamps(index);
+    if let Some(first) = queued.iter().min() {
+        warn_if_slow(index, *first, proposed, answered, &s);
+    }
     for queued in queued {
         observe(Stage::Queued, proposed.saturating_duration_since(*queued));
         observe(Stage::LeaderTotal, answered.saturating_duration_since(*queued));

@@ -1,8 +1,11 @@
 //! Replication with openraft: the type declarations, the log store (its
 //! entries and vote in the segment files of [`wal`], written by
-//! [`log_writer`]), the state machine, snapshots, and the peer network
-//! (replication on one stream per follower: [`replication_stream`]).
+//! [`log_writer`]), the state machine, snapshots (built as RocksDB
+//! checkpoints, [`checkpoint`]; sent in the file format of [`snapshot`]), and
+//! the peer network (replication on one stream per follower:
+//! [`replication_stream`]).
 
+pub mod checkpoint;
 pub mod command;
 pub mod log_store;
 pub mod log_writer;
@@ -49,3 +52,5 @@ mod suite_test;
 
 #[cfg(test)]
 mod batch_test;
+#[cfg(test)]
+mod checkpoint_test;

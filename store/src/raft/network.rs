@@ -13,10 +13,9 @@ use openraft::raft::{
 };
 use shoal_proto::peerpb::peer_client::PeerClient;
 use shoal_proto::peerpb::{RaftMessage, SnapshotChunk};
-use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{MemberNode, Snapshot, SnapshotFile, TypeConfig, Vote};
+use super::{checkpoint, MemberNode, Snapshot, SnapshotFile, TypeConfig, Vote};
 use crate::storage;
 
 /// Bytes per snapshot chunk on the wire.
@@ -206,26 +205,17 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let mut client = self.client()?;
         let path = snapshot.snapshot.path.clone();
-        let mut file =
-            tokio::fs::File::open(&path).await.map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
         let header = storage::encode_bincode(&(vote, snapshot.meta.clone()));
-        let reader = tokio::spawn(async move {
-            let mut meta = header;
-            loop {
-                let mut data = vec![0u8; SNAPSHOT_CHUNK];
-                let n = match file.read(&mut data).await {
-                    Ok(n) => n,
-                    Err(e) => return Err(e),
-                };
-                data.truncate(n);
-                if n == 0 && meta.is_empty() {
-                    return Ok(());
-                }
-                if tx.send(SnapshotChunk { meta: std::mem::take(&mut meta), data }).await.is_err() || n == 0 {
-                    return Ok(());
-                }
+        // A file is sent as it is; a checkpoint is read into the same format.
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut out = ChunkSender { tx, header, buf: Vec::with_capacity(SNAPSHOT_CHUNK) };
+            if checkpoint::is_checkpoint(&path) {
+                out = checkpoint::dump(&path, out).map_err(std::io::Error::other)?;
+            } else {
+                std::io::copy(&mut std::fs::File::open(&path)?, &mut out)?;
             }
+            out.finish()
         });
         let call = client.install_snapshot(tokio_stream::wrappers::ReceiverStream::new(rx));
         let reply = tokio::select! {
@@ -249,5 +239,44 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
 
     fn backoff(&self) -> Option<openraft::network::Backoff> {
         Some(openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200))))
+    }
+}
+
+/// Sends what is written to it as snapshot chunks of [`SNAPSHOT_CHUNK`]
+/// bytes, the first carrying `header`; fails once the receiver is gone.
+struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<SnapshotChunk>,
+    header: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn send(&mut self) -> std::io::Result<()> {
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(SNAPSHOT_CHUNK));
+        let chunk = SnapshotChunk { meta: std::mem::take(&mut self.header), data };
+        self.tx.blocking_send(chunk).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+
+    /// Sends what is left (the header at least).
+    fn finish(mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() || !self.header.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(SNAPSHOT_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == SNAPSHOT_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -1,5 +1,8 @@
 //! Raft snapshots as files: a point-in-time dump of the state machine's column
 //! families, streamed from a RocksDB snapshot, never held whole in memory.
+//! This is the format a snapshot travels in (to a follower, or from a
+//! restore); a member builds its own as a RocksDB checkpoint (`checkpoint`),
+//! and either kind can be its current snapshot.
 //!
 //! ```text
 //! "SHOALSN1" ‖ meta length (u32 BE) ‖ bincode SnapshotMeta
@@ -18,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rocksdb::{WriteBatch, DB};
 
-use super::{LogId, SnapshotMeta, StoredMembership};
+use super::{checkpoint, LogId, SnapshotMeta, StoredMembership};
 use crate::storage::{self, columns, StorageError};
 
 const MAGIC: &[u8; 8] = b"SHOALSN1";
@@ -236,40 +239,33 @@ pub fn write_file(
     Ok(path)
 }
 
-/// Builds a snapshot of the applied state into `dir` and returns its meta.
-pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageError> {
-    // Everything applied so far becomes durable before a snapshot can let
-    // Raft purge the log entries that produced it.
-    db.flush_wal(true).map_err(StorageError::rocks("flush wal"))?;
-    let view = db.snapshot();
-    let meta = meta_of(db, &view)?;
-    let path = write_file(dir, &meta, |writer| copy_view(db, &view, writer))?;
-    remove_older(dir, &path);
-    Ok((meta, path))
-}
-
 /// Where the finished snapshot file named `name` (from [`file_name`]) lives in `dir`.
 pub fn file_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.{SUFFIX}"))
 }
 
-/// Whether `path` names a finished snapshot file (not a partial one).
-pub fn is_snapshot_file(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()) == Some(SUFFIX)
+/// Whether `path` is a finished snapshot: a file or a checkpoint (not a partial one).
+pub fn is_snapshot(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()) == Some(SUFFIX) && path.is_file() || checkpoint::is_checkpoint(path)
 }
 
-/// Deletes the snapshots in `dir` older than `keep`. Files still being
+/// Removes a snapshot file or a checkpoint directory.
+fn remove(path: &Path) {
+    let _ = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+}
+
+/// Deletes the snapshots in `dir` older than `keep`. Those still being
 /// written or received (`.tmp`) are left alone.
 pub fn remove_older(dir: &Path, keep: &Path) {
     let Ok(kept) = read_meta(keep) else { return };
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path == keep || path.extension().and_then(|e| e.to_str()) != Some(SUFFIX) {
+        if path == keep || !is_snapshot(&path) {
             continue;
         }
         if read_meta(&path).map_or(true, |meta| meta.last_log_id < kept.last_log_id) {
-            let _ = fs::remove_file(&path);
+            remove(&path);
         }
     }
 }
@@ -280,7 +276,7 @@ pub fn remove_partial(dir: &Path) {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) == Some("tmp") {
-            let _ = fs::remove_file(&path);
+            remove(&path);
         }
     }
 }
@@ -356,8 +352,11 @@ pub fn verify(path: &Path) -> Result<SnapshotMeta, StorageError> {
     for_each_record(path, |_, _, _| Ok(()))
 }
 
-/// Reads only the meta at the head of a snapshot file.
+/// Reads only the meta of a snapshot: the head of a file, or a checkpoint's meta file.
 pub fn read_meta(path: &Path) -> Result<SnapshotMeta, StorageError> {
+    if checkpoint::is_checkpoint(path) {
+        return checkpoint::read_meta(path);
+    }
     open_reader(path).map(|(meta, _)| meta)
 }
 
@@ -369,7 +368,7 @@ pub fn latest(dir: &Path) -> Result<Option<(SnapshotMeta, PathBuf)>, StorageErro
     let mut best: Option<(SnapshotMeta, PathBuf)> = None;
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some(SUFFIX) {
+        if !is_snapshot(&path) {
             continue;
         }
         let meta = read_meta(&path)?;
@@ -380,9 +379,25 @@ pub fn latest(dir: &Path) -> Result<Option<(SnapshotMeta, PathBuf)>, StorageErro
     Ok(best)
 }
 
-/// Replaces the whole state machine with the content of the snapshot at `path`.
+/// Calls `record` for every row of the snapshot at `path`, a file or a
+/// checkpoint; returns its meta.
+pub fn records(
+    path: &Path,
+    record: impl FnMut(&'static str, Vec<u8>, Vec<u8>) -> Result<(), StorageError>,
+) -> Result<SnapshotMeta, StorageError> {
+    if checkpoint::is_checkpoint(path) {
+        checkpoint::for_each_record(path, record)
+    } else {
+        for_each_record(path, record)
+    }
+}
+
+/// Replaces the whole state machine with the content of the snapshot at
+/// `path`, a file or a checkpoint.
 pub fn install(db: &DB, path: &Path) -> Result<SnapshotMeta, StorageError> {
-    verify(path)?;
+    if !checkpoint::is_checkpoint(path) {
+        verify(path)?;
+    }
     let mut marker = WriteBatch::default();
     marker.put_cf(storage::cf(db, columns::RAFT_STATE), columns::INSTALLING, path.to_string_lossy().as_bytes());
     storage::write_synced(db, marker)?;
@@ -391,7 +406,7 @@ pub fn install(db: &DB, path: &Path) -> Result<SnapshotMeta, StorageError> {
     for name in columns::STATE_MACHINE {
         clear_family(db, &mut batch, name)?;
     }
-    let meta = for_each_record(path, |family, key, value| {
+    let meta = records(path, |family, key, value| {
         batch.put_cf(storage::cf(db, family), key, value);
         if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
             storage::write_buffered(db, std::mem::take(&mut batch))?;

@@ -13,6 +13,7 @@ use shoal_proto::peerpb::{
     internal_request, internal_response, ApplyErrorCode, AuthApplied, InternalRequest, InternalResponse, ResponseBatch,
 };
 
+use super::checkpoint;
 use super::snapshot::{self, SnapshotFile};
 use super::{io_error, CommandResponse, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::metrics::stages::{self, Stamp};
@@ -321,12 +322,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let name = snapshot::file_name(meta);
         let installed = blocking(move || {
             std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
-            // A snapshot already in place (found at startup) is installed where it is.
-            let path = if snapshot.path.parent() == Some(dir.as_path()) && snapshot::is_snapshot_file(&snapshot.path) {
-                snapshot.path.clone()
-            } else {
-                snapshot::file_path(&dir, &name)
-            };
+            // A snapshot already in place (found at startup) is installed
+            // where it is, and so is another member's checkpoint (only the
+            // storage suite hands one over); a received file is moved here.
+            let in_place = snapshot.path.parent() == Some(dir.as_path()) && snapshot::is_snapshot(&snapshot.path);
+            let foreign_checkpoint = !in_place && checkpoint::is_checkpoint(&snapshot.path);
+            let mut path =
+                if in_place || foreign_checkpoint { snapshot.path.clone() } else { snapshot::file_path(&dir, &name) };
             if snapshot.path != path {
                 // On disk for good before the install marker can point at it.
                 snapshot::place(&snapshot.path, &path)?;
@@ -335,6 +337,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let _exclusive = kv.exclusive();
                 let meta = snapshot::install(&db, &path)?;
                 kv.reload()?;
+                if foreign_checkpoint {
+                    path = checkpoint::build(&db, &dir)?.1;
+                }
                 meta
             };
             if let Some(listener) = listener {
@@ -369,14 +374,22 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
         let (db, kv, dir) = (self.db.clone(), self.kv.clone(), self.snap_dir.clone());
+        let started = std::time::Instant::now();
         // Never while a received snapshot replaces the state.
         let (meta, path) = blocking(move || {
             let _shared = kv.shared();
-            snapshot::build(&db, &dir)
+            let built = checkpoint::build(&db, &dir)?;
+            snapshot::remove_older(&dir, &built.1);
+            Ok(built)
         })
         .await
         .map_err(io_error)?;
-        tracing::info!(last_log_id = ?meta.last_log_id, path = %path.display(), "built snapshot");
+        tracing::info!(
+            last_log_id = ?meta.last_log_id,
+            path = %path.display(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "built snapshot"
+        );
         Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
     }
 }

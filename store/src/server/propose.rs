@@ -54,7 +54,9 @@ impl Node {
                         if applied.is_err() {
                             tracing::debug!(index, "forwarded write committed but not yet applied here");
                         }
-                        stages::observe(Stage::ForwardedToAppliedHere, answered.elapsed());
+                        let applied_here = answered.elapsed();
+                        stages::observe(Stage::ForwardedToAppliedHere, applied_here);
+                        stages::warn_if_slow_forward(*index, answered - forwarded, applied_here);
                     }
                     attempt
                 }

@@ -81,6 +81,18 @@ pub fn open(path: &Path) -> Result<Arc<DB>> {
     Ok(Arc::new(db))
 }
 
+/// Opens a member database (or a checkpoint of one) at `path` to read only.
+/// Its write-ahead log, if any, is replayed in memory, never written back.
+pub fn open_read_only(path: &Path) -> Result<DB> {
+    let cache = rocksdb::Cache::new_lru_cache(READ_ONLY_CACHE_BYTES);
+    let opts = family_options(&cache);
+    let families = columns::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(&cache)));
+    DB::open_cf_descriptors_read_only(&opts, path, families, false).map_err(StorageError::rocks("open read-only"))
+}
+
+/// Block cache of a database opened by [`open_read_only`]: it is scanned once.
+const READ_ONLY_CACHE_BYTES: usize = 4 << 20;
+
 /// The handle of a column family opened by [`open`].
 pub fn cf<'a>(db: &'a DB, name: &'static str) -> &'a ColumnFamily {
     db.cf_handle(name).expect("invariant: every column family is created by storage::open")
