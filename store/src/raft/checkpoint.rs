@@ -11,7 +11,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::DB;
@@ -35,6 +35,7 @@ pub fn is_checkpoint(path: &Path) -> bool {
 /// directory, which startup removes.
 pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageError> {
     fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
+    let started = Instant::now();
     // Everything applied so far becomes durable before a snapshot can let
     // Raft purge the log entries that produced it.
     db.flush_wal(true).map_err(StorageError::rocks("flush wal"))?;
@@ -43,6 +44,7 @@ pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageErro
     Checkpoint::new(db)
         .and_then(|checkpoint| checkpoint.create_checkpoint(&building))
         .map_err(StorageError::rocks("create checkpoint"))?;
+    let linked = Instant::now();
     let meta = {
         let copy = storage::open_read_only(&building)?;
         let view = copy.snapshot();
@@ -59,6 +61,11 @@ pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageErro
     let path = dir.join(format!("{}.{SUFFIX}", snapshot::file_name(&meta)));
     fs::rename(&building, &path).map_err(StorageError::io(&path))?;
     storage::sync_dir(dir)?;
+    tracing::info!(
+        checkpoint_ms = (linked - started).as_millis() as u64,
+        meta_ms = linked.elapsed().as_millis() as u64,
+        "checkpoint taken"
+    );
     Ok((meta, path))
 }
 

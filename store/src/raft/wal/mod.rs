@@ -78,6 +78,8 @@ pub struct Wal {
     buf: Vec<u8>,
     /// A write failed: where the data ends is unknown, so nothing more is written.
     failed: bool,
+    /// Removing the files of purged segments (see `remove_purged`).
+    cleaner: Option<std::thread::JoinHandle<()>>,
 }
 
 /// A change to apply to [`Durable`] once the records saying it are synced.
@@ -128,6 +130,7 @@ impl Wal {
             shared: Shared(Arc::new(Mutex::new(durable))),
             buf: Vec::new(),
             failed: false,
+            cleaner: None,
         })
     }
 
@@ -248,22 +251,42 @@ impl Wal {
         Ok(Change::File(seq, file))
     }
 
-    /// Deletes the oldest segments whose entries are all purged.
+    /// Deletes the oldest segments whose entries are all purged. Readers
+    /// stop finding them at once; the files go on another thread, as
+    /// unlinking 64 MiB takes this disk 13-16 ms that appends would wait
+    /// for. A crash before they are gone leaves segments the purge marker
+    /// already covers, which opening the log copes with.
     fn remove_purged(&mut self, upto: u64) -> Result<(), StorageError> {
-        let mut removed = false;
+        let mut gone = Vec::new();
         while let Some(&(seq, newest)) = self.older.front() {
             if newest.is_some_and(|n| n > upto) {
                 break;
             }
             self.older.pop_front();
             self.shared.lock().remove_file(seq);
-            segment::remove(&self.dir, seq)?;
-            removed = true;
+            gone.push(seq);
         }
-        if removed {
-            segment::sync_dir(&self.dir)?;
+        if gone.is_empty() {
+            return Ok(());
         }
+        let dir = self.dir.clone();
+        let remove = move || {
+            let removed = gone.iter().try_for_each(|seq| segment::remove(&dir, *seq));
+            if let Err(e) = removed.and_then(|()| segment::sync_dir(&dir)) {
+                tracing::warn!(error = %e, "removing purged raft log segments");
+            }
+        };
+        self.wait_cleaned();
+        let cleaner = std::thread::Builder::new().name("raft-log-cleaner".into()).spawn(remove);
+        self.cleaner = Some(cleaner.map_err(StorageError::io(&self.dir))?);
         Ok(())
+    }
+
+    /// Waits until the purged segments are gone from the disk.
+    pub fn wait_cleaned(&mut self) {
+        if let Some(cleaner) = self.cleaner.take() {
+            let _ = cleaner.join();
+        }
     }
 }
 

@@ -80,6 +80,8 @@ fn segments_roll_over_and_purged_ones_are_deleted() {
     let after = state_of(&wal);
     assert_eq!(after.entries.first().map(|e| e.0), Some(151));
     assert_eq!(after.last_purged, Some(150));
+    // The files go on a thread of their own.
+    wal.wait_cleaned();
     assert!(segments(dir.path()).len() < count, "segments of purged entries are gone");
     drop(wal);
     // The vote and the marker survive the deletion of the segments that first held them.
