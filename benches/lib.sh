@@ -1,6 +1,7 @@
 # Shared by compare.sh, ops.sh and stages.sh: etcd and Shoal clusters of
 # MEMBERS members (3 unless set) on loopback, started and stopped by pid, and
-# the load generator. Expects WORK, OUT and BIN to be set.
+# the load generator. Expects WORK, OUT and BIN to be set; MEMBER_FLAGS, if
+# set, is added to every member's command line (a flag both systems take).
 
 MEMBERS="${MEMBERS:-3}"
 member_indexes() { seq 0 $((MEMBERS - 1)); }
@@ -23,7 +24,7 @@ start_member() { # system index
         --listen-client-urls "$(client_url "$sys" "$i")" --advertise-client-urls "$(client_url "$sys" "$i")" \
         --listen-peer-urls "$(peer_url "$sys" "$i")" --initial-advertise-peer-urls "$(peer_url "$sys" "$i")" \
         --initial-cluster "$cluster" --initial-cluster-token "bench-$sys" --initial-cluster-state new \
-        >>"$WORK/$sys-m$i.log" 2>&1 &
+        ${MEMBER_FLAGS:-} >>"$WORK/$sys-m$i.log" 2>&1 &
     echo $! >"$WORK/$sys-m$i.pid"
 }
 

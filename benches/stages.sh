@@ -79,18 +79,5 @@ members), beside etcd's own fsync, backend commit and peer round-trip histograms
 system's CPU time and context switches per write (all members together).
 $(for f in "$OUT"/m*-c*.md; do echo; cat "$f"; done)
 "
-python3 - "$section" <<'PY'
-import os, re, sys
-path = "benches/RESULTS.md"
-text = open(path).read() if os.path.exists(path) else ""
-section = sys.argv[1].rstrip() + "\n"
-if "<!-- stages.sh -->" in text:
-    # Replace up to the next section marker (or the end).
-    text = re.sub(r"<!-- stages.sh -->.*?(?=^<!-- [a-z-]+\.sh -->|\Z)", lambda m: section + "\n", text, flags=re.S | re.M)
-elif "<!-- ops.sh -->" in text:
-    text = text.replace("<!-- ops.sh -->", section + "\n<!-- ops.sh -->", 1)
-else:
-    text = text.rstrip() + "\n\n" + section
-open(path, "w").write(text)
-PY
+printf '%s\n' "$section" | python3 benches/section.py stages.sh
 echo "wrote the Write stages section of benches/RESULTS.md"
