@@ -14,6 +14,7 @@
 //! was overwritten (the ring wrapped, or a follower's log was truncated) is
 //! skipped, never misattributed: each slot carries its index.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -185,13 +186,26 @@ pub const SLOW_WRITE: Duration = Duration::from_millis(100);
 /// does not also flood its log.
 const SLOW_WRITE_LOG_EVERY: Duration = Duration::from_secs(1);
 static SLOW_WRITE_LOGGED: AtomicU64 = AtomicU64::new(0);
+/// Slow writes seen since the last warning: the next one says how many.
+static SLOW_WRITES_UNLOGGED: AtomicU64 = AtomicU64::new(0);
+/// Every write slower than [`SLOW_WRITE`]: on the leader, and forwarded from this follower.
+static SLOW_WRITES_LEADER: AtomicU64 = AtomicU64::new(0);
+static SLOW_WRITES_FORWARDED: AtomicU64 = AtomicU64::new(0);
 
-/// Whether a slow-write warning may be logged now (and, if so, notes that one was).
-fn slow_write_log_due() -> bool {
+/// Counts a slow write; returns how many went unlogged before it if a
+/// warning may be logged now (and notes that one is).
+fn slow_write_log_due(counter: &AtomicU64) -> Option<u64> {
+    counter.fetch_add(1, Ordering::Relaxed);
     let now = now_nanos();
     let last = SLOW_WRITE_LOGGED.load(Ordering::Relaxed);
-    (last == 0 || now.saturating_sub(last) >= SLOW_WRITE_LOG_EVERY.as_nanos() as u64)
-        && SLOW_WRITE_LOGGED.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    let due = (last == 0 || now.saturating_sub(last) >= SLOW_WRITE_LOG_EVERY.as_nanos() as u64)
+        && SLOW_WRITE_LOGGED.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+    if due {
+        Some(SLOW_WRITES_UNLOGGED.swap(0, Ordering::Relaxed))
+    } else {
+        SLOW_WRITES_UNLOGGED.fetch_add(1, Ordering::Relaxed);
+        None
+    }
 }
 
 fn millis(from: Option<Instant>, to: Option<Instant>) -> Option<f64> {
@@ -201,9 +215,10 @@ fn millis(from: Option<Instant>, to: Option<Instant>) -> Option<f64> {
 /// Logs a leader's write slower than [`SLOW_WRITE`], stage by stage, in milliseconds.
 fn warn_if_slow(index: u64, queued: Instant, proposed: Instant, answered: Instant, s: &Stamps) {
     let took = answered.saturating_duration_since(queued);
-    if took < SLOW_WRITE || !slow_write_log_due() {
+    if took < SLOW_WRITE {
         return;
     }
+    let Some(unlogged) = slow_write_log_due(&SLOW_WRITES_LEADER) else { return };
     tracing::warn!(
         index,
         took_ms = took.as_secs_f64() * 1e3,
@@ -214,6 +229,7 @@ fn warn_if_slow(index: u64, queued: Instant, proposed: Instant, answered: Instan
         committed_to_applied_ms = millis(s.committed, s.applied),
         applied_to_answered_ms = millis(s.applied, Some(answered)),
         expected_ms = SLOW_WRITE.as_millis() as u64,
+        slow_writes_not_logged_before = unlogged,
         "write took too long"
     );
 }
@@ -221,14 +237,16 @@ fn warn_if_slow(index: u64, queued: Instant, proposed: Instant, answered: Instan
 /// Logs a write forwarded to the leader that took longer than [`SLOW_WRITE`]
 /// from this follower's side.
 pub fn warn_if_slow_forward(index: u64, forwarded: Duration, applied_here: Duration) {
-    if forwarded + applied_here < SLOW_WRITE || !slow_write_log_due() {
+    if forwarded + applied_here < SLOW_WRITE {
         return;
     }
+    let Some(unlogged) = slow_write_log_due(&SLOW_WRITES_FORWARDED) else { return };
     tracing::warn!(
         index,
         forwarded_ms = forwarded.as_secs_f64() * 1e3,
         then_applied_here_ms = applied_here.as_secs_f64() * 1e3,
         expected_ms = SLOW_WRITE.as_millis() as u64,
+        slow_writes_not_logged_before = unlogged,
         "forwarded write took too long"
     );
 }
@@ -276,6 +294,11 @@ pub fn render(out: &mut String) {
         super::header(out, name, "histogram", help);
         histogram.samples(out, name, "");
     }
+    let name = "shoal_slow_writes_total";
+    super::header(out, name, "counter", "Writes slower than 100 ms, on the leader and forwarded from this follower.");
+    for (role, counter) in [("leader", &SLOW_WRITES_LEADER), ("follower", &SLOW_WRITES_FORWARDED)] {
+        let _ = writeln!(out, "{name}{{role=\"{role}\"}} {}", counter.load(Ordering::Relaxed));
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +320,20 @@ mod tests {
         assert!(stamps(index).appended.is_none());
         stamp(index, Stamp::Applied);
         assert!(stamps(index + RING as u64).applied.is_none());
+    }
+
+    #[test]
+    fn every_slow_write_is_counted_though_warnings_are_spaced() {
+        let before = SLOW_WRITES_FORWARDED.load(Ordering::Relaxed);
+        warn_if_slow_forward(7, Duration::from_millis(60), Duration::from_millis(50));
+        warn_if_slow_forward(8, Duration::from_millis(150), Duration::ZERO);
+        warn_if_slow_forward(9, Duration::from_millis(1), Duration::ZERO);
+        assert_eq!(SLOW_WRITES_FORWARDED.load(Ordering::Relaxed) - before, 2);
+        let mut out = String::new();
+        render(&mut out);
+        let line = out.lines().find(|l| l.starts_with("shoal_slow_writes_total{role=\"follower\"}"));
+        let shown: u64 = line.and_then(|l| l.rsplit(' ').next()).and_then(|n| n.parse().ok()).expect("rendered");
+        assert!(shown >= before + 2, "{out}");
     }
 
     #[test]
