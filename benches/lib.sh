@@ -1,13 +1,30 @@
-# Shared by compare.sh, ops.sh and stages.sh: etcd and Shoal clusters of
-# MEMBERS members (3 unless set) on loopback, started and stopped by pid, and
-# the load generator. Expects WORK, OUT and BIN to be set; MEMBER_FLAGS, if
-# set, is added to every member's command line (a flag both systems take).
+# Shared by compare.sh, ops.sh, stages.sh and snapshots.sh: etcd and Shoal
+# clusters of MEMBERS members (3 unless set) on loopback, started and stopped
+# by pid, and the load generator. Expects WORK and OUT to be set, and BIN (or
+# a call of prepare_run); MEMBER_FLAGS, if set, is added to every member's
+# command line (a flag both systems take).
 
 MEMBERS="${MEMBERS:-3}"
 member_indexes() { seq 0 $((MEMBERS - 1)); }
 
 declare -A BASE=([etcd]=21000 [shoal]=23000)
-declare -A EXE=([etcd]=/usr/bin/etcd [shoal]="$BIN/shoal")
+declare -A EXE=([etcd]=/usr/bin/etcd [shoal]="${BIN:-}/shoal")
+
+# For scripts that take BIN_DIR: installs what the runs need, builds the
+# release `shoal` and `shoal-bench` (or, with BIN_DIR set, runs the ones
+# found there, to compare builds), and empties WORK.
+prepare_run() {
+    scripts/prereqs.sh test
+    if [[ -n "${BIN_DIR:-}" ]]; then
+        BIN="$BIN_DIR"
+    else
+        cargo build --release -p shoal-store -p shoal-bench
+        BIN="$CARGO_TARGET_DIR/release"
+    fi
+    EXE[shoal]="$BIN/shoal"
+    rm -rf "$WORK"
+    mkdir -p "$OUT"
+}
 
 client_url() { echo "http://127.0.0.1:$((BASE[$1] + $2 * 100))"; }
 peer_url() { echo "http://127.0.0.1:$((BASE[$1] + $2 * 100 + 1))"; }

@@ -27,17 +27,8 @@ SYSTEMS="${SYSTEMS:-etcd shoal}"
 WORK="${BENCH_DIR:-/var/tmp/shoal-bench}/snapshots"
 OUT="$WORK/results"
 
-scripts/prereqs.sh test
-if [[ -n "${BIN_DIR:-}" ]]; then
-    BIN="$BIN_DIR"
-else
-    cargo build --release -p shoal-store -p shoal-bench
-    BIN="$CARGO_TARGET_DIR/release"
-fi
-rm -rf "$WORK"
-mkdir -p "$OUT"
-
 source benches/lib.sh
+prepare_run
 MEMBER_FLAGS="--snapshot-count $SNAPSHOT_COUNT"
 trap 'stop_cluster etcd; stop_cluster shoal' EXIT
 

@@ -23,17 +23,8 @@ DURATION="${DURATION:-5s}"
 WORK="${BENCH_DIR:-/var/tmp/shoal-bench}/stages"
 OUT="$WORK/results"
 
-scripts/prereqs.sh test
-if [[ -n "${BIN_DIR:-}" ]]; then
-    BIN="$BIN_DIR"
-else
-    cargo build --release -p shoal-store -p shoal-bench
-    BIN="$CARGO_TARGET_DIR/release"
-fi
-rm -rf "$WORK"
-mkdir -p "$OUT"
-
 source benches/lib.sh
+prepare_run
 trap 'stop_cluster etcd; stop_cluster shoal' EXIT
 
 # Every member's metrics and /proc counters, into $OUT/<point>-<sys>-m<i>.<when>.

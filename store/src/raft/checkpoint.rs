@@ -84,15 +84,10 @@ pub fn for_each_record(
 ) -> Result<SnapshotMeta, StorageError> {
     let meta = read_meta(path)?;
     let db = storage::open_read_only(path)?;
-    for name in columns::STATE_MACHINE {
-        let mut it = db.raw_iterator_cf(storage::cf(&db, name));
-        it.seek_to_first();
-        while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            record(name, key.to_vec(), value.to_vec())?;
-            it.next();
-        }
-        it.status().map_err(StorageError::rocks("checkpoint scan"))?;
-    }
+    let view = db.snapshot();
+    snapshot::for_each_row(&db, &view, |tag, key, value| {
+        record(columns::STATE_MACHINE[tag], key.to_vec(), value.to_vec())
+    })?;
     Ok(meta)
 }
 

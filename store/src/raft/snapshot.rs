@@ -179,11 +179,21 @@ fn copy_view<W: Write>(
     view: &rocksdb::Snapshot<'_>,
     writer: &mut SnapshotWriter<W>,
 ) -> Result<(), StorageError> {
+    for_each_row(db, view, |tag, key, value| writer.tagged(tag as u8, key, value))
+}
+
+/// Calls `row` with every state-machine row `view` holds, family by family;
+/// a row's family is `columns::STATE_MACHINE[tag]`.
+pub fn for_each_row(
+    db: &DB,
+    view: &rocksdb::Snapshot<'_>,
+    mut row: impl FnMut(usize, &[u8], &[u8]) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
     for (tag, name) in columns::STATE_MACHINE.iter().enumerate() {
         let mut it = view.raw_iterator_cf(storage::cf(db, name));
         it.seek_to_first();
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            writer.tagged(tag as u8, key, value)?;
+            row(tag, key, value)?;
             it.next();
         }
         it.status().map_err(StorageError::rocks("snapshot scan"))?;
