@@ -43,8 +43,15 @@ async fn the_greeter_answers_what_was_there_and_every_change_after() {
     answer("hello, Grace Hopper", "grace").await;
     assert!(ctl.run(&["del", "/greetings/ada"]).success);
     answer("", "ada").await;
-    let log = std::fs::read_to_string(&greeter.log).unwrap_or_default();
-    assert!(log.contains("answered ada") && log.contains("answered grace") && log.contains("forgot ada"), "{log}");
+    // The greeter logs each step after it has written it.
+    let logged =
+        |log: &str| log.contains("answered ada") && log.contains("answered grace") && log.contains("forgot ada");
+    let outcome = wait::until(Duration::from_secs(20), "the greeter to log every step", || async {
+        let log = std::fs::read_to_string(&greeter.log).unwrap_or_default();
+        logged(&log).then_some(log)
+    })
+    .await;
+    assert!(logged(&outcome), "{outcome}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
