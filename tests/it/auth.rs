@@ -14,6 +14,7 @@ use shoal_tests::{wait, Cluster};
 use tonic::Code;
 
 use crate::etcdctl_compat::Pair;
+use crate::watch::next_matching;
 
 const ROOT: &[&str] = &["--user", "root:rootpw"];
 const ALICE: &[&str] = &["--user", "alice:pw"];
@@ -187,14 +188,16 @@ async fn every_request_kind_is_checked_and_tokens_work_on_every_member() {
 
     // Watches: a permitted one sees events; a forbidden one is created and
     // canceled at once with etcd's reason.
+    // The put waits for the created answer: a watch starts at the revision
+    // its member has when the create arrives, so a put before that is missed.
     let mut stream = alice.watch("app/w", None).await.expect("watch app/w");
-    root.put("app/w", "1", None).await.expect("root writes");
-    let created = stream.message().await.expect("stream").expect("a response");
+    let created = next_matching(&mut stream, |_| true).await;
     assert!(created.created() && !created.canceled());
-    let events = stream.message().await.expect("stream").expect("a response");
+    root.put("app/w", "1", None).await.expect("root writes");
+    let events = next_matching(&mut stream, |_| true).await;
     assert_eq!(events.events().len(), 1);
     let mut stream = alice.watch("", Some(WatchOptions::new().with_all_keys())).await.expect("watch call");
-    let refused = stream.message().await.expect("stream").expect("a response");
+    let refused = next_matching(&mut stream, |_| true).await;
     assert!(refused.canceled() && refused.created());
     assert_eq!(refused.cancel_reason(), "rpc error: code = PermissionDenied desc = etcdserver: permission denied");
 

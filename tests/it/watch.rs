@@ -32,7 +32,7 @@ async fn next_events(stream: &mut WatchStream, timeout: Duration) -> Option<Watc
 }
 
 /// The next response satisfying `want`, failing the test after 10 s.
-async fn next_matching(stream: &mut WatchStream, want: impl Fn(&WatchResponse) -> bool) -> WatchResponse {
+pub(crate) async fn next_matching(stream: &mut WatchStream, want: impl Fn(&WatchResponse) -> bool) -> WatchResponse {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left = deadline.checked_duration_since(Instant::now()).expect("timed out waiting for a watch response");
@@ -191,6 +191,8 @@ async fn a_stalled_watcher_does_not_delay_another() {
     let _stalled = stalled_client.watch("big", None).await.expect("stalled watch, never read");
     let mut healthy_client = cluster.member_client(member).await;
     let mut healthy = healthy_client.watch("big", None).await.expect("healthy watch");
+    // Writes start once the watch exists, or the first ones would be missed.
+    next_matching(&mut healthy, |r| r.created()).await;
     let mut writer = cluster.member_client(member).await;
     let value = vec![b'x'; 64 * 1024];
     let mut acked: BTreeMap<i64, Instant> = BTreeMap::new();
