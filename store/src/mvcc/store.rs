@@ -139,13 +139,26 @@ impl KvStore {
     /// Verdicts on the request become an error response; only storage
     /// failures are returned as errors.
     pub fn execute(&self, req: &InternalRequest, batch: &mut WriteBatch) -> Result<Applied, StorageError> {
-        self.execute_at(req, batch, self.current_revision())
+        let applied = self.execute_at(req, batch, self.current_revision())?;
+        if !applied.changes.is_empty() {
+            self.stage_revision(batch, applied.revision);
+        }
+        Ok(applied)
+    }
+
+    /// Stages `revision` as the current one. [`KvStore::execute_at`] leaves
+    /// that to its caller, so that a write of many commands records it once:
+    /// each write of this one key is a full memtable search (a newer version
+    /// sorts before the older ones, never after the last insert).
+    pub fn stage_revision(&self, batch: &mut WriteBatch, revision: i64) {
+        batch.put_cf(storage::cf(&self.db, columns::META), columns::CURRENT_REVISION, revision.to_be_bytes());
     }
 
     /// [`KvStore::execute`] after revision `base`: the published revision,
     /// or that of an earlier command whose writes are staged in `batch` too.
     /// Such a command's keys are in the index already, but their values are
-    /// not readable until `batch` is written.
+    /// not readable until `batch` is written. The new current revision is
+    /// not staged: see [`KvStore::stage_revision`].
     pub fn execute_at(
         &self,
         req: &InternalRequest,
@@ -245,7 +258,7 @@ impl KvStore {
         };
         let revision = txn.current();
         let changes = txn.into_changes();
-        self.stage(batch, &changes, revision);
+        self.stage(batch, &changes);
         // Ahead of the disk until `batch` is written; a failed write stops
         // the applier for good, so nothing reads the index after one.
         index_changes(&mut index, &changes);
@@ -265,10 +278,7 @@ impl KvStore {
         (index.len(), index.allocated_bytes())
     }
 
-    fn stage(&self, batch: &mut WriteBatch, changes: &[Change], revision: i64) {
-        if changes.is_empty() {
-            return;
-        }
+    fn stage(&self, batch: &mut WriteBatch, changes: &[Change]) {
         let kv = storage::cf(&self.db, columns::KV);
         let revs = storage::cf(&self.db, columns::REVS);
         for change in changes {
@@ -276,7 +286,6 @@ impl KvStore {
             batch.put_cf(revs, change.revision.to_bytes(), &change.key);
             super::lease_keys::stage(&self.db, batch, change);
         }
-        batch.put_cf(storage::cf(&self.db, columns::META), columns::CURRENT_REVISION, revision.to_be_bytes());
     }
 
     /// Publishes the effects of a command once its batch is on disk.

@@ -38,16 +38,33 @@ async fn batched_commands_get_their_own_revisions_and_resume_after_a_crash() {
     sm.apply(stream::iter(vec![Ok((batch_entry(1, &["a", "b", "c"]), None))])).await.expect("apply");
     assert_eq!(kv.current_revision(), 4, "three commands, three revisions");
 
-    // Entry 2 was cut short after its first command: only the rest is applied.
+    drop((sm, kv));
+    let (sm, kv) = StateMachine::open(db.clone(), dir.path().join("snap")).expect("reopen");
+    assert_eq!(kv.current_revision(), 4, "the revision written with the entry");
+
+    // Entry 2 was cut short after its first command, and the member
+    // restarted: only the rest is applied.
     let mut progress = WriteBatch::default();
     progress.put_cf(storage::cf(&db, columns::META), columns::APPLY_PROGRESS, storage::encode_bincode(&(2u64, 1u64)));
     storage::write_buffered(&db, progress).expect("write");
+    drop((sm, kv));
+    let (mut sm, kv) = StateMachine::open(db.clone(), dir.path().join("snap")).expect("restart");
     sm.apply(stream::iter(vec![Ok((batch_entry(2, &["x", "y"]), None))])).await.expect("apply");
     assert_eq!(kv.current_revision(), 5, "only y was applied");
     let x = kv.range(&RangeRequest { key: b"x".to_vec(), ..Default::default() }).expect("range");
     assert!(x.kvs.is_empty(), "x counted as applied before the crash");
     let (applied, _) = sm.applied_state().await.expect("state");
     assert_eq!(applied.map(|l| l.index), Some(2));
+    let progress: Option<(u64, u64)> = storage::get_bincode(&db, columns::META, columns::APPLY_PROGRESS).expect("get");
+    assert_eq!(progress, None, "the finished entry cleared the progress");
+
+    // Entries after that one neither need nor leave a progress record.
+    sm.apply(stream::iter(vec![Ok((batch_entry(3, &["p", "q"]), None)), Ok((batch_entry(4, &["r"]), None))]))
+        .await
+        .expect("apply");
+    drop((sm, kv));
+    let (_sm, kv) = StateMachine::open(db.clone(), dir.path().join("snap")).expect("reopen");
+    assert_eq!(kv.current_revision(), 8, "p, q and r after y");
 }
 
 /// A batch whose puts share writes, mixed with commands that read what
@@ -84,7 +101,7 @@ async fn commands_in_one_batch_see_what_the_earlier_ones_wrote() {
         put_with("d", "1", |p| p.lease = 8), // no such lease
     ];
     let log_id = LogId::new(LeaderId { term: 1, node_id: 0 }, 1);
-    let answer = super::state_machine::apply_batch(&db, &kv, None, log_id, &requests).expect("apply");
+    let answer = super::state_machine::apply_batch(&db, &kv, None, log_id, &requests, &mut true).expect("apply");
     let Some(Response::Batch(batch)) = answer.response else { panic!("not a batch answer: {answer:?}") };
     let responses: Vec<Option<Response>> = batch.responses.into_iter().map(|r| r.response).collect();
     assert_eq!(responses.len(), requests.len());

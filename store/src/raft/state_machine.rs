@@ -36,6 +36,10 @@ pub struct StateMachine {
     snap_dir: PathBuf,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
+    /// Whether the progress of a batched entry may be on disk (see
+    /// [`apply_batch`]): after a restart or a snapshot install, until the
+    /// next batched entry finishes.
+    progress_recorded: bool,
     listener: Option<Listener>,
 }
 
@@ -51,7 +55,15 @@ impl StateMachine {
         let kv = KvStore::open(db.clone())?;
         let last_applied = storage::get_bincode(&db, columns::META, columns::LAST_APPLIED)?;
         let last_membership = storage::get_bincode(&db, columns::META, columns::LAST_MEMBERSHIP)?.unwrap_or_default();
-        let sm = StateMachine { db, kv: kv.clone(), snap_dir, last_applied, last_membership, listener: None };
+        let sm = StateMachine {
+            db,
+            kv: kv.clone(),
+            snap_dir,
+            last_applied,
+            last_membership,
+            progress_recorded: true,
+            listener: None,
+        };
         Ok((sm, kv))
     }
 
@@ -69,6 +81,7 @@ fn apply_blocking(
     listener: Option<&Listener>,
     entries: Vec<EntryResponder<TypeConfig>>,
     membership: &mut StoredMembership,
+    progress_recorded: &mut bool,
 ) -> Result<Option<LogId>, StorageError> {
     let meta = storage::cf(db, columns::META);
     let mut last = None;
@@ -85,13 +98,19 @@ fn apply_blocking(
             }
             EntryPayload::Normal(command) => match &command.0.request {
                 Some(internal_request::Request::Batch(requests)) => {
-                    let response = apply_batch(db, kv, listener, entry.log_id, &requests.requests)?;
+                    let response = apply_batch(db, kv, listener, entry.log_id, &requests.requests, progress_recorded)?;
                     stages::stamp(entry.log_id.index, Stamp::Applied);
                     last = Some(entry.log_id);
                     answer(responder, response);
                     continue;
                 }
-                _ => execute(db, kv, &command.0, &mut batch)?,
+                _ => {
+                    let applied = execute(db, kv, &command.0, &mut batch)?;
+                    if !applied.changes.is_empty() {
+                        kv.stage_revision(&mut batch, applied.revision);
+                    }
+                    applied
+                }
             },
         };
         batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&entry.log_id));
@@ -190,20 +209,26 @@ fn published(kv: &KvStore, listener: Option<&Listener>, applied: &Applied) {
 /// written on its own. Progress within the entry is written with each write,
 /// so an entry cut short by a crash (or captured mid-way by a snapshot)
 /// resumes after its last written command instead of applying any twice.
+/// `progress_recorded` says whether such progress may be on disk; while it
+/// is false, an entry written in one piece neither reads nor clears it.
 pub(super) fn apply_batch(
     db: &DB,
     kv: &KvStore,
     listener: Option<&Listener>,
     log_id: LogId,
     requests: &[InternalRequest],
+    progress_recorded: &mut bool,
 ) -> Result<InternalResponse, StorageError> {
-    let done: Option<(u64, u64)> = storage::get_bincode(db, columns::META, columns::APPLY_PROGRESS)?;
+    let done: Option<(u64, u64)> = match progress_recorded {
+        true => storage::get_bincode(db, columns::META, columns::APPLY_PROGRESS)?,
+        false => None,
+    };
     let skip = match done {
         Some((index, count)) if index == log_id.index => count as usize,
         _ => 0,
     };
     let mut responses = vec![InternalResponse::default(); skip.min(requests.len())];
-    let mut run = Run::new(log_id, requests.len());
+    let mut run = Run::new(log_id, requests.len(), *progress_recorded);
     for (i, request) in requests.iter().enumerate().skip(skip) {
         let put_key = match &request.request {
             Some(internal_request::Request::Put(put)) => Some(&put.key),
@@ -223,6 +248,7 @@ pub(super) fn apply_batch(
         }
     }
     run.write(db, kv, listener, requests.len(), &mut responses)?;
+    *progress_recorded = run.progress_recorded;
     if requests.is_empty() {
         let mut batch = WriteBatch::default();
         batch.put_cf(storage::cf(db, columns::META), columns::LAST_APPLIED, storage::encode_bincode(&log_id));
@@ -239,11 +265,14 @@ struct Run {
     batch: WriteBatch,
     applied: Vec<Applied>,
     keys: std::collections::HashSet<Vec<u8>>,
+    /// Whether a progress record may be on disk, to be cleared at the end.
+    progress_recorded: bool,
 }
 
 impl Run {
-    fn new(log_id: LogId, total: usize) -> Run {
-        Run { log_id, total, batch: WriteBatch::default(), applied: Vec::new(), keys: Default::default() }
+    fn new(log_id: LogId, total: usize, progress_recorded: bool) -> Run {
+        let (batch, applied, keys) = (WriteBatch::default(), Vec::new(), Default::default());
+        Run { log_id, total, batch, applied, keys, progress_recorded }
     }
 
     /// Writes the run, with the entry's progress (`done` of its commands
@@ -261,11 +290,18 @@ impl Run {
         }
         let meta = storage::cf(db, columns::META);
         let mut batch = std::mem::take(&mut self.batch);
+        if let Some(last) = self.applied.iter().rev().find(|a| !a.changes.is_empty()) {
+            kv.stage_revision(&mut batch, last.revision);
+        }
         if done == self.total {
             batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&self.log_id));
-            batch.delete_cf(meta, columns::APPLY_PROGRESS);
+            if self.progress_recorded {
+                batch.delete_cf(meta, columns::APPLY_PROGRESS);
+                self.progress_recorded = false;
+            }
         } else {
             batch.put_cf(meta, columns::APPLY_PROGRESS, storage::encode_bincode(&(self.log_id.index, done as u64)));
+            self.progress_recorded = true;
         }
         commit(db, batch)?;
         for applied in self.applied.drain(..) {
@@ -299,13 +335,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
         let (db, kv, listener) = (self.db.clone(), self.kv.clone(), self.listener.clone());
-        let mut membership = self.last_membership.clone();
-        let (last, membership) = blocking(move || {
-            let last = apply_blocking(&db, &kv, listener.as_ref(), entries, &mut membership)?;
-            Ok((last, membership))
+        let (mut membership, mut progress_recorded) = (self.last_membership.clone(), self.progress_recorded);
+        let (last, membership, progress_recorded) = blocking(move || {
+            let last = apply_blocking(&db, &kv, listener.as_ref(), entries, &mut membership, &mut progress_recorded)?;
+            Ok((last, membership, progress_recorded))
         })
         .await
         .map_err(io_error)?;
+        self.progress_recorded = progress_recorded;
         if last.is_some() {
             self.last_applied = last;
         }
@@ -353,6 +390,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tracing::info!(last_log_id = ?installed.last_log_id, "installed snapshot");
         self.last_applied = installed.last_log_id;
         self.last_membership = installed.last_membership;
+        // A snapshot taken in the middle of a batched entry carries its progress.
+        self.progress_recorded = true;
         Ok(())
     }
 
