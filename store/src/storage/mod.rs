@@ -44,6 +44,9 @@ impl StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// Memtable size of the state machine's metadata family.
+const META_WRITE_BUFFER_BYTES: usize = 1 << 20;
+
 /// Block cache shared by every column family.
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
 
@@ -76,7 +79,15 @@ pub fn open(path: &Path) -> Result<Arc<DB>> {
     // disk in one burst that the Raft log's fsyncs would queue behind.
     opts.set_bytes_per_sync(1 << 20);
     opts.set_wal_bytes_per_sync(1 << 20);
-    let families = columns::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(&cache)));
+    let families = columns::ALL.iter().map(|name| {
+        let mut family = family_options(&cache);
+        if *name == columns::META {
+            // A few keys, each rewritten with every applied entry: a small
+            // memtable keeps each rewrite's skip-list search short.
+            family.set_write_buffer_size(META_WRITE_BUFFER_BYTES);
+        }
+        ColumnFamilyDescriptor::new(*name, family)
+    });
     let db = DB::open_cf_descriptors(&opts, path, families).map_err(StorageError::rocks("open"))?;
     Ok(Arc::new(db))
 }
