@@ -118,7 +118,7 @@ shoal_writes = (report("shoal") or {}).get("ops", 0)
 etcd_writes = (report("etcd") or {}).get("ops", 0)
 order = ["queued", "proposed_to_appended", "appended_to_fsynced", "appended_to_committed", "committed_to_applied",
          "applied_to_answered", "total", "received_to_appended", "fsynced_to_answered", "forwarded",
-         "forwarded_to_applied_here"]
+         "forwarded_to_applied_here", "applied_here_before_answer"]
 stages = {dict(labels).get("stage"): (dict(labels).get("role"), h)
           for (name, labels), h in shoal.items() if name == "shoal_write_stage_duration_seconds"}
 rows = []

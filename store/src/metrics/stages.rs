@@ -46,9 +46,12 @@ pub enum Stage {
     Forwarded,
     /// Follower: from the leader's answer until this member applied the write.
     ForwardedToAppliedHere,
+    /// Follower: how long before the leader's answer arrived this member had
+    /// applied the write itself (the writes it applied after are not counted).
+    AppliedHereBeforeAnswer,
 }
 
-const STAGES: [(Stage, &str, &str); 11] = [
+const STAGES: [(Stage, &str, &str); 12] = [
     (Stage::Queued, "leader", "queued"),
     (Stage::ProposedToAppended, "leader", "proposed_to_appended"),
     (Stage::AppendedToFsynced, "any", "appended_to_fsynced"),
@@ -60,6 +63,7 @@ const STAGES: [(Stage, &str, &str); 11] = [
     (Stage::FsyncedToAnswered, "follower", "fsynced_to_answered"),
     (Stage::Forwarded, "follower", "forwarded"),
     (Stage::ForwardedToAppliedHere, "follower", "forwarded_to_applied_here"),
+    (Stage::AppliedHereBeforeAnswer, "follower", "applied_here_before_answer"),
 ];
 
 /// 10 µs to about 1.3 s.

@@ -46,6 +46,12 @@ impl Node {
                     if let Attempt::Done(_, index) = &attempt {
                         let answered = std::time::Instant::now();
                         stages::observe(Stage::Forwarded, answered - forwarded);
+                        if let Some(applied) = stages::stamps(*index).applied {
+                            stages::observe(
+                                Stage::AppliedHereBeforeAnswer,
+                                answered.saturating_duration_since(applied),
+                            );
+                        }
                         // Like etcd, answer once this member has applied the
                         // write too, so that its own reads and watches see it.
                         let left = deadline.saturating_duration_since(Instant::now());
