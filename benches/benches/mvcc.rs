@@ -16,8 +16,9 @@ fn key(i: u64) -> Vec<u8> {
 
 fn apply(store: &KvStore, request: Request) {
     let mut batch = WriteBatch::default();
-    let applied =
-        store.execute(&InternalRequest { request: Some(request), auth_revision: 0 }, &mut batch).expect("execute");
+    let applied = store
+        .execute(&InternalRequest { request: Some(request), auth_revision: 0, ..Default::default() }, &mut batch)
+        .expect("execute");
     storage::write_buffered(store.db(), batch).expect("write");
     store.committed(&applied);
 }

@@ -33,7 +33,7 @@ impl AuthService {
     /// `Caller::checked_at`): the applier refuses it if users, roles or the
     /// switch changed since. The header of the answer.
     async fn change(&self, command: Command, checked_at: u64) -> Result<Option<ResponseHeader>, Status> {
-        let request = InternalRequest { request: Some(command), auth_revision: checked_at };
+        let request = InternalRequest { request: Some(command), auth_revision: checked_at, ..Default::default() };
         let (response, _) = self.node.propose(request).await?;
         match unpack(response)? {
             internal_response::Response::Auth(_) => Ok(self.header()),

@@ -32,7 +32,8 @@ impl KvService {
         caller: &Caller,
     ) -> Result<(internal_response::Response, u64), EtcdError> {
         self.node.ensure_space(&request).await?;
-        let request = InternalRequest { request: Some(request), auth_revision: caller.checked_at() };
+        let request =
+            InternalRequest { request: Some(request), auth_revision: caller.checked_at(), ..Default::default() };
         check_size(request.encoded_len(), self.node.limits.max_request_bytes)?;
         let (response, index) = self.node.propose(request).await?;
         Ok((unpack(response)?, index))

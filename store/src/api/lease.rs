@@ -35,7 +35,7 @@ impl LeaseService {
         checked_at: u64,
     ) -> Result<internal_response::Response, EtcdError> {
         self.node.ensure_space(&request).await?;
-        let request = InternalRequest { request: Some(request), auth_revision: checked_at };
+        let request = InternalRequest { request: Some(request), auth_revision: checked_at, ..Default::default() };
         let (response, _) = self.node.propose(request).await?;
         unpack(response)
     }

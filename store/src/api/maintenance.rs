@@ -64,7 +64,11 @@ impl Maintenance for MaintenanceService {
             self.node.linearizable_barrier().await?;
             return Ok(Response::new(AlarmResponse { header: None, alarms: self.node.kv.alarms().list(req.alarm) }));
         }
-        let request = InternalRequest { request: Some(internal_request::Request::Alarm(req)), auth_revision: 0 };
+        let request = InternalRequest {
+            request: Some(internal_request::Request::Alarm(req)),
+            auth_revision: 0,
+            ..Default::default()
+        };
         let (response, _) = self.node.propose(request).await?;
         match unpack(response)? {
             internal_response::Response::Alarm(mut resp) => {

@@ -16,6 +16,7 @@ fn put(kv: &KvStore, key: &str, value: &str) {
             ..Default::default()
         })),
         auth_revision: 0,
+        ..Default::default()
     };
     let mut batch = WriteBatch::default();
     let applied = kv.execute(&request, &mut batch).expect("execute");

@@ -206,7 +206,7 @@ pub fn check(store: &KvStore, ops: &[Op], probes: &[Probe]) -> Result<(), String
     let mut model = Model { states: vec![State::new()], compacted: -1 };
     for op in ops {
         let mut batch = WriteBatch::default();
-        let request = InternalRequest { request: Some(request(op, &model)), auth_revision: 0 };
+        let request = InternalRequest { request: Some(request(op, &model)), auth_revision: 0, ..Default::default() };
         let applied = store.execute(&request, &mut batch).map_err(|e| format!("execute {op:?}: {e}"))?;
         storage::write_buffered(store.db(), batch).map_err(|e| format!("write: {e}"))?;
         store.committed(&applied);

@@ -28,7 +28,7 @@ impl TestStore {
         let mut batch = WriteBatch::default();
         let applied = self
             .store
-            .execute(&InternalRequest { request: Some(request), auth_revision: 0 }, &mut batch)
+            .execute(&InternalRequest { request: Some(request), auth_revision: 0, ..Default::default() }, &mut batch)
             .expect("execute");
         storage::write_buffered(self.store.db(), batch).expect("write");
         self.store.committed(&applied);

@@ -16,6 +16,7 @@ fn put(key: &str) -> InternalRequest {
     InternalRequest {
         request: Some(Request::Put(PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() })),
         auth_revision: 0,
+        ..Default::default()
     }
 }
 
@@ -26,6 +27,7 @@ fn batch_entry(index: u64, keys: &[&str]) -> Entry {
         payload: EntryPayload::Normal(Command(InternalRequest {
             request: Some(Request::Batch(RequestBatch { requests })),
             auth_revision: 0,
+            ..Default::default()
         })),
     }
 }
@@ -81,13 +83,17 @@ async fn commands_in_one_batch_see_what_the_earlier_ones_wrote() {
     let put_with = |key: &str, value: &str, edit: fn(&mut PutRequest)| {
         let mut put = PutRequest { key: key.into(), value: value.into(), ..Default::default() };
         edit(&mut put);
-        InternalRequest { request: Some(Request::Put(put)), auth_revision: 0 }
+        InternalRequest { request: Some(Request::Put(put)), auth_revision: 0, ..Default::default() }
     };
     let requests = vec![
         put_with("a", "1", |_| {}),               // rev 2
         put_with("b", "1", |_| {}),               // rev 3
         put_with("a", "2", |p| p.prev_kv = true), // rev 4, prev a=1
-        InternalRequest { request: Some(Request::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 })), auth_revision: 0 },
+        InternalRequest {
+            request: Some(Request::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 })),
+            auth_revision: 0,
+            ..Default::default()
+        },
         put_with("c", "1", |p| p.lease = 7), // rev 5
         put_with("b", "", |p| {
             p.ignore_value = true;
@@ -96,6 +102,7 @@ async fn commands_in_one_batch_see_what_the_earlier_ones_wrote() {
         InternalRequest {
             request: Some(Request::DeleteRange(DeleteRangeRequest { key: b"b".to_vec(), ..Default::default() })),
             auth_revision: 0,
+            ..Default::default()
         }, // rev 7
         put_with("b", "3", |_| {}),          // rev 8, a new b
         put_with("d", "1", |p| p.lease = 8), // no such lease
@@ -127,4 +134,50 @@ async fn commands_in_one_batch_see_what_the_earlier_ones_wrote() {
     assert!(get("d").is_none());
     let progress: Option<(u64, u64)> = storage::get_bincode(&db, columns::META, columns::APPLY_PROGRESS).expect("get");
     assert_eq!(progress, None, "a finished entry leaves no progress behind");
+}
+
+/// What the state machine tells about forwarded commands, by their origin.
+#[derive(Default)]
+struct Forwarded(std::sync::Mutex<Vec<(u64, u64, u64, i64)>>);
+
+impl super::state_machine::ApplyListener for Forwarded {
+    fn applied(&self, _: &crate::mvcc::Applied) {}
+    fn reset(&self) {}
+    fn forwarded_applied(&self, member: u64, id: u64, response: &shoal_proto::peerpb::InternalResponse, index: u64) {
+        use shoal_proto::peerpb::internal_response::Response;
+        let revision = match &response.response {
+            Some(Response::Put(put)) => put.header.as_ref().map_or(0, |h| h.revision),
+            _ => -1,
+        };
+        self.0.lock().expect("lock").push((member, id, index, revision));
+    }
+}
+
+/// Forwarded commands, batched or alone, are reported with their own answer
+/// and entry; commands nobody forwarded are not reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_commands_are_reported_with_their_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = storage::open(&dir.path().join("db")).expect("db");
+    let (mut sm, _kv) = StateMachine::open(db.clone(), dir.path().join("snap")).expect("open");
+    let seen = std::sync::Arc::new(Forwarded::default());
+    sm.set_listener(seen.clone());
+    let tag = |mut request: InternalRequest, member, id| {
+        request.origin_member = member;
+        request.origin_id = id;
+        request
+    };
+    let batched = vec![put("a"), tag(put("b"), 9, 100), tag(put("c"), 8, 200)];
+    let mut entry = batch_entry(1, &[]);
+    entry.payload = EntryPayload::Normal(Command(InternalRequest {
+        request: Some(Request::Batch(RequestBatch { requests: batched })),
+        ..Default::default()
+    }));
+    let single = Entry {
+        log_id: LogId::new(LeaderId { term: 1, node_id: 0 }, 2),
+        payload: EntryPayload::Normal(Command(tag(put("d"), 9, 101))),
+    };
+    sm.apply(stream::iter(vec![Ok((entry, None)), Ok((single, None))])).await.expect("apply");
+    let seen = seen.0.lock().expect("lock").clone();
+    assert_eq!(seen, vec![(9, 100, 1, 3), (8, 200, 1, 4), (9, 101, 2, 5)]);
 }

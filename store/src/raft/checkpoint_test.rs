@@ -18,7 +18,11 @@ fn put_entry(index: u64, key: &str) -> Entry {
     let put = PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() };
     Entry {
         log_id: LogId::new(LeaderId { term: 1, node_id: 0 }, index),
-        payload: EntryPayload::Normal(Command(InternalRequest { request: Some(Request::Put(put)), auth_revision: 0 })),
+        payload: EntryPayload::Normal(Command(InternalRequest {
+            request: Some(Request::Put(put)),
+            auth_revision: 0,
+            ..Default::default()
+        })),
     }
 }
 

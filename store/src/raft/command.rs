@@ -108,6 +108,7 @@ mod tests {
         let cmd = Command(InternalRequest {
             request: Some(Request::Put(PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() })),
             auth_revision: 0,
+            ..Default::default()
         });
         let bytes = crate::storage::encode_bincode(&cmd);
         let back: Command = crate::storage::decode_bincode("test", &bytes).expect("decodes");

@@ -26,6 +26,9 @@ pub trait ApplyListener: Send + Sync {
     fn applied(&self, applied: &Applied);
     /// The whole state was replaced by a snapshot.
     fn reset(&self);
+    /// A command that `origin_member` forwarded to the leader (its request
+    /// `origin_id`) was applied at `index`, answered with `response`.
+    fn forwarded_applied(&self, origin_member: u64, origin_id: u64, response: &InternalResponse, index: u64);
 }
 
 pub type Listener = Arc<dyn ApplyListener>;
@@ -116,6 +119,12 @@ fn apply_blocking(
         batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&entry.log_id));
         commit(db, batch)?;
         published(kv, listener, &applied);
+        if let (Some(listener), EntryPayload::Normal(command)) = (listener, &entry.payload) {
+            if command.0.origin_id != 0 {
+                let origin = (command.0.origin_member, command.0.origin_id);
+                listener.forwarded_applied(origin.0, origin.1, &applied.response, entry.log_id.index);
+            }
+        }
         stages::stamp(entry.log_id.index, Stamp::Applied);
         last = Some(entry.log_id);
         answer(responder, applied.response);
@@ -240,6 +249,7 @@ pub(super) fn apply_batch(
         let base = run.applied.last().map_or_else(|| kv.current_revision(), |a| a.revision);
         let applied = execute_at(db, kv, request, &mut run.batch, base)?;
         run.applied.push(applied);
+        run.origins.push((request.origin_member, request.origin_id));
         match put_key {
             Some(key) => {
                 run.keys.insert(key.clone());
@@ -264,6 +274,8 @@ struct Run {
     total: usize,
     batch: WriteBatch,
     applied: Vec<Applied>,
+    /// Who forwarded each command in `applied` (member, request id), if anyone.
+    origins: Vec<(u64, u64)>,
     keys: std::collections::HashSet<Vec<u8>>,
     /// Whether a progress record may be on disk, to be cleared at the end.
     progress_recorded: bool,
@@ -271,8 +283,8 @@ struct Run {
 
 impl Run {
     fn new(log_id: LogId, total: usize, progress_recorded: bool) -> Run {
-        let (batch, applied, keys) = (WriteBatch::default(), Vec::new(), Default::default());
-        Run { log_id, total, batch, applied, keys, progress_recorded }
+        let (batch, applied, origins, keys) = (WriteBatch::default(), Vec::new(), Vec::new(), Default::default());
+        Run { log_id, total, batch, applied, origins, keys, progress_recorded }
     }
 
     /// Writes the run, with the entry's progress (`done` of its commands
@@ -304,8 +316,11 @@ impl Run {
             self.progress_recorded = true;
         }
         commit(db, batch)?;
-        for applied in self.applied.drain(..) {
+        for (applied, (member, id)) in self.applied.drain(..).zip(self.origins.drain(..)) {
             published(kv, listener, &applied);
+            if let (Some(listener), true) = (listener, id != 0) {
+                listener.forwarded_applied(member, id, &applied.response, self.log_id.index);
+            }
             responses.push(applied.response);
         }
         self.keys.clear();

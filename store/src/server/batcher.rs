@@ -101,6 +101,7 @@ async fn submit(raft: &Raft, batch: Vec<Proposal>) {
             InternalRequest {
                 request: Some(internal_request::Request::Batch(RequestBatch { requests })),
                 auth_revision: 0,
+                ..Default::default()
             }
         }
         None => return,

@@ -172,6 +172,7 @@ pub async fn keep_leases(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 let request = InternalRequest {
                     request: Some(internal_request::Request::LeaseRevoke(LeaseRevokeRequest { id })),
                     auth_revision: 0,
+                    ..Default::default()
                 };
                 match node.propose(request).await {
                     Ok(_) => tracing::info!(lease = format_args!("{id:016x}"), "lease expired and was revoked"),

@@ -1,9 +1,13 @@
-//! What follows the state machine: the lease clocks and the watch hub.
+//! What follows the state machine: the lease clocks, the watch hub and the
+//! forwarded writes waiting on this member.
 
 use std::sync::Arc;
 
 use rocksdb::DB;
 
+use shoal_proto::peerpb::InternalResponse;
+
+use super::local_answers::LocalAnswers;
 use crate::lease::Lessor;
 use crate::mvcc::Applied;
 use crate::raft::state_machine::ApplyListener;
@@ -13,6 +17,7 @@ pub struct StateListeners {
     pub hub: Arc<WatchHub>,
     pub lessor: Arc<Lessor>,
     pub db: Arc<DB>,
+    pub answers: Arc<LocalAnswers>,
 }
 
 impl ApplyListener for StateListeners {
@@ -31,5 +36,9 @@ impl ApplyListener for StateListeners {
             tracing::error!(error = %e, "reloading leases after a snapshot");
         }
         self.hub.reset();
+    }
+
+    fn forwarded_applied(&self, origin_member: u64, origin_id: u64, response: &InternalResponse, index: u64) {
+        self.answers.applied(origin_member, origin_id, response, index);
     }
 }

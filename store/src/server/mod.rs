@@ -12,6 +12,7 @@ mod grpc_metrics;
 pub mod http;
 mod lease_ops;
 mod listeners;
+mod local_answers;
 mod membership;
 mod node;
 mod observe;
@@ -137,10 +138,12 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
     let lessor = Arc::new(Lessor::default());
     lessor.load(&db)?;
     let watch_hub = WatchHub::new(kv.clone());
+    let local_answers = Arc::new(local_answers::LocalAnswers::new(identity.member_id));
     state_machine.set_listener(Arc::new(listeners::StateListeners {
         hub: watch_hub.clone(),
         lessor: lessor.clone(),
         db: db.clone(),
+        answers: local_answers.clone(),
     }));
     let raft = Raft::new(
         identity.member_id,
@@ -172,6 +175,7 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         peer_read_batch: Default::default(),
         batcher: batcher::Batcher::start(raft.clone()),
         forwarder: forward_stream::Forwarder::default(),
+        local_answers,
         membership_change: tokio::sync::Mutex::new(()),
         quota_bytes: config.quota_bytes,
         backend_size: Default::default(),
@@ -350,7 +354,11 @@ async fn tick_progress(hub: Arc<WatchHub>, every: Duration, stop: watch::Receive
 /// until it lands, as etcd does when a member starts.
 async fn publish(node: Arc<Node>, stop: watch::Receiver<bool>) {
     let attributes = MemberAttributes { id: node.id, name: node.name.clone(), client_urls: node.client_urls.clone() };
-    let request = InternalRequest { request: Some(internal_request::Request::Publish(attributes)), auth_revision: 0 };
+    let request = InternalRequest {
+        request: Some(internal_request::Request::Publish(attributes)),
+        auth_revision: 0,
+        ..Default::default()
+    };
     loop {
         if *stop.borrow() {
             return;

@@ -46,6 +46,8 @@ pub struct Node {
     pub batcher: super::batcher::Batcher,
     /// Writes this member forwards to the leader, on one stream per peer.
     pub forwarder: super::forward_stream::Forwarder,
+    /// Writes this member forwarded, waiting for its own apply to answer them.
+    pub local_answers: Arc<super::local_answers::LocalAnswers>,
     /// Held while a membership change is in flight: one at a time.
     pub membership_change: tokio::sync::Mutex<()>,
     /// --quota-backend-bytes: writes beyond it raise NOSPACE. None: no quota.

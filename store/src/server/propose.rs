@@ -40,32 +40,7 @@ impl Node {
             let leader = self.leader();
             let attempt = match leader {
                 Some(id) if id == self.id => self.propose_as_leader(request.clone(), deadline).await,
-                Some(id) => {
-                    let forwarded = std::time::Instant::now();
-                    let attempt = self.forward(id, &request, deadline).await;
-                    if let Attempt::Done(_, index) = &attempt {
-                        let answered = std::time::Instant::now();
-                        stages::observe(Stage::Forwarded, answered - forwarded);
-                        if let Some(applied) = stages::stamps(*index).applied {
-                            stages::observe(
-                                Stage::AppliedHereBeforeAnswer,
-                                answered.saturating_duration_since(applied),
-                            );
-                        }
-                        // Like etcd, answer once this member has applied the
-                        // write too, so that its own reads and watches see it.
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        let applied =
-                            self.raft.wait(Some(left)).applied_index_at_least(Some(*index), "forwarded write").await;
-                        if applied.is_err() {
-                            tracing::debug!(index, "forwarded write committed but not yet applied here");
-                        }
-                        let applied_here = answered.elapsed();
-                        stages::observe(Stage::ForwardedToAppliedHere, applied_here);
-                        stages::warn_if_slow_forward(*index, answered - forwarded, applied_here);
-                    }
-                    attempt
-                }
+                Some(id) => self.forward_and_answer(id, &request, deadline).await,
                 None => Attempt::Retry,
             };
             match attempt {
@@ -100,11 +75,46 @@ impl Node {
         }
     }
 
-    async fn forward(&self, leader: u64, request: &InternalRequest, deadline: Instant) -> Attempt {
+    /// Forwards `request` to `leader` and answers it as soon as this member
+    /// has applied it (as etcd's followers do), or, if the leader's answer
+    /// comes first, once this member has applied it too, so that its own
+    /// reads and watches see it.
+    async fn forward_and_answer(&self, leader: u64, request: &InternalRequest, deadline: Instant) -> Attempt {
+        let forwarded = std::time::Instant::now();
+        let mut waiter = self.local_answers.register();
+        let tagged = InternalRequest { origin_member: self.id, origin_id: waiter.id, ..request.clone() };
+        let from_leader = self.forward(leader, tagged, deadline);
+        tokio::pin!(from_leader);
+        let attempt = tokio::select! {
+            biased;
+            Ok((response, index)) = &mut waiter.answer => {
+                stages::observe(Stage::Forwarded, forwarded.elapsed());
+                return Attempt::Done(response, index);
+            }
+            attempt = &mut from_leader => attempt,
+        };
+        let Attempt::Done(_, index) = &attempt else { return attempt };
+        let answered = std::time::Instant::now();
+        stages::observe(Stage::Forwarded, answered - forwarded);
+        if let Some(applied) = stages::stamps(*index).applied {
+            stages::observe(Stage::AppliedHereBeforeAnswer, answered.saturating_duration_since(applied));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let applied = self.raft.wait(Some(left)).applied_index_at_least(Some(*index), "forwarded write").await;
+        if applied.is_err() {
+            tracing::debug!(index, "forwarded write committed but not yet applied here");
+        }
+        let applied_here = answered.elapsed();
+        stages::observe(Stage::ForwardedToAppliedHere, applied_here);
+        stages::warn_if_slow_forward(*index, answered - forwarded, applied_here);
+        attempt
+    }
+
+    async fn forward(&self, leader: u64, request: InternalRequest, deadline: Instant) -> Attempt {
         let Some(url) = self.member_node(leader).and_then(|n| n.peer_urls.first().cloned()) else {
             return Attempt::Retry;
         };
-        let forwarded = self.forwarder.forward(&self.peers, &url, request.clone());
+        let forwarded = self.forwarder.forward(&self.peers, &url, request);
         match tokio::time::timeout_at(deadline, forwarded).await {
             Err(_) => Attempt::Failed(EtcdError::Timeout),
             Ok(Ok(reply)) => match reply.response {

@@ -108,7 +108,11 @@ impl Node {
         if !self.kv.alarms().no_space() {
             tracing::warn!(quota, "backend quota exceeded; raising the NOSPACE alarm");
             let raised = self
-                .propose(InternalRequest { request: Some(internal_request::Request::Alarm(alarm)), auth_revision: 0 })
+                .propose(InternalRequest {
+                    request: Some(internal_request::Request::Alarm(alarm)),
+                    auth_revision: 0,
+                    ..Default::default()
+                })
                 .await;
             if let Err(e) = raised {
                 tracing::warn!(error = %e, "could not raise the NOSPACE alarm");

@@ -29,7 +29,11 @@ fn leads(node: &Node) -> bool {
 
 async fn compact(node: &Node, revision: i64) -> Result<(), EtcdError> {
     let request = CompactionRequest { revision, physical: false };
-    let request = InternalRequest { request: Some(internal_request::Request::Compaction(request)), auth_revision: 0 };
+    let request = InternalRequest {
+        request: Some(internal_request::Request::Compaction(request)),
+        auth_revision: 0,
+        ..Default::default()
+    };
     let (response, _) = node.propose(request).await?;
     match unpack(response) {
         // Someone compacted further already: as good as done.
