@@ -140,18 +140,21 @@ impl KvStore {
     /// failures are returned as errors.
     pub fn execute(&self, req: &InternalRequest, batch: &mut WriteBatch) -> Result<Applied, StorageError> {
         let applied = self.execute_at(req, batch, self.current_revision())?;
-        if !applied.changes.is_empty() {
-            self.stage_revision(batch, applied.revision);
-        }
+        self.stage_revision(batch, std::slice::from_ref(&applied));
         Ok(applied)
     }
 
-    /// Stages `revision` as the current one. [`KvStore::execute_at`] leaves
-    /// that to its caller, so that a write of many commands records it once:
-    /// each write of this one key is a full memtable search (a newer version
-    /// sorts before the older ones, never after the last insert).
-    pub fn stage_revision(&self, batch: &mut WriteBatch, revision: i64) {
-        batch.put_cf(storage::cf(&self.db, columns::META), columns::CURRENT_REVISION, revision.to_be_bytes());
+    /// Stages the current revision after `applied`, commands executed in
+    /// order into `batch`: that of the last one that changed anything, if
+    /// any did. [`KvStore::execute_at`] leaves this to its caller, so that a
+    /// write of many commands records it once: each write of this one key is
+    /// a full memtable search (a newer version sorts before the older ones,
+    /// never after the last insert).
+    pub fn stage_revision(&self, batch: &mut WriteBatch, applied: &[Applied]) {
+        if let Some(last) = applied.iter().rev().find(|a| !a.changes.is_empty()) {
+            let meta = storage::cf(&self.db, columns::META);
+            batch.put_cf(meta, columns::CURRENT_REVISION, last.revision.to_be_bytes());
+        }
     }
 
     /// [`KvStore::execute`] after revision `base`: the published revision,

@@ -109,9 +109,7 @@ fn apply_blocking(
                 }
                 _ => {
                     let applied = execute(db, kv, &command.0, &mut batch)?;
-                    if !applied.changes.is_empty() {
-                        kv.stage_revision(&mut batch, applied.revision);
-                    }
+                    kv.stage_revision(&mut batch, std::slice::from_ref(&applied));
                     applied
                 }
             },
@@ -119,11 +117,9 @@ fn apply_blocking(
         batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&entry.log_id));
         commit(db, batch)?;
         published(kv, listener, &applied);
-        if let (Some(listener), EntryPayload::Normal(command)) = (listener, &entry.payload) {
-            if command.0.origin_id != 0 {
-                let origin = (command.0.origin_member, command.0.origin_id);
-                listener.forwarded_applied(origin.0, origin.1, &applied.response, entry.log_id.index);
-            }
+        if let EntryPayload::Normal(command) = &entry.payload {
+            let origin = (command.0.origin_member, command.0.origin_id);
+            tell_forwarded(listener, origin, &applied.response, entry.log_id.index);
         }
         stages::stamp(entry.log_id.index, Stamp::Applied);
         last = Some(entry.log_id);
@@ -200,6 +196,16 @@ fn execute_at(
             };
             let response = InternalResponse { response: Some(response) };
             Ok(Applied { response, revision: base, ..Applied::default() })
+        }
+    }
+}
+
+/// Tells the listener about a command applied at `index`, if a member
+/// forwarded it: `origin` is that member and its request id (0: nobody).
+fn tell_forwarded(listener: Option<&Listener>, origin: (u64, u64), response: &InternalResponse, index: u64) {
+    if let (Some(listener), (member, id)) = (listener, origin) {
+        if id != 0 {
+            listener.forwarded_applied(member, id, response, index);
         }
     }
 }
@@ -302,9 +308,7 @@ impl Run {
         }
         let meta = storage::cf(db, columns::META);
         let mut batch = std::mem::take(&mut self.batch);
-        if let Some(last) = self.applied.iter().rev().find(|a| !a.changes.is_empty()) {
-            kv.stage_revision(&mut batch, last.revision);
-        }
+        kv.stage_revision(&mut batch, &self.applied);
         if done == self.total {
             batch.put_cf(meta, columns::LAST_APPLIED, storage::encode_bincode(&self.log_id));
             if self.progress_recorded {
@@ -316,11 +320,9 @@ impl Run {
             self.progress_recorded = true;
         }
         commit(db, batch)?;
-        for (applied, (member, id)) in self.applied.drain(..).zip(self.origins.drain(..)) {
+        for (applied, origin) in self.applied.drain(..).zip(self.origins.drain(..)) {
             published(kv, listener, &applied);
-            if let (Some(listener), true) = (listener, id != 0) {
-                listener.forwarded_applied(member, id, &applied.response, self.log_id.index);
-            }
+            tell_forwarded(listener, origin, &applied.response, self.log_id.index);
             responses.push(applied.response);
         }
         self.keys.clear();
