@@ -7,6 +7,7 @@
 mod authority;
 mod batcher;
 mod bootstrap;
+mod coalesce;
 mod forward_stream;
 mod grpc_metrics;
 pub mod http;

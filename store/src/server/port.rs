@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tower_service::Service;
 
 use super::authority::ClientStream;
+use super::coalesce::CoalescedWrites;
 use super::node::Node;
 use crate::tls::{common_name, Reloading};
 
@@ -155,7 +156,7 @@ where
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     // As tonic's server sets it up: no stream limit, and a timer for hyper's own deadlines.
     builder.timer(TokioTimer::new()).max_concurrent_streams(u32::MAX);
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    let connection = builder.serve_connection(TokioIo::new(CoalescedWrites::new(io)), service);
     if let Err(e) = graceful.watch(connection).await {
         tracing::debug!(error = %e, "http/2 connection ended");
     }
