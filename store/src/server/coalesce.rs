@@ -106,7 +106,8 @@ impl<S: AsyncWrite + Unpin> CoalescedWrites<S> {
 
     /// Makes room before taking more bytes, if the buffer is full.
     fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.pending() >= MAX_BUFFERED || self.state == State::Draining && self.pending() > 0 {
+        // A drain that had to wait is finished before anything is added.
+        if self.pending() >= MAX_BUFFERED || self.state == State::Draining {
             return self.poll_drain(cx);
         }
         Poll::Ready(Ok(()))
@@ -147,27 +148,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<S> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.pending() > 0 {
-            match this.state {
-                State::Buffering => {
-                    this.turn.came.store(false, Ordering::Release);
-                    this.turn.task.register(cx.waker());
-                    this.state = State::Deferred;
-                    // The first poll of `yield_now` hands the waker to the
-                    // runtime's deferred list (or wakes it at once outside a
-                    // runtime) and is then done with.
-                    let mut turn = Context::from_waker(&this.turn_waker);
-                    let _ = pin!(tokio::task::yield_now()).poll(&mut turn);
-                    if !this.turn.came.load(Ordering::Acquire) {
-                        return Poll::Pending;
-                    }
+            if this.state == State::Buffering {
+                this.turn.came.store(false, Ordering::Release);
+                this.state = State::Deferred;
+                // The first poll of `yield_now` hands the waker to the
+                // runtime's deferred list (or wakes it at once outside a
+                // runtime) and is then done with.
+                let mut turn = Context::from_waker(&this.turn_waker);
+                let _ = pin!(tokio::task::yield_now()).poll(&mut turn);
+            }
+            if this.state == State::Deferred {
+                this.turn.task.register(cx.waker());
+                if !this.turn.came.load(Ordering::Acquire) {
+                    return Poll::Pending;
                 }
-                State::Deferred => {
-                    this.turn.task.register(cx.waker());
-                    if !this.turn.came.load(Ordering::Acquire) {
-                        return Poll::Pending;
-                    }
-                }
-                State::Draining => {}
             }
             std::task::ready!(this.poll_drain(cx))?;
         }
