@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/mvccpb/kv.proto",
             "proto/authpb/auth.proto",
             "proto/etcdserverpb/rpc.proto",
+            "proto/v3lockpb/v3lock.proto",
+            "proto/v3electionpb/v3election.proto",
             "proto/peerpb/peer.proto",
         ],
         &["proto"],
@@ -23,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&std::fs::read(&descriptors)?)?
         .preserve_proto_field_names()
-        .build(&[".mvccpb", ".authpb", ".etcdserverpb"])?;
+        .build(&[".mvccpb", ".authpb", ".etcdserverpb", ".v3lockpb", ".v3electionpb"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

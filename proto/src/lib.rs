@@ -7,6 +7,7 @@
 //!   of a client crate: the API is stable, the files are short, every message and
 //!   enum is reachable under its own name, and the build needs no system `protoc`
 //!   (a vendored one compiles them).
+//! - [`v3lockpb`], [`v3electionpb`]: etcd's Lock and Election services.
 //! - [`peerpb`]: the member-to-member protocol (Raft messages, forwarded writes,
 //!   read index) and [`peerpb::InternalRequest`], the command stored in the Raft log.
 //! - [`objects`]: the control plane's objects (Node, Pod, ReplicaSet,
@@ -28,6 +29,18 @@ pub mod authpb {
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
     include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
+}
+
+#[allow(clippy::all, clippy::pedantic)]
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
+}
+
+#[allow(clippy::all, clippy::pedantic)]
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
 pub mod objects;

@@ -140,3 +140,48 @@ async fn bad_json_tokens_and_oversized_bodies_are_refused() {
     assert_eq!(status, 400, "{answer}");
     assert!(answer.contains("authentication failed, invalid user ID or password"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_and_election_over_curl_answer_what_etcds_gateway_answers() {
+    let (etcd, cluster) = tokio::join!(Etcd::start(), Cluster::start(1));
+    let (etcd_url, shoal_url) = (etcd.client_url.clone(), cluster.endpoints()[0].clone());
+    // job = am9i, job/1111 = am9iLzExMTE=, vote = dm90ZQ==, vote/1111 = dm90ZS8xMTEx,
+    // a = YQ==, b = Yg==; lease 0x1111 = 4369. Revisions: the lock's put is 2,
+    // the unlock 3, the campaign's put 4.
+    let leader = r#"{"name":"dm90ZQ==","key":"dm90ZS8xMTEx","rev":"4","lease":"4369"}"#;
+    let proclaim = format!(r#"{{"leader":{leader},"value":"Yg=="}}"#);
+    let resign = format!(r#"{{"leader":{leader}}}"#);
+    let script: &[(&str, &str)] = &[
+        ("/v3/lease/grant", r#"{"TTL":"60","ID":"4369"}"#),
+        ("/v3/lock/lock", r#"{"name":"am9i","lease":"4369"}"#),
+        ("/v3/lock/unlock", r#"{"key":"am9iLzExMTE="}"#),
+        ("/v3/election/leader", r#"{"name":"dm90ZQ=="}"#),
+        ("/v3/election/campaign", r#"{"name":"dm90ZQ==","value":"YQ==","lease":"4369"}"#),
+        ("/v3/election/proclaim", &proclaim),
+        ("/v3/election/leader", r#"{"name":"dm90ZQ=="}"#),
+        ("/v3/election/resign", &resign),
+        ("/v3/election/proclaim", &proclaim),
+        // Bad input.
+        ("/v3/lock/lock", r#"{"name":"am9i","lease":"99"}"#),
+        ("/v3/lock/unlock", "{}"),
+        ("/v3/election/campaign", r#"{"name":"dm90ZQ==","lease":"99"}"#),
+        ("/v3/election/resign", "{}"),
+        ("/v3/election/proclaim", r#"{"value":"Yg=="}"#),
+    ];
+    for (path, body) in script {
+        let expected = curl(&etcd_url, path, body, &[]);
+        let got = curl(&shoal_url, path, body, &[]);
+        assert_eq!(got.0, expected.0, "HTTP status of {path} {body}");
+        assert_eq!(normalized(&got.1), normalized(&expected.1), "{path} {body}");
+    }
+    // Observe streams the leader, cut by curl's own timeout.
+    let campaign = r#"{"name":"dm90ZQ==","value":"YQ==","lease":"4369"}"#;
+    let observe = r#"{"name":"dm90ZQ=="}"#;
+    let at = |url: &str| {
+        assert_eq!(curl(url, "/v3/election/campaign", campaign, &[]).0, 200);
+        normalized(&curl(url, "/v3/election/observe", observe, &["--max-time", "2", "-N"]).1)
+    };
+    let (expected, got) = (at(&etcd_url), at(&shoal_url));
+    assert_eq!(got, expected);
+    assert!(got.contains("\"result\"") && got.contains("\"kv\""), "{got}");
+}

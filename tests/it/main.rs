@@ -15,6 +15,7 @@ mod faults;
 mod gateway;
 mod lease;
 mod lease_compat;
+mod lock_election;
 mod maintenance;
 mod membership;
 mod objects;

@@ -11,8 +11,13 @@ pub fn masked(value: &impl Debug) -> String {
 
 /// One call's answer: the masked response, or the gRPC code and message.
 pub fn outcome<T: Debug>(result: Result<T, etcd_client::Error>) -> String {
+    outcome_of(&result)
+}
+
+/// [`outcome`] of an answer the caller keeps.
+pub fn outcome_of<T: Debug>(result: &Result<T, etcd_client::Error>) -> String {
     match result {
-        Ok(value) => masked(&value),
+        Ok(value) => masked(value),
         Err(etcd_client::Error::GRpcStatus(status)) => format!("status {:?}: {}", status.code(), status.message()),
         Err(other) => format!("error: {other}"),
     }

@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -24,9 +24,12 @@ use shoal_proto::etcdserverpb::kv_server::Kv;
 use shoal_proto::etcdserverpb::lease_server::Lease;
 use shoal_proto::etcdserverpb::maintenance_server::Maintenance;
 use shoal_proto::etcdserverpb::watch_server::Watch;
+use shoal_proto::v3electionpb::election_server::Election;
+use shoal_proto::v3lockpb::lock_server::Lock;
 use tonic::{Code, Status};
 
 use super::{auth::AuthService, cluster::ClusterService, kv::KvService, lease::LeaseService};
+use super::{election::ElectionService, in_process::Credentials, lock::LockService};
 use super::{maintenance::MaintenanceService, watch::WatchService};
 use crate::server::http::{answer, Body};
 use crate::server::Node;
@@ -76,13 +79,7 @@ fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Status> {
 
 /// A gRPC request carrying the HTTP caller's token.
 fn request<T>(message: T, headers: &HeaderMap) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(token) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Ok(value) = token.parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
-    }
-    request
+    Credentials::from_headers(headers).request(message)
 }
 
 /// Calls `$service.$method` with the body parsed as its request type.
@@ -102,7 +99,7 @@ macro_rules! unary {
 pub async fn handle(node: &Arc<Node>, path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Response<Body>> {
     let (kv, lease) = (KvService::new(node.clone()), LeaseService::new(node.clone()));
     let (cluster, maintenance) = (ClusterService::new(node.clone()), MaintenanceService::new(node.clone()));
-    let auth = AuthService::new(node.clone());
+    let (auth, election) = (AuthService::new(node.clone()), ElectionService::new(node.clone()));
     Some(match path {
         "/v3/kv/range" => unary!(kv, range, body, headers),
         "/v3/kv/put" => unary!(kv, put, body, headers),
@@ -150,6 +147,19 @@ pub async fn handle(node: &Arc<Node>, path: &str, headers: &HeaderMap, body: &[u
         "/v3/auth/role/delete" => unary!(auth, role_delete, body, headers),
         "/v3/auth/role/grant" => unary!(auth, role_grant_permission, body, headers),
         "/v3/auth/role/revoke" => unary!(auth, role_revoke_permission, body, headers),
+        "/v3/lock/lock" => unary!(LockService::new(node.clone()), lock, body, headers),
+        "/v3/lock/unlock" => unary!(LockService::new(node.clone()), unlock, body, headers),
+        "/v3/election/campaign" => unary!(election, campaign, body, headers),
+        "/v3/election/proclaim" => unary!(election, proclaim, body, headers),
+        "/v3/election/leader" => unary!(election, leader, body, headers),
+        "/v3/election/resign" => unary!(election, resign, body, headers),
+        "/v3/election/observe" => match parse(body) {
+            Ok(message) => match election.observe(request(message, headers)).await {
+                Ok(stream) => lines(stream.into_inner()),
+                Err(status) => error(&status),
+            },
+            Err(status) => error(&status),
+        },
         _ => return None,
     })
 }
@@ -160,23 +170,6 @@ fn messages<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, Status> {
         .into_iter::<T>()
         .collect::<Result<_, _>>()
         .map_err(|e| Status::invalid_argument(e.to_string()))
-}
-
-/// A gRPC request stream holding `messages`, framed as gRPC frames them.
-fn request_stream<T: Message + Default + Send + 'static>(
-    messages: Vec<T>,
-    headers: &HeaderMap,
-) -> tonic::Request<tonic::Streaming<T>> {
-    let frames = messages.into_iter().map(|m| {
-        let mut frame = BytesMut::with_capacity(5 + m.encoded_len());
-        frame.put_u8(0);
-        frame.put_u32(m.encoded_len() as u32);
-        frame.put_slice(&m.encode_to_vec());
-        Ok::<_, Infallible>(Frame::data(frame.freeze()))
-    });
-    let body = StreamBody::new(futures::stream::iter(frames.collect::<Vec<_>>()));
-    let decoder = tonic_prost::ProstDecoder::<T>::default();
-    request(tonic::Streaming::new_request(decoder, body, None, None), headers)
 }
 
 /// A streaming answer: one `{"result": ...}` (or `{"error": ...}`) per line.
@@ -212,7 +205,7 @@ where
         Ok(requests) => requests,
         Err(status) => return error(&status),
     };
-    match call(request_stream(requests, headers)).await {
+    match call(Credentials::from_headers(headers).request_stream(requests)).await {
         Ok(stream) => lines(stream.into_inner()),
         Err(status) => error(&status),
     }

@@ -4,9 +4,13 @@
 pub mod access;
 pub mod auth;
 pub mod cluster;
+pub mod concurrency;
+pub mod election;
 pub mod gateway;
+pub mod in_process;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod validate;
 pub mod watch;

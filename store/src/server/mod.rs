@@ -41,6 +41,8 @@ use shoal_proto::etcdserverpb::{
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use shoal_proto::peerpb::{internal_request, peer_server::PeerServer, InternalRequest, MemberAttributes};
+use shoal_proto::v3electionpb::election_server::ElectionServer;
+use shoal_proto::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -308,7 +310,9 @@ fn client_routes(node: Arc<Node>, max_request_bytes: usize) -> grpc_metrics::Grp
     .add_service(
         MaintenanceServer::new(api::maintenance::MaintenanceService::new(node.clone())).max_decoding_message_size(max),
     )
-    .add_service(AuthServer::new(api::auth::AuthService::new(node)).max_decoding_message_size(max));
+    .add_service(AuthServer::new(api::auth::AuthService::new(node.clone())).max_decoding_message_size(max))
+    .add_service(LockServer::new(api::lock::LockService::new(node.clone())).max_decoding_message_size(max))
+    .add_service(ElectionServer::new(api::election::ElectionService::new(node)).max_decoding_message_size(max));
     grpc_metrics::GrpcMetricsLayer.layer(routes.prepare())
 }
 

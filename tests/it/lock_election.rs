@@ -1,0 +1,164 @@
+//! The Lock and Election services (`v3lockpb`, `v3electionpb`): the
+//! `etcd-client` crate and the JSON gateway get from Shoal what they get
+//! from etcd 3.4, waits included: a second locker waits for the first, a
+//! second candidate for the leader to resign, and an observer sees each
+//! leader and each value it proclaims.
+
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions, LeaderKey, LeaseGrantOptions, LockOptions, ProclaimOptions, ResignOptions};
+use shoal_tests::answers::{assert_same_answers, outcome, outcome_of};
+use shoal_tests::{wait, Cluster, Etcd};
+
+/// Fixed lease ids, so that keys (`name/<lease in hex>`) match on both.
+const FIRST: i64 = 0x1111;
+const SECOND: i64 = 0x2222;
+
+/// Waits until `count` keys are under `prefix`: a waiting caller has put its key.
+async fn keys_under(client: &Client, prefix: &str, count: usize) {
+    wait::until(Duration::from_secs(10), &format!("{count} keys under {prefix}"), || {
+        let mut client = client.clone();
+        async move {
+            let found = client.get(prefix, Some(GetOptions::new().with_prefix())).await.ok()?;
+            (found.kvs().len() == count).then_some(())
+        }
+    })
+    .await;
+}
+
+async fn within<T>(what: &str, task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish"))
+        .expect("task")
+}
+
+/// Within 10 s, or a deadline error naming the call: a call that hangs
+/// fails the comparison at its own step instead of hanging the test.
+async fn timely<T>(
+    call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, etcd_client::Error> {
+    match tokio::time::timeout(Duration::from_secs(10), call).await {
+        Ok(answer) => answer,
+        Err(_) => Err(etcd_client::Error::InvalidArgs("no answer within 10 s".into())),
+    }
+}
+
+/// The observer's next answer, or a note that none came.
+async fn next_leader(observer: &mut etcd_client::ObserveStream) -> String {
+    match tokio::time::timeout(Duration::from_secs(10), observer.message()).await {
+        Ok(answer) => outcome(answer),
+        Err(_) => "no answer within 10 s".to_string(),
+    }
+}
+
+async fn lock_script(client: &mut Client) -> Vec<String> {
+    let mut log = Vec::new();
+    for id in [FIRST, SECOND] {
+        log.push(outcome(timely(client.lease_grant(60, Some(LeaseGrantOptions::new().with_id(id)))).await));
+    }
+    let first = timely(client.lock("job", Some(LockOptions::new().with_lease(FIRST)))).await;
+    log.push(outcome_of(&first));
+    // Locking again with the same lease is the same acquisition.
+    log.push(outcome(timely(client.lock("job", Some(LockOptions::new().with_lease(FIRST)))).await));
+
+    // A second locker waits until the first unlocks.
+    let mut second_client = client.clone();
+    let second =
+        tokio::spawn(
+            async move { timely(second_client.lock("job", Some(LockOptions::new().with_lease(SECOND)))).await },
+        );
+    keys_under(client, "job/", 2).await;
+    assert!(!second.is_finished(), "the second Lock returned while the first held the lock");
+    let first_key = first.map(|f| f.key().to_vec()).unwrap_or_default();
+    log.push(outcome(timely(client.unlock(first_key.clone())).await));
+    let second = within("the second Lock", second).await;
+    log.push(outcome_of(&second));
+    log.push(outcome(timely(client.get("job/", Some(GetOptions::new().with_prefix()))).await));
+    log.push(outcome(timely(client.unlock(second.map(|s| s.key().to_vec()).unwrap_or_default())).await));
+    // Unlocking what is already unlocked is not an error.
+    log.push(outcome(timely(client.unlock(first_key)).await));
+
+    // A revoked lease takes its lock with it.
+    log.push(outcome(timely(client.lock("job", Some(LockOptions::new().with_lease(FIRST)))).await));
+    log.push(outcome(timely(client.lease_revoke(FIRST)).await));
+    log.push(outcome(timely(client.get("job/", Some(GetOptions::new().with_prefix()))).await));
+
+    // Bad input.
+    log.push(outcome(timely(client.lock("job", Some(LockOptions::new().with_lease(0x9999)))).await));
+    log.push(outcome(timely(client.unlock("")).await));
+    log.push(outcome(timely(client.lease_revoke(SECOND)).await));
+    log
+}
+
+async fn election_script(client: &mut Client) -> Vec<String> {
+    let mut log = Vec::new();
+    for id in [FIRST, SECOND] {
+        log.push(outcome(timely(client.lease_grant(60, Some(LeaseGrantOptions::new().with_id(id)))).await));
+    }
+    log.push(outcome(timely(client.leader("vote")).await));
+    let won = timely(client.campaign("vote", "a", FIRST)).await;
+    log.push(outcome_of(&won));
+    let leader: LeaderKey = won.ok().and_then(|mut w| w.take_leader()).unwrap_or_default();
+    // etcd answers an Observe call only with its first leader: observe once there is one.
+    let mut observer = timely(client.observe("vote")).await.expect("observe");
+    log.push(next_leader(&mut observer).await);
+    log.push(outcome(timely(client.leader("vote")).await));
+    log.push(outcome(timely(client.proclaim("b", Some(ProclaimOptions::new().with_leader(leader.clone())))).await));
+    log.push(next_leader(&mut observer).await);
+
+    // A second candidate waits until the leader resigns.
+    let mut second_client = client.clone();
+    let second = tokio::spawn(async move { timely(second_client.campaign("vote", "c", SECOND)).await });
+    keys_under(client, "vote/", 2).await;
+    assert!(!second.is_finished(), "the second Campaign returned while the first led");
+    log.push(outcome(timely(client.resign(Some(ResignOptions::new().with_leader(leader.clone())))).await));
+    log.push(outcome(within("the second Campaign", second).await));
+    log.push(next_leader(&mut observer).await);
+    log.push(outcome(timely(client.leader("vote")).await));
+
+    // The old leader's key no longer leads.
+    log.push(outcome(timely(client.proclaim("d", Some(ProclaimOptions::new().with_leader(leader.clone())))).await));
+    log.push(outcome(timely(client.resign(Some(ResignOptions::new().with_leader(leader)))).await));
+    // Bad input.
+    log.push(outcome(timely(client.campaign("vote", "e", 0x9999)).await));
+    log.push(outcome(timely(client.proclaim("f", None)).await));
+    log.push(outcome(timely(client.resign(None)).await));
+    log.push(outcome(timely(client.leader("nobody")).await));
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_and_election_answer_what_etcd_answers() {
+    let (etcd, cluster) = tokio::join!(Etcd::start(), Cluster::start(3));
+    let mut reference = Client::connect([etcd.client_url.clone()], None).await.expect("connect to etcd");
+    let mut shoal = cluster.client().await;
+    let expected = lock_script(&mut reference).await;
+    let got = lock_script(&mut shoal).await;
+    assert_same_answers(&got, &expected);
+    let expected = election_script(&mut reference).await;
+    let got = election_script(&mut shoal).await;
+    assert_same_answers(&got, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_without_a_lease_gets_one_and_a_cancelled_wait_leaves_no_key() {
+    let cluster = Cluster::start(1).await;
+    let mut client = cluster.client().await;
+    // No lease: the member grants one of 60 s, as etcd's session does.
+    let held = client.lock("solo", None).await.expect("lock");
+    let key = String::from_utf8_lossy(held.key()).to_string();
+    let lease = i64::from_str_radix(key.trim_start_matches("solo/"), 16).expect("a hex lease id in the key");
+    let ttl = client.lease_time_to_live(lease, None).await.expect("the granted lease");
+    assert!((1..=60).contains(&ttl.ttl()), "{ttl:?}");
+
+    // A waiter whose call is cancelled takes its key away again.
+    let other = client.lease_grant(60, None).await.expect("grant").id();
+    let mut waiter_client = client.clone();
+    let waiter =
+        tokio::spawn(async move { waiter_client.lock("solo", Some(LockOptions::new().with_lease(other))).await });
+    keys_under(&client, "solo/", 2).await;
+    waiter.abort();
+    keys_under(&client, "solo/", 1).await;
+    client.unlock(held.key()).await.expect("unlock");
+}
