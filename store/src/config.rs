@@ -11,15 +11,22 @@ use crate::ids;
 use crate::tls::TlsFiles;
 use crate::urls::{self, Url, UrlError};
 
-/// The etcd API line Shoal implements, reported by `Maintenance.Status`.
-pub const ETCD_API_VERSION: &str = "3.5.0";
+/// The etcd release whose behaviour Shoal implements, reported as the server
+/// version (`Maintenance.Status`, `/version`). Clients gate features on it:
+/// kube-apiserver serves consistent reads from its watch cache only from
+/// etcd 3.5.13 on, the first 3.5 release whose progress requests are
+/// answered only once every watcher of the stream has caught up, as Shoal
+/// answers them.
+pub const ETCD_SERVER_VERSION: &str = "3.5.13";
+/// The cluster version, as etcd reports it: major.minor.0.
+pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "shoal",
     version,
     about = "Shoal: an etcd-compatible, Raft-replicated key-value store",
-    long_version = concat!(env!("CARGO_PKG_VERSION"), " (etcd API ", "3.5.0", ")"),
+    long_version = concat!(env!("CARGO_PKG_VERSION"), " (etcd API ", "3.5.13", ")"),
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {

@@ -142,7 +142,7 @@ async fn lock_and_election_answer_what_etcd_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_without_a_lease_gets_one_and_a_cancelled_wait_leaves_no_key() {
+async fn a_lock_without_a_lease_gets_one_and_a_waiter_gone_or_expired_leaves_no_key() {
     let cluster = Cluster::start(1).await;
     let mut client = cluster.client().await;
     // No lease: the member grants one of 60 s, as etcd's session does.
@@ -160,5 +160,17 @@ async fn a_lock_without_a_lease_gets_one_and_a_cancelled_wait_leaves_no_key() {
     keys_under(&client, "solo/", 2).await;
     waiter.abort();
     keys_under(&client, "solo/", 1).await;
+
+    // A waiter whose lease expires while it waits loses its key, and is told
+    // so once the holder lets go (etcd 3.5's "session is expired").
+    let short = client.lease_grant(2, None).await.expect("grant").id();
+    let mut waiter_client = client.clone();
+    let waiter =
+        tokio::spawn(async move { waiter_client.lock("solo", Some(LockOptions::new().with_lease(short))).await });
+    keys_under(&client, "solo/", 2).await;
+    keys_under(&client, "solo/", 1).await;
     client.unlock(held.key()).await.expect("unlock");
+    let expired =
+        tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("the waiter answers").expect("task");
+    assert_eq!(outcome(expired), "status Unknown: mutex: session is expired");
 }

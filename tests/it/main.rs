@@ -25,5 +25,6 @@ mod replication;
 mod services;
 mod tls;
 mod up;
+mod version;
 mod watch;
 mod watch_compat;

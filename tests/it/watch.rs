@@ -32,7 +32,10 @@ async fn next_events(stream: &mut WatchStream, timeout: Duration) -> Option<Watc
 }
 
 /// The next response satisfying `want`, failing the test after 10 s.
-pub(crate) async fn next_matching(stream: &mut WatchStream, want: impl Fn(&WatchResponse) -> bool) -> WatchResponse {
+pub(crate) async fn next_matching(
+    stream: &mut WatchStream,
+    mut want: impl FnMut(&WatchResponse) -> bool,
+) -> WatchResponse {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left = deadline.checked_duration_since(Instant::now()).expect("timed out waiting for a watch response");

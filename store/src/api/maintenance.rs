@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use super::{access, blocking, unpack};
 use crate::backup;
-use crate::config::ETCD_API_VERSION;
+use crate::config::ETCD_SERVER_VERSION;
 use crate::server::{quota, Node};
 use crate::storage::{columns, StorageError};
 
@@ -97,7 +97,7 @@ impl Maintenance for MaintenanceService {
         errors.extend(self.node.kv.alarms().list(AlarmType::None as i32).iter().map(alarm_text));
         Ok(Response::new(StatusResponse {
             header: Some(self.node.header(self.node.kv.current_revision())),
-            version: ETCD_API_VERSION.to_string(),
+            version: ETCD_SERVER_VERSION.to_string(),
             db_size: db_size as i64,
             leader: metrics.current_leader.unwrap_or(0),
             raft_index: metrics.last_log_index.unwrap_or(0),

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use super::node::Node;
 use super::observe;
-use crate::config::ETCD_API_VERSION;
+use crate::config::{ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION};
 use crate::error::EtcdError;
 
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -86,7 +86,8 @@ pub async fn route(request: Request<Incoming>, node: Arc<Node>) -> Response<Body
         (Method::GET, "/livez") => observe::probe(&node, "livez", &query).await,
         (Method::GET, "/readyz") => observe::probe(&node, "readyz", &query).await,
         (Method::GET, "/version") => {
-            let body = format!("{{\"etcdserver\":\"{ETCD_API_VERSION}\",\"etcdcluster\":\"{ETCD_API_VERSION}\"}}");
+            let body =
+                format!("{{\"etcdserver\":\"{ETCD_SERVER_VERSION}\",\"etcdcluster\":\"{ETCD_CLUSTER_VERSION}\"}}");
             answer(StatusCode::OK, "application/json", body)
         }
         (Method::POST, p) if p.starts_with("/v3/") => gateway(request, node).await,
