@@ -166,7 +166,7 @@ async fn observe(client: &Client, prefix: &[u8], out: &mpsc::Sender<Result<Leade
                 if event.r#type == EventType::Delete as i32 {
                     break 'leader;
                 }
-                let response = LeaderResponse { header: answer.header.clone(), kv: event.kv };
+                let response = LeaderResponse { header: answer.header, kv: event.kv };
                 if out.send(Ok(response)).await.is_err() {
                     return;
                 }

@@ -43,7 +43,7 @@ impl Lock for LockService {
             failure: vec![get_op(exactly(&key)), get_op(first_created(&prefix))],
         };
         let answer = client.txn(txn).await?;
-        let header = answer.header.clone();
+        let header = answer.header;
         let revision = header.as_ref().map_or(0, |h| h.revision);
         let ranges: Vec<_> = answer
             .responses
