@@ -100,6 +100,15 @@ async fn save(endpoints: &Endpoints, file: PathBuf) -> anyhow::Result<()> {
 }
 
 fn status(file: PathBuf) -> anyhow::Result<()> {
+    if backup::format_of(&file)? == backup::Format::Etcd {
+        let status = backup::etcd_status(&file)?;
+        println!("format:     etcd (bbolt)");
+        println!("hash:       {:x}", status.hash);
+        println!("revision:   {}", status.revision);
+        println!("total keys: {} (entries of every bucket, as etcd counts them)", status.total_keys);
+        println!("size:       {} ({} bytes)", human_bytes(status.total_size as i64), status.total_size);
+        return Ok(());
+    }
     let status = backup::status(&file)?;
     println!("hash:       {:x}", status.hash);
     println!("revision:   {}", status.revision);

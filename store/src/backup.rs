@@ -11,7 +11,12 @@
 //! trailer or inner checksum does not match before writing anything, and
 //! builds the new member's data dir beside its final place, renaming it in
 //! only when it is complete.
+//!
+//! A snapshot etcd saved is a bbolt database ([`bbolt`] reads one): its
+//! status is reported as etcd's own tool reports it; restoring one is not
+//! supported yet and is refused before anything is written.
 
+pub mod bbolt;
 mod restore;
 mod stream;
 
@@ -48,6 +53,10 @@ pub enum BackupError {
         #[source]
         source: StorageError,
     },
+    #[error("{path} is not an etcd or Shoal snapshot")]
+    NotASnapshot { path: PathBuf },
+    #[error("{path} is an etcd snapshot; restoring one into Shoal is not supported yet (`etcdctl make-mirror` from a running etcd moves its keys)")]
+    EtcdRestore { path: PathBuf },
     #[error("data-dir {path:?} exists; restore needs a new, empty one")]
     DataDirExists { path: PathBuf },
     #[error("invalid restore options: {0}")]
@@ -109,6 +118,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Reads a saved snapshot end to end and reports what it holds.
 pub fn status(path: &Path) -> Result<Status, BackupError> {
+    format_of(path)?;
     let (digest, _) = check_trailer(path, |_| {})?;
     let size = std::fs::metadata(path).map_err(StorageError::io(path))?.len();
     let mut status = Status { sha256: hex(&digest), size, ..Status::default_for(size) };
@@ -140,6 +150,90 @@ pub fn status(path: &Path) -> Result<Status, BackupError> {
     .map_err(|source| BackupError::Corrupt { path: path.to_path_buf(), source })?;
     status.hash = crc;
     Ok(status)
+}
+
+/// What etcd's own `snapshot status` reports about a snapshot etcd saved
+/// (a bbolt database, with or without etcd's SHA-256 trailer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdStatus {
+    /// CRC-32C over every bucket name, key and value, in order, as etcd's.
+    pub hash: u32,
+    /// The main revision of the newest entry of the `key` bucket.
+    pub revision: i64,
+    /// Entries in all buckets, as etcd counts them.
+    pub total_keys: u64,
+    /// The database's size: pages in use times the page size.
+    pub total_size: u64,
+}
+
+/// Which snapshot format a file is in, by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Shoal,
+    /// A bbolt database: a snapshot etcd saved.
+    Etcd,
+}
+
+/// The format of the file at `path`; refused when it is neither (an empty
+/// or short file is left to the trailer check, which says what is wrong).
+pub fn format_of(path: &Path) -> Result<Format, BackupError> {
+    let mut head = [0u8; 20];
+    let mut file = File::open(path).map_err(StorageError::io(path))?;
+    let mut read = 0;
+    while read < head.len() {
+        match file.read(&mut head[read..]).map_err(StorageError::io(path))? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    if bbolt::is_bbolt(&head[..read]) {
+        Ok(Format::Etcd)
+    } else if read < head.len() || head.starts_with(snapshot::MAGIC) {
+        Ok(Format::Shoal)
+    } else {
+        Err(BackupError::NotASnapshot { path: path.to_path_buf() })
+    }
+}
+
+/// Reads a snapshot etcd saved end to end and reports what etcd's
+/// `snapshot status` reports. A trailer, when there is one, must match.
+pub fn etcd_status(path: &Path) -> Result<EtcdStatus, BackupError> {
+    let size = std::fs::metadata(path).map_err(StorageError::io(path))?.len();
+    let len = if size % 512 == TRAILER_BYTES { check_trailer(path, |_| {})?.1 } else { size };
+    let corrupt = |e: bbolt::BboltError| BackupError::Corrupt {
+        path: path.to_path_buf(),
+        source: StorageError::corrupt("etcd snapshot", e.to_string()),
+    };
+    let file = File::open(path).map_err(StorageError::io(path))?;
+    let db = bbolt::Db::open(Box::new(file), len).map_err(corrupt)?;
+    let mut hash = bbolt::Crc32c::default();
+    let (mut revision, mut total_keys) = (0, 0);
+    let mut buckets = Vec::new();
+    db.for_each(&db.root(), &mut |name, item| match item {
+        bbolt::Item::Bucket(bucket) => {
+            buckets.push((name.to_vec(), bucket));
+            Ok(())
+        }
+        bbolt::Item::Value(_) => Err(bbolt::BboltError::MissingBucket(String::from_utf8_lossy(name).into_owned())),
+    })
+    .map_err(corrupt)?;
+    for (name, bucket) in buckets {
+        hash.update(&name);
+        let is_key_bucket = name == b"key";
+        db.for_each(&bucket, &mut |key, item| {
+            hash.update(key);
+            if let bbolt::Item::Value(value) = item {
+                hash.update(value);
+            }
+            if is_key_bucket && key.len() >= 8 {
+                revision = i64::from_be_bytes(key[..8].try_into().unwrap_or_default());
+            }
+            total_keys += 1;
+            Ok(())
+        })
+        .map_err(corrupt)?;
+    }
+    Ok(EtcdStatus { hash: hash.sum(), revision, total_keys, total_size: db.pages * db.page_size() })
 }
 
 impl Status {

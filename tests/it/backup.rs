@@ -194,7 +194,8 @@ async fn etcdctl_saves_what_shoalctl_restores_and_bad_files_are_refused() {
     };
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 0x40;
-    let cases: [(&str, Vec<u8>, &str); 4] = [
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        ("garbage", b"neither a Shoal nor an etcd snapshot, just text".to_vec(), "is not an etcd or Shoal snapshot"),
         ("flipped", flipped, "checksum does not match"),
         ("truncated", good[..good.len() - 100].to_vec(), "checksum does not match"),
         ("stub", good[..20].to_vec(), "too short"),

@@ -9,6 +9,7 @@ mod controllers;
 mod ctl_objects;
 mod e2e;
 mod errors;
+mod etcd_snapshot;
 mod etcdctl_compat;
 mod examples;
 mod faults;

@@ -92,6 +92,9 @@ pub fn restore(
     options: &RestoreOptions,
     mut progress: impl FnMut(&'static str, u64, u64),
 ) -> Result<Restored, BackupError> {
+    if super::format_of(file)? == super::Format::Etcd {
+        return Err(BackupError::EtcdRestore { path: file.to_path_buf() });
+    }
     let (members, member_id) = new_members(options)?;
     let member_ids: Vec<u64> = members.keys().copied().collect();
     let data_dir = &options.data_dir;

@@ -24,7 +24,7 @@ use rocksdb::{WriteBatch, DB};
 use super::{checkpoint, LogId, SnapshotMeta, StoredMembership};
 use crate::storage::{self, columns, StorageError};
 
-const MAGIC: &[u8; 8] = b"SHOALSN1";
+pub const MAGIC: &[u8; 8] = b"SHOALSN1";
 const END: u8 = 0xFF;
 const SUFFIX: &str = "snap";
 /// Flush a batch into RocksDB at this size while installing.
