@@ -19,6 +19,7 @@ mod lease_compat;
 mod lock_election;
 mod maintenance;
 mod membership;
+mod migration;
 mod objects;
 mod observe;
 mod ops_compat;
