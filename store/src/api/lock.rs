@@ -66,11 +66,10 @@ impl Lock for LockService {
         concurrency::wait_deletes(&client, &prefix, my_revision - 1).await?;
         // The lease may have expired while waiting, taking the key with it.
         let mine = client.range(exactly(&key)).await?;
+        abandoned.keep();
         if mine.kvs.is_empty() {
-            abandoned.keep();
             return Err(Status::unknown(concurrency::SESSION_EXPIRED));
         }
-        abandoned.keep();
         Ok(Response::new(LockResponse { header: mine.header, key }))
     }
 
