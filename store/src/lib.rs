@@ -12,10 +12,10 @@
 //! - [`metrics`]: disk, peer, proposal and gRPC measurements under etcd's metric names.
 //! - [`raft`]: openraft types, the log store (its own WAL segment files), the state machine, snapshots, the peer network client.
 //! - [`server`]: a running member — identity, proposing and forwarding writes, read index, peer service.
-//! - [`api`]: the etcd gRPC services as thin handlers over the server.
+//! - [`api`]: the etcd gRPC services as thin handlers over the server; Lock and Election built from in-process KV, lease and watch calls.
 //! - [`error`]: every client-visible error with etcd's gRPC code and message, in one table.
 //! - [`tls`]: rustls server and client configurations from etcd's TLS flags, reloaded when the files change.
-//! - [`backup`]: snapshot backups: the Maintenance.Snapshot stream, and offline status and restore.
+//! - [`backup`]: snapshot backups: the Maintenance.Snapshot stream, offline status and restore, and a reader of etcd's (bbolt) snapshots.
 //! - [`up`]: `shoal up`, a supervised local 3-member cluster.
 
 pub mod alarm;

@@ -1,5 +1,7 @@
 //! The etcd v3 gRPC services, as thin handlers: validate, then propose or
 //! read, then map errors (one table, in `crate::error`) and fill the header.
+//! Lock and Election ([`lock`], [`election`]) are recipes ([`concurrency`])
+//! over the other services, called in process ([`in_process`]).
 
 pub mod access;
 pub mod auth;
