@@ -112,17 +112,7 @@ pub fn decode<K: Object>(kv: &KeyValue) -> Result<K> {
     Ok(object)
 }
 
-/// The end of the range of keys starting with `prefix`.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
+pub use shoal_proto::keys::prefix_end;
 
 fn compare(key: &str, target: CompareTarget, union: TargetUnion) -> Compare {
     Compare {

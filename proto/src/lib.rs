@@ -10,6 +10,7 @@
 //! - [`v3lockpb`], [`v3electionpb`]: etcd's Lock and Election services.
 //! - [`peerpb`]: the member-to-member protocol (Raft messages, forwarded writes,
 //!   read index) and [`peerpb::InternalRequest`], the command stored in the Raft log.
+//! - [`keys`]: etcd's key-range conventions (the end of a prefix range).
 //! - [`objects`]: the control plane's objects (Node, Pod, ReplicaSet,
 //!   Deployment) as serde types, with their keys and their validation.
 
@@ -43,6 +44,7 @@ pub mod v3electionpb {
     include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
+pub mod keys;
 pub mod objects;
 
 #[allow(clippy::all, clippy::pedantic)]

@@ -9,6 +9,7 @@ use shoal_proto::etcdserverpb::{
     compare, range_request, request_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
     ResponseHeader, TxnRequest, WatchCreateRequest,
 };
+use shoal_proto::keys::prefix_end;
 use shoal_proto::mvccpb::event::EventType;
 use tonic::Status;
 
@@ -48,28 +49,21 @@ pub fn prefix_of(name: &[u8]) -> Vec<u8> {
     prefix
 }
 
-/// The end of the range of keys starting with `prefix` (etcd's GetPrefixRangeEnd).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
-/// The key under `prefix` created first (etcd's WithFirstCreate).
-pub fn first_created(prefix: &[u8]) -> RangeRequest {
+/// The one key under `prefix` that comes first in create-revision `order`.
+fn by_creation(prefix: &[u8], order: range_request::SortOrder) -> RangeRequest {
     RangeRequest {
         key: prefix.to_vec(),
         range_end: prefix_end(prefix),
         limit: 1,
-        sort_order: range_request::SortOrder::Ascend as i32,
+        sort_order: order as i32,
         sort_target: range_request::SortTarget::Create as i32,
         ..Default::default()
     }
+}
+
+/// The key under `prefix` created first (etcd's WithFirstCreate).
+pub fn first_created(prefix: &[u8]) -> RangeRequest {
+    by_creation(prefix, range_request::SortOrder::Ascend)
 }
 
 /// `key` alone.
@@ -101,15 +95,8 @@ pub fn get_op(range: RangeRequest) -> RequestOp {
 /// remains, newest first; answers the header of the last look.
 pub async fn wait_deletes(client: &Client, prefix: &[u8], max_create: i64) -> Result<ResponseHeader, Status> {
     loop {
-        let newest = RangeRequest {
-            key: prefix.to_vec(),
-            range_end: prefix_end(prefix),
-            limit: 1,
-            sort_order: range_request::SortOrder::Descend as i32,
-            sort_target: range_request::SortTarget::Create as i32,
-            max_create_revision: max_create,
-            ..Default::default()
-        };
+        let newest =
+            RangeRequest { max_create_revision: max_create, ..by_creation(prefix, range_request::SortOrder::Descend) };
         let found = client.range(newest).await?;
         let Some(kv) = found.kvs.first() else {
             return Ok(found.header.unwrap_or_default());
@@ -193,12 +180,5 @@ mod tests {
     fn keys_are_named_by_prefix_and_hex_lease() {
         assert_eq!(owned_key(&prefix_of(b"job"), 0x694d77aa1c81ce04), b"job/694d77aa1c81ce04".to_vec());
         assert_eq!(owned_key(&prefix_of(b""), 1), b"/1".to_vec());
-    }
-
-    #[test]
-    fn prefix_ends_like_etcds() {
-        assert_eq!(prefix_end(b"a/"), b"a0".to_vec());
-        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
-        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
     }
 }

@@ -72,8 +72,8 @@ impl Election for ElectionService {
             failure: vec![get_op(concurrency::exactly(&key))],
         };
         let answer = client.txn(txn).await?;
-        let mut leader = LeaderKey { name: req.name.clone(), key: key.clone(), rev: 0, lease };
-        leader.rev = answer.header.as_ref().map_or(0, |h| h.revision);
+        let revision = answer.header.as_ref().map_or(0, |h| h.revision);
+        let mut leader = LeaderKey { name: req.name.clone(), key: key.clone(), rev: revision, lease };
         if !answer.succeeded {
             // This lease campaigned before: take its place in line, with the new value.
             let existing = answer.responses.into_iter().find_map(|op| match op.response {
@@ -179,7 +179,7 @@ async fn observe(client: &Client, prefix: &[u8], out: &mpsc::Sender<Result<Leade
 async fn first_put(client: &Client, prefix: &[u8], revision: i64) -> Option<(ResponseHeader, KeyValue)> {
     let create = WatchCreateRequest {
         key: prefix.to_vec(),
-        range_end: concurrency::prefix_end(prefix),
+        range_end: shoal_proto::keys::prefix_end(prefix),
         start_revision: revision,
         ..Default::default()
     };

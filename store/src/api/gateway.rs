@@ -95,11 +95,26 @@ macro_rules! unary {
     };
 }
 
+/// Calls the server-streaming `$service.$method` with the body parsed as its
+/// request type; its answers go out as lines.
+macro_rules! server_stream {
+    ($service:expr, $method:ident, $body:expr, $headers:expr) => {
+        match parse($body) {
+            Ok(message) => match $service.$method(request(message, $headers)).await {
+                Ok(stream) => lines(stream.into_inner()),
+                Err(status) => error(&status),
+            },
+            Err(status) => error(&status),
+        }
+    };
+}
+
 /// Answers `POST path`; None when no gateway method has that path.
 pub async fn handle(node: &Arc<Node>, path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Response<Body>> {
     let (kv, lease) = (KvService::new(node.clone()), LeaseService::new(node.clone()));
     let (cluster, maintenance) = (ClusterService::new(node.clone()), MaintenanceService::new(node.clone()));
     let (auth, election) = (AuthService::new(node.clone()), ElectionService::new(node.clone()));
+    let lock = LockService::new(node.clone());
     Some(match path {
         "/v3/kv/range" => unary!(kv, range, body, headers),
         "/v3/kv/put" => unary!(kv, put, body, headers),
@@ -123,13 +138,7 @@ pub async fn handle(node: &Arc<Node>, path: &str, headers: &HeaderMap, body: &[u
         "/v3/maintenance/hash" => unary!(maintenance, hash, body, headers),
         "/v3/maintenance/hashkv" => unary!(maintenance, hash_kv, body, headers),
         "/v3/maintenance/transfer-leadership" => unary!(maintenance, move_leader, body, headers),
-        "/v3/maintenance/snapshot" => match parse(body) {
-            Ok(message) => match maintenance.snapshot(request(message, headers)).await {
-                Ok(stream) => lines(stream.into_inner()),
-                Err(status) => error(&status),
-            },
-            Err(status) => error(&status),
-        },
+        "/v3/maintenance/snapshot" => server_stream!(maintenance, snapshot, body, headers),
         "/v3/auth/enable" => unary!(auth, auth_enable, body, headers),
         "/v3/auth/disable" => unary!(auth, auth_disable, body, headers),
         "/v3/auth/status" => unary!(auth, auth_status, body, headers),
@@ -147,19 +156,13 @@ pub async fn handle(node: &Arc<Node>, path: &str, headers: &HeaderMap, body: &[u
         "/v3/auth/role/delete" => unary!(auth, role_delete, body, headers),
         "/v3/auth/role/grant" => unary!(auth, role_grant_permission, body, headers),
         "/v3/auth/role/revoke" => unary!(auth, role_revoke_permission, body, headers),
-        "/v3/lock/lock" => unary!(LockService::new(node.clone()), lock, body, headers),
-        "/v3/lock/unlock" => unary!(LockService::new(node.clone()), unlock, body, headers),
+        "/v3/lock/lock" => unary!(lock, lock, body, headers),
+        "/v3/lock/unlock" => unary!(lock, unlock, body, headers),
         "/v3/election/campaign" => unary!(election, campaign, body, headers),
         "/v3/election/proclaim" => unary!(election, proclaim, body, headers),
         "/v3/election/leader" => unary!(election, leader, body, headers),
         "/v3/election/resign" => unary!(election, resign, body, headers),
-        "/v3/election/observe" => match parse(body) {
-            Ok(message) => match election.observe(request(message, headers)).await {
-                Ok(stream) => lines(stream.into_inner()),
-                Err(status) => error(&status),
-            },
-            Err(status) => error(&status),
-        },
+        "/v3/election/observe" => server_stream!(election, observe, body, headers),
         _ => return None,
     })
 }
