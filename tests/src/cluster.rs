@@ -398,3 +398,13 @@ impl Cluster {
             .join("\n")
     }
 }
+
+impl Drop for Cluster {
+    /// A failing test shows what its members logged last, before the
+    /// temporary directory holding the logs goes away.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("member logs at the failure:\n{}", self.log_tails(80));
+        }
+    }
+}
