@@ -1,6 +1,7 @@
 //! Any bytes as an etcd snapshot (a bbolt database): the reader walks every
-//! bucket it can reach or refuses the file, never panics, never loops, and
-//! never reads past the bytes it was given. Inputs that start as bbolt's
+//! bucket it can reach or refuses the file, and the restore's mapping of
+//! etcd's buckets onto Shoal's rows converts it or refuses it; neither
+//! panics, loops, or reads past the bytes it was given. Inputs that start as bbolt's
 //! meta pages get a valid checksum patched in, so that the tree behind the
 //! meta pages is reached.
 
@@ -8,6 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use shoal_store::backup::bbolt::{Bucket, Db, Item};
+use shoal_store::backup::from_etcd;
 
 /// FNV-1a 64 of the meta page's fields, written where bbolt keeps it.
 fn patch_meta(data: &mut [u8], page: usize) {
@@ -27,6 +29,7 @@ fuzz_target!(|input: &[u8]| {
     patch_meta(&mut data, 4096);
     let len = data.len() as u64;
     let Ok(db) = Db::open(data.into_boxed_slice(), len) else { return };
+    let _ = from_etcd::rows(&db, &mut |_, _, _| Ok(()), &mut |_| {});
     let mut pending = vec![db.root()];
     let mut visited = 0usize;
     while let Some(bucket) = pending.pop() {

@@ -13,10 +13,11 @@
 //! only when it is complete.
 //!
 //! A snapshot etcd saved is a bbolt database ([`bbolt`] reads one): its
-//! status is reported as etcd's own tool reports it; restoring one is not
-//! supported yet and is refused before anything is written.
+//! status is reported as etcd's own tool reports it, and a restore maps its
+//! buckets onto Shoal's families ([`from_etcd`]).
 
 pub mod bbolt;
+pub mod from_etcd;
 mod restore;
 mod stream;
 
@@ -55,8 +56,8 @@ pub enum BackupError {
     },
     #[error("{path} is not an etcd or Shoal snapshot")]
     NotASnapshot { path: PathBuf },
-    #[error("{path} is an etcd snapshot; restoring one into Shoal is not supported yet (`etcdctl make-mirror` from a running etcd moves its keys)")]
-    EtcdRestore { path: PathBuf },
+    #[error("{path} is not an etcd or Shoal snapshot: it is a bbolt database without etcd's {bucket:?} bucket")]
+    NotEtcdBackend { path: PathBuf, bucket: &'static str },
     #[error("data-dir {path:?} exists; restore needs a new, empty one")]
     DataDirExists { path: PathBuf },
     #[error("invalid restore options: {0}")]
@@ -83,7 +84,7 @@ pub struct Status {
 
 /// Checks the SHA-256 trailer of the file at `path`; returns the digest and
 /// the length of the snapshot before it.
-pub fn check_trailer(path: &Path, mut progress: impl FnMut(u64)) -> Result<([u8; 32], u64), BackupError> {
+pub fn check_trailer(path: &Path, progress: impl FnMut(u64)) -> Result<([u8; 32], u64), BackupError> {
     let size = std::fs::metadata(path).map_err(StorageError::io(path))?.len();
     if size == 0 {
         return Err(BackupError::Empty { path: path.to_path_buf() });
@@ -92,24 +93,52 @@ pub fn check_trailer(path: &Path, mut progress: impl FnMut(u64)) -> Result<([u8;
         return Err(BackupError::TooShort { path: path.to_path_buf(), size });
     }
     let body = size - TRAILER_BYTES;
+    let (digest, mut input) = sha256_of(path, body, progress)?;
+    let mut trailer = [0u8; 32];
+    input.read_exact(&mut trailer).map_err(StorageError::io(path))?;
+    if digest != trailer {
+        return Err(BackupError::ChecksumMismatch { path: path.to_path_buf() });
+    }
+    Ok((digest, body))
+}
+
+/// The SHA-256 of the first `len` bytes of the file at `path`, and the file
+/// read up to there.
+fn sha256_of(path: &Path, len: u64, mut progress: impl FnMut(u64)) -> Result<([u8; 32], BufReader<File>), BackupError> {
     let mut input = BufReader::with_capacity(1 << 20, File::open(path).map_err(StorageError::io(path))?);
     let mut hasher = Sha256::new();
-    let mut left = body;
+    let mut left = len;
     let mut buf = vec![0u8; 1 << 20];
     while left > 0 {
         let want = left.min(buf.len() as u64) as usize;
         input.read_exact(&mut buf[..want]).map_err(StorageError::io(path))?;
         hasher.update(&buf[..want]);
         left -= want as u64;
-        progress(body - left);
+        progress(len - left);
     }
-    let mut trailer = [0u8; 32];
-    input.read_exact(&mut trailer).map_err(StorageError::io(path))?;
-    let digest: [u8; 32] = hasher.finalize().into();
-    if digest != trailer {
-        return Err(BackupError::ChecksumMismatch { path: path.to_path_buf() });
+    Ok((hasher.finalize().into(), input))
+}
+
+/// For a snapshot etcd saved: its SHA-256 and the length of the database
+/// in it. etcd's tools append the digest as a trailer (the file is then 32
+/// bytes past whole pages), which must match; a bare database file (copied
+/// from a member's data dir) has none, and its digest is computed.
+pub fn etcd_digest(path: &Path, progress: impl FnMut(u64)) -> Result<([u8; 32], u64), BackupError> {
+    let size = std::fs::metadata(path).map_err(StorageError::io(path))?.len();
+    if size % 512 == TRAILER_BYTES {
+        return check_trailer(path, progress);
     }
-    Ok((digest, body))
+    Ok((sha256_of(path, size, progress)?.0, size))
+}
+
+/// Opens the bbolt database in the first `len` bytes of the file at `path`.
+pub fn open_etcd(path: &Path, len: u64) -> Result<bbolt::Db<File>, BackupError> {
+    let file = File::open(path).map_err(StorageError::io(path))?;
+    bbolt::Db::open(Box::new(file), len).map_err(|e| etcd_corrupt(path, e))
+}
+
+fn etcd_corrupt(path: &Path, e: bbolt::BboltError) -> BackupError {
+    BackupError::Corrupt { path: path.to_path_buf(), source: StorageError::corrupt("etcd snapshot", e.to_string()) }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -198,14 +227,9 @@ pub fn format_of(path: &Path) -> Result<Format, BackupError> {
 /// Reads a snapshot etcd saved end to end and reports what etcd's
 /// `snapshot status` reports. A trailer, when there is one, must match.
 pub fn etcd_status(path: &Path) -> Result<EtcdStatus, BackupError> {
-    let size = std::fs::metadata(path).map_err(StorageError::io(path))?.len();
-    let len = if size % 512 == TRAILER_BYTES { check_trailer(path, |_| {})?.1 } else { size };
-    let corrupt = |e: bbolt::BboltError| BackupError::Corrupt {
-        path: path.to_path_buf(),
-        source: StorageError::corrupt("etcd snapshot", e.to_string()),
-    };
-    let file = File::open(path).map_err(StorageError::io(path))?;
-    let db = bbolt::Db::open(Box::new(file), len).map_err(corrupt)?;
+    let (_, len) = etcd_digest(path, |_| {})?;
+    let corrupt = |e| etcd_corrupt(path, e);
+    let db = open_etcd(path, len)?;
     let mut hash = bbolt::Crc32c::default();
     let (mut revision, mut total_keys) = (0, 0);
     let mut buckets = Vec::new();

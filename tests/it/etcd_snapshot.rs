@@ -1,10 +1,16 @@
 //! Snapshots etcd saved, read by Shoal: `shoalctl snapshot status` on a file
 //! that etcd 3.4's `etcdctl snapshot save` wrote reports what
-//! `etcdctl snapshot status` reports about it (hash, revision, keys, size),
-//! and a damaged one is refused.
+//! `etcdctl snapshot status` reports about it (hash, revision, keys, size);
+//! `shoalctl snapshot restore` of it gives Shoal members that answer what
+//! the etcd it came from answers; a damaged one is refused.
 
+use std::path::Path;
+
+use etcd_client::{Client, ConnectOptions, DeleteOptions, LeaseTimeToLiveOptions, PermissionType, PutOptions};
 use shoal_tests::cluster::shoalctl;
-use shoal_tests::{Etcd, Etcdctl};
+use shoal_tests::{Cluster, Etcd, Etcdctl};
+
+use crate::backup::restore_member;
 
 /// The value after `label` on a line of `shoalctl snapshot status`.
 fn field<'a>(status: &'a str, label: &str) -> &'a str {
@@ -49,12 +55,6 @@ async fn shoalctl_reads_an_etcd_snapshot_as_etcdctl_does() {
     let bytes = expected["totalSize"].as_u64().expect("totalSize");
     assert!(size.contains(&format!("({bytes} bytes)")), "{status} against {bytes}");
 
-    // Restoring one is not there yet: refused, nothing written.
-    let data_dir = dir.path().join("restored.etcd");
-    let (ok, _, stderr) = shoalctl(&["snapshot", "restore", &path, "--data-dir", &data_dir.display().to_string()]);
-    assert!(!ok && stderr.contains("is an etcd snapshot"), "{stderr}");
-    assert!(!data_dir.exists());
-
     // Damaged copies: the trailer catches a changed byte, and a database
     // cut short is refused without the trailer too.
     let good = std::fs::read(&file).expect("read");
@@ -68,5 +68,211 @@ async fn shoalctl_reads_an_etcd_snapshot_as_etcdctl_does() {
         let (ok, out, stderr) = shoalctl(&["snapshot", "status", &bad.display().to_string()]);
         assert!(!ok, "{name}: {out}");
         assert!(stderr.contains("corrupt") || stderr.contains("truncated"), "{name}: {stderr}");
+    }
+}
+
+/// Writes to etcd what an etcd user's data holds: history, deletes, leases
+/// with keys, a compaction, binary keys and values, users and roles with
+/// auth on. Returns the compacted revision.
+async fn fill(client: &mut Client) -> i64 {
+    for i in 0..300 {
+        client.put(format!("key/{i:03}"), format!("value {i}"), None).await.expect("put");
+    }
+    for i in 0..50 {
+        client.put(format!("key/{i:03}"), format!("second {i}"), None).await.expect("put");
+    }
+    client.delete("key/1", Some(DeleteOptions::new().with_prefix())).await.expect("delete");
+    let short = client.lease_grant(600, None).await.expect("grant").id();
+    let long = client.lease_grant(3600, None).await.expect("grant").id();
+    for (key, lease) in [("leased/a", short), ("leased/b", short), ("leased/c", long), ("leased/d", long)] {
+        client.put(key, "v", Some(PutOptions::new().with_lease(lease))).await.expect("put");
+    }
+    // Moved off its lease, and a leased key deleted: neither stays attached.
+    client.put("leased/d", "no lease now", None).await.expect("put");
+    client.delete("leased/b", None).await.expect("delete");
+    let compacted =
+        client.put("marker", "at compaction", None).await.expect("put").header().expect("header").revision();
+    client.compact(compacted, None).await.expect("compact");
+    client.put("key/000", "after the compaction", None).await.expect("put");
+    client.put(vec![0u8, 1, 0xff], vec![0u8, 0, 7], None).await.expect("binary put");
+    client.put("leased/e", "v", Some(PutOptions::new().with_lease(short))).await.expect("put");
+    client.user_add("root", "rootpw", None).await.expect("user");
+    client.user_grant_role("root", "root").await.expect("grant");
+    client.role_add("reader").await.expect("role");
+    let read = etcd_client::Permission::new(PermissionType::Read, "key/").with_prefix();
+    client.role_grant_permission("reader", read).await.expect("permission");
+    client.user_add("alice", "alicepw", None).await.expect("user");
+    client.user_grant_role("alice", "reader").await.expect("grant");
+    client.auth_enable().await.expect("auth enable");
+    compacted
+}
+
+/// What etcdctl prints for each question, as root.
+fn answers(endpoints: &str, compacted: i64) -> Vec<(String, String)> {
+    let ctl = Etcdctl::new(endpoints);
+    let ids = regex::Regex::new(r#""(cluster_id|member_id|raft_term)":\d+"#).expect("valid regex");
+    let at_compaction = format!("--rev={compacted}");
+    let before_compaction = format!("--rev={}", compacted - 1);
+    let questions: [&[&str]; 9] = [
+        &["get", "", "--prefix", "-w", "json"],
+        &["get", "key/000", &at_compaction, "-w", "json"],
+        &["get", "key/000", &before_compaction],
+        &["lease", "list"],
+        &["user", "list"],
+        &["user", "get", "alice"],
+        &["role", "list"],
+        &["role", "get", "reader"],
+        &["auth", "status"],
+    ];
+    questions
+        .iter()
+        .map(|args| {
+            let mut with_user = args.to_vec();
+            with_user.extend(["--user", "root:rootpw"]);
+            let out = ctl.run(&with_user);
+            let mut stdout = ids.replace_all(&out.stdout, "\"$1\":N").into_owned();
+            if args[0] == "lease" {
+                // etcd lists its leases in no particular order.
+                let mut lines: Vec<&str> = stdout.lines().collect();
+                lines.sort();
+                stdout = lines.join("\n");
+            }
+            // etcdctl's client-side retry log lines carry a time and a random target.
+            let errors: Vec<&str> = out.stderr.lines().filter(|l| !l.starts_with('{')).collect();
+            (args.join(" "), format!("{stdout}{}", errors.join("\n")))
+        })
+        .collect()
+}
+
+/// Every lease's granted TTL and attached keys, sorted.
+async fn leases(client: &mut Client) -> Vec<(i64, i64, Vec<Vec<u8>>)> {
+    let ids: Vec<i64> = client.leases().await.expect("leases").leases().iter().map(|l| l.id()).collect();
+    let mut out = Vec::new();
+    for id in ids {
+        let ttl = client.lease_time_to_live(id, Some(LeaseTimeToLiveOptions::new().with_keys())).await.expect("ttl");
+        let mut keys = ttl.keys().to_vec();
+        keys.sort();
+        out.push((id, ttl.granted_ttl(), keys));
+    }
+    out.sort();
+    out
+}
+
+fn restore_to(file: &Path, data_dir: &Path) -> (bool, String, String) {
+    shoalctl(&[
+        "snapshot",
+        "restore",
+        &file.display().to_string(),
+        "--name",
+        "r",
+        "--initial-cluster",
+        "r=http://127.0.0.1:1",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:1",
+        "--data-dir",
+        &data_dir.display().to_string(),
+    ])
+}
+
+/// A bbolt database with no bucket at all: two meta pages, an empty
+/// freelist and an empty root leaf, as a fresh bbolt file is.
+fn bucketless_bbolt() -> Vec<u8> {
+    const PAGE: usize = 4096;
+    let mut b = vec![0u8; 4 * PAGE];
+    let put = |b: &mut Vec<u8>, at: usize, bytes: &[u8]| b[at..at + bytes.len()].copy_from_slice(bytes);
+    for (id, flags) in [(2u64, 0x10u16), (3, 0x02)] {
+        put(&mut b, id as usize * PAGE, &id.to_le_bytes());
+        put(&mut b, id as usize * PAGE + 8, &flags.to_le_bytes());
+    }
+    for (id, txid) in [(0u64, 2u64), (1, 1)] {
+        let page = id as usize * PAGE;
+        put(&mut b, page, &id.to_le_bytes());
+        put(&mut b, page + 8, &4u16.to_le_bytes());
+        let meta = page + 16;
+        put(&mut b, meta, &0xED0C_DAEDu32.to_le_bytes());
+        put(&mut b, meta + 4, &2u32.to_le_bytes());
+        put(&mut b, meta + 8, &(PAGE as u32).to_le_bytes());
+        put(&mut b, meta + 16, &3u64.to_le_bytes()); // root bucket's page
+        put(&mut b, meta + 32, &2u64.to_le_bytes()); // freelist page
+        put(&mut b, meta + 40, &4u64.to_le_bytes()); // pages in use
+        put(&mut b, meta + 48, &txid.to_le_bytes());
+        let fnv = b[meta..meta + 56]
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3));
+        put(&mut b, meta + 56, &fnv.to_le_bytes());
+    }
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_snapshot_restored_into_shoal_answers_what_etcd_answers() {
+    let etcd = Etcd::start().await;
+    let mut client = Client::connect([etcd.client_url.clone()], None).await.expect("connect");
+    let compacted = fill(&mut client).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("etcd.db");
+    let saved = Etcdctl::new(etcd.client_url.clone()).run(&[
+        "snapshot",
+        "save",
+        &file.display().to_string(),
+        "--user",
+        "root:rootpw",
+    ]);
+    assert!(saved.success, "{saved:?}");
+    let expected = answers(&etcd.client_url, compacted);
+    // The questions have answers worth comparing.
+    assert!(expected[0].1.trim_end().ends_with(r#""count":206}"#), "{:?}", expected[0].1.get(..300));
+    assert!(expected[2].1.contains("required revision has been compacted"), "{}", expected[2].1);
+    assert!(expected[3].1.contains("found 2 leases"), "{}", expected[3].1);
+    assert!(expected[4].1.contains("alice") && expected[7].1.contains("key/"), "{expected:?}");
+    let as_root = || Some(ConnectOptions::new().with_user("root", "rootpw"));
+    let mut etcd_root = Client::connect([etcd.client_url.clone()], as_root()).await.expect("connect");
+    let expected_leases = leases(&mut etcd_root).await;
+    assert_eq!(expected_leases.len(), 2, "{expected_leases:?}");
+
+    let mut cluster = Cluster::prepare(3, &[]);
+    for i in 0..3 {
+        restore_member(&file, &cluster, i);
+    }
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.leader().await;
+    let got = answers(&cluster.endpoints_csv(), compacted);
+    for ((question, want), (_, have)) in expected.iter().zip(&got) {
+        assert_eq!(have, want, "etcdctl {question}: Shoal (left) and etcd (right) differ");
+    }
+    let mut shoal_root = Client::connect(cluster.endpoints(), as_root()).await.expect("connect");
+    assert_eq!(leases(&mut shoal_root).await, expected_leases, "leases, their TTLs and keys");
+
+    // The restored history goes on where etcd's did.
+    let next = |r: etcd_client::PutResponse| r.header().map(|h| h.revision());
+    let on_etcd = etcd_root.put("after", "restore", None).await.expect("put");
+    let on_shoal = shoal_root.put("after", "restore", None).await.expect("put");
+    assert_eq!(next(on_shoal), next(on_etcd));
+
+    // Bad files: refused with what is wrong, and nothing left behind.
+    let good = std::fs::read(&file).expect("read");
+    let mut not_bbolt_inside = good[..8192].to_vec();
+    not_bbolt_inside[20..].fill(0x5a);
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("truncated", good[..good.len() / 2 / 4096 * 4096].to_vec(), "truncated"),
+        ("garbage", not_bbolt_inside, "no valid bbolt meta page"),
+        (
+            "bucketless",
+            bucketless_bbolt(),
+            "is not an etcd or Shoal snapshot: it is a bbolt database without etcd's \"key\" bucket",
+        ),
+    ];
+    for (name, bytes, why) in cases {
+        let bad = dir.path().join(format!("{name}.db"));
+        std::fs::write(&bad, bytes).expect("write");
+        let data_dir = dir.path().join(format!("{name}.etcd"));
+        let (ok, _, stderr) = restore_to(&bad, &data_dir);
+        assert!(!ok && stderr.contains(why), "{name}: {stderr}");
+        assert!(!data_dir.exists(), "{name}: no data dir");
+        let leftovers = std::fs::read_dir(dir.path()).expect("list").flatten();
+        let partial: Vec<_> = leftovers.filter(|e| e.file_name().to_string_lossy().contains("restoring")).collect();
+        assert!(partial.is_empty(), "{name}: no partial data dir is left behind");
     }
 }

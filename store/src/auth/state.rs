@@ -13,10 +13,12 @@ use crate::storage::{self, columns, StorageError};
 /// The user and the role that may do everything.
 pub const ROOT: &str = "root";
 
-const ENABLED: &[u8] = b"enabled";
-const REVISION: &[u8] = b"revision";
-const USER_PREFIX: &[u8] = b"user/";
-const ROLE_PREFIX: &[u8] = b"role/";
+/// Keys of the `auth` family: the switch (one byte, 1 = on), the revision
+/// (u64 BE), and one row per user and per role.
+pub const ENABLED: &[u8] = b"enabled";
+pub const REVISION: &[u8] = b"revision";
+pub const USER_PREFIX: &[u8] = b"user/";
+pub const ROLE_PREFIX: &[u8] = b"role/";
 
 #[derive(Clone, Debug, Default)]
 pub struct AuthState {

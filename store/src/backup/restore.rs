@@ -1,16 +1,21 @@
 //! `snapshot restore`: the data dir of one member of a new cluster, built
-//! from a saved snapshot. Every key, value, revision and lease is kept;
-//! Raft starts empty, with the new cluster's members, and the cluster gets
-//! an id of its own.
+//! from a saved snapshot, Shoal's or etcd's. Every key, value, revision,
+//! lease, user and role is kept; Raft starts empty, with the new cluster's
+//! members, and the cluster gets an id of its own.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use rocksdb::WriteBatch;
+use rocksdb::{WriteBatch, DB};
 
-use super::{check_trailer, BackupError};
+use super::from_etcd::{self, ConvertError};
+use super::{bbolt, check_trailer, etcd_digest, open_etcd, BackupError, Format};
 use crate::ids;
-use crate::raft::{snapshot, LeaderId, LogId, MemberNode, SnapshotMeta, StoredMembership};
+use crate::mvcc::{key_codec, lease_keys, Record};
+use crate::raft::snapshot::{self, PacedFile, SnapshotWriter};
+use crate::raft::{LeaderId, LogId, MemberNode, SnapshotMeta, StoredMembership};
 use crate::storage::{self, columns, StorageError};
 use crate::urls;
 
@@ -85,23 +90,25 @@ fn belongs_to_old_raft(family: &str, key: &[u8]) -> bool {
             .contains(&key))
 }
 
-/// Restores the snapshot at `file` into `options.data_dir`. `progress` is
-/// told the bytes checked and then the bytes restored, out of the total.
+/// Restores the snapshot at `file` (Shoal's, or a bbolt database etcd
+/// saved) into `options.data_dir`. `progress` is told the bytes checked and
+/// then the bytes restored, out of the total.
 pub fn restore(
     file: &Path,
     options: &RestoreOptions,
     mut progress: impl FnMut(&'static str, u64, u64),
 ) -> Result<Restored, BackupError> {
-    if super::format_of(file)? == super::Format::Etcd {
-        return Err(BackupError::EtcdRestore { path: file.to_path_buf() });
-    }
+    let format = super::format_of(file)?;
     let (members, member_id) = new_members(options)?;
     let member_ids: Vec<u64> = members.keys().copied().collect();
     let data_dir = &options.data_dir;
     if data_dir.exists() && std::fs::read_dir(data_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(BackupError::DataDirExists { path: data_dir.clone() });
     }
-    let (digest, body) = check_trailer(file, |done| progress("verifying", done, 0))?;
+    let (digest, body) = match format {
+        Format::Shoal => check_trailer(file, |done| progress("verifying", done, 0))?,
+        Format::Etcd => etcd_digest(file, |done| progress("verifying", done, 0))?,
+    };
     progress("verifying", body, body);
     // The cluster id depends on the file too: a restored cluster is a new
     // cluster, even with the old cluster's flags.
@@ -110,7 +117,13 @@ pub fn restore(
     let staging = staging_dir(data_dir);
     let _ = std::fs::remove_dir_all(&staging);
     let identity = Identity { member_id, cluster_id, members };
-    let written = write_member(file, &staging, &identity, body, &mut progress);
+    let written = match format {
+        Format::Shoal => write_member(&staging, &identity, |sink| shoal_rows(file, sink, body, &mut progress)),
+        Format::Etcd => {
+            let db = open_etcd(file, body)?;
+            write_member(&staging, &identity, |sink| etcd_rows(file, &db, sink, body, &mut progress))
+        }
+    };
     let records = match written {
         Ok(records) => records,
         Err(e) => {
@@ -125,6 +138,7 @@ pub fn restore(
     if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(StorageError::io(parent))?;
     }
+    progress("restoring", body, body);
     Ok(Restored { member_id, cluster_id, records })
 }
 
@@ -171,50 +185,63 @@ fn seed(members: &BTreeMap<u64, MemberNode>) -> (SnapshotMeta, [MetaRow; 2]) {
     (meta, rows)
 }
 
-/// Writes the member's database and, in the same pass, the Raft snapshot
-/// that a member added later will be sent.
+/// Where restored rows go: the new member's database and, row by row, the
+/// Raft snapshot that a member added later will be sent.
+struct Sink<'a, W: Write> {
+    db: &'a DB,
+    snap: &'a mut SnapshotWriter<W>,
+    batch: WriteBatch,
+    records: u64,
+}
+
+impl<W: Write> Sink<'_, W> {
+    /// Adds one row; returns whether the rows so far were written out.
+    fn put(&mut self, family: &'static str, key: &[u8], value: &[u8]) -> Result<bool, StorageError> {
+        self.snap.record(family, key, value)?;
+        self.batch.put_cf(storage::cf(self.db, family), key, value);
+        self.records += 1;
+        if self.batch.size_in_bytes() < BATCH_BYTES {
+            return Ok(false);
+        }
+        self.flush()?;
+        Ok(true)
+    }
+
+    fn flush(&mut self) -> Result<(), StorageError> {
+        write_unlogged(self.db, std::mem::take(&mut self.batch))
+    }
+}
+
+type MemberSink<'a> = Sink<'a, BufWriter<PacedFile>>;
+
+/// Writes the member's database and its Raft snapshot in one pass; `fill`
+/// puts the rows of the data. Returns how many rows it put.
 fn write_member(
-    file: &Path,
     dir: &Path,
     identity: &Identity,
-    total: u64,
-    progress: &mut impl FnMut(&'static str, u64, u64),
+    fill: impl FnOnce(&mut MemberSink<'_>) -> Result<(), BackupError>,
 ) -> Result<u64, BackupError> {
     let db_dir = dir.join("member").join("db");
     std::fs::create_dir_all(&db_dir).map_err(StorageError::io(&db_dir))?;
     let db = storage::open(&db_dir)?;
     let (meta, seed_rows) = seed(&identity.members);
-    let mut batch = WriteBatch::default();
-    let (mut records, mut done) = (0u64, 0u64);
-    let mut scan_failed = false;
+    let (mut failed, mut records) = (None, 0);
     let written = snapshot::write_file(&dir.join("member").join("snap"), &meta, |snap| {
-        snapshot::scan(file, |family, key, value| {
-            done += (key.len() + value.len() + 9) as u64;
-            if belongs_to_old_raft(family, &key) {
-                return Ok(());
-            }
-            snap.record(family, &key, &value)?;
-            batch.put_cf(storage::cf(&db, family), key, value);
-            records += 1;
-            if batch.size_in_bytes() >= BATCH_BYTES {
-                write_unlogged(&db, std::mem::take(&mut batch))?;
-                progress("restoring", done, total);
-            }
-            Ok(())
-        })
-        .inspect_err(|_| scan_failed = true)?;
-        for (key, value) in &seed_rows {
-            snap.record(columns::META, key, value)?;
-            batch.put_cf(storage::cf(&db, columns::META), key, value);
+        let mut sink = Sink { db: &db, snap, batch: WriteBatch::default(), records: 0 };
+        if let Err(e) = fill(&mut sink) {
+            failed = Some(e);
+            return Err(StorageError::corrupt("restore", "stopped"));
         }
-        Ok(())
+        records = sink.records;
+        for (key, value) in &seed_rows {
+            sink.put(columns::META, key, value)?;
+        }
+        sink.flush()
     });
-    match written {
-        Ok(_) => {}
-        Err(source) if scan_failed => return Err(BackupError::Corrupt { path: file.to_path_buf(), source }),
-        Err(e) => return Err(e.into()),
+    if let Some(e) = failed {
+        return Err(e);
     }
-    write_unlogged(&db, batch)?;
+    written?;
     // The data skipped the WAL: on disk once the memtables are flushed.
     storage::flush_all(&db)?;
     let mut ids = WriteBatch::default();
@@ -223,6 +250,77 @@ fn write_member(
     ids.put_cf(state, columns::CLUSTER_ID, (identity.cluster_id as i64).to_be_bytes());
     ids.put_cf(state, columns::LAST_PURGED, &seed_rows[0].1);
     storage::write_synced(&db, ids)?;
-    progress("restoring", total, total);
     Ok(records)
+}
+
+/// The rows of a Shoal snapshot, without the old cluster's Raft state.
+fn shoal_rows(
+    file: &Path,
+    sink: &mut MemberSink<'_>,
+    total: u64,
+    progress: &mut impl FnMut(&'static str, u64, u64),
+) -> Result<(), BackupError> {
+    let mut done = 0u64;
+    snapshot::scan(file, |family, key, value| {
+        done += (key.len() + value.len() + 9) as u64;
+        if !belongs_to_old_raft(family, &key) && sink.put(family, &key, &value)? {
+            progress("restoring", done, total);
+        }
+        Ok(())
+    })
+    .map_err(|source| BackupError::Corrupt { path: file.to_path_buf(), source })?;
+    Ok(())
+}
+
+/// The rows of a snapshot etcd saved, then the index of keys by lease,
+/// which etcd does not store, from the newest version of every key.
+fn etcd_rows(
+    file: &Path,
+    db: &bbolt::Db<File>,
+    sink: &mut MemberSink<'_>,
+    total: u64,
+    progress: &mut impl FnMut(&'static str, u64, u64),
+) -> Result<(), BackupError> {
+    let mut reported = 0u64;
+    let mut report = |read: u64| {
+        if read - reported >= BATCH_BYTES as u64 {
+            reported = read;
+            progress("restoring", read.min(total), total);
+        }
+    };
+    from_etcd::rows(db, &mut |family, key, value| sink.put(family, key, value).map(drop), &mut report).map_err(
+        |e| match e {
+            ConvertError::Storage(e) => BackupError::Storage(e),
+            ConvertError::NotEtcd(bucket) => BackupError::NotEtcdBackend { path: file.to_path_buf(), bucket },
+            ConvertError::Damaged(what) => {
+                BackupError::Corrupt { path: file.to_path_buf(), source: StorageError::corrupt("etcd snapshot", what) }
+            }
+        },
+    )?;
+    sink.flush()?;
+    attach_to_leases(sink)?;
+    Ok(())
+}
+
+/// Puts a `lease_keys` row for every key whose newest version is live and
+/// holds a lease.
+fn attach_to_leases(sink: &mut MemberSink<'_>) -> Result<(), StorageError> {
+    let db = sink.db;
+    let mut it = db.raw_iterator_cf(storage::cf(db, columns::KV));
+    it.seek_to_first();
+    let mut last: Option<Vec<u8>> = None;
+    while let (Some(version), Some(value)) = (it.key(), it.value()) {
+        let (key, _) = key_codec::decode(version).ok_or_else(|| StorageError::corrupt("restored version", "key"))?;
+        // Versions of a key are adjacent, newest first.
+        if last.as_deref() != Some(key.as_slice()) {
+            let record =
+                Record::decode(value, false).ok_or_else(|| StorageError::corrupt("restored version", "value"))?;
+            if !record.tombstone && record.lease != 0 {
+                sink.put(columns::LEASE_KEYS, &lease_keys::entry(record.lease, &key), &[])?;
+            }
+            last = Some(key);
+        }
+        it.next();
+    }
+    it.status().map_err(StorageError::rocks("restore lease index"))
 }

@@ -7,7 +7,8 @@ use super::reader::KvReader;
 use super::txn::Change;
 use crate::storage::{self, columns, StorageError};
 
-fn entry(lease: i64, key: &[u8]) -> Vec<u8> {
+/// The row of `key` attached to `lease`.
+pub fn entry(lease: i64, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + key.len());
     out.extend_from_slice(&lease.to_be_bytes());
     out.extend_from_slice(key);

@@ -1,0 +1,286 @@
+//! The rows of Shoal's state machine that a snapshot etcd saved holds: its
+//! backend's buckets read with [`bbolt`], mapped onto Shoal's families.
+//!
+//! ```text
+//! key        main ‖ '_' ‖ sub (BE) [‖ 't']  → mvccpb.KeyValue   kv, revs
+//! meta       finishedCompactRev, scheduledCompactRev           meta (compaction, current revision)
+//! lease      id (BE)                        → leasepb.Lease     leases
+//! auth       authEnabled, authRevision                          auth
+//! authUsers  name                           → authpb.User       auth user/<name>
+//! authRoles  name                           → authpb.Role       auth role/<name>
+//! ```
+//!
+//! Members, alarms and the cluster version belong to the old cluster, and a
+//! restore starts a new one, as etcd's restore does. The keys attached to
+//! each lease are not stored by etcd; the restore derives them from the
+//! newest version of each key once the versions are written.
+
+use prost::Message;
+use shoal_proto::authpb::{Role, User};
+use shoal_proto::mvccpb::KeyValue;
+
+use super::bbolt::{BboltError, Bucket, Db, Item, Source};
+use crate::auth::state::{ENABLED, REVISION, ROLE_PREFIX, USER_PREFIX};
+use crate::mvcc::{key_codec, Record, Revision};
+use crate::storage::{columns, StorageError};
+
+/// etcd's revision key: main (8 bytes BE), `_`, sub (8 bytes BE).
+const REVISION_KEY: usize = 17;
+const TOMBSTONE_MARK: u8 = b't';
+
+/// leasepb.Lease, as etcd's lease bucket holds it.
+#[derive(Clone, PartialEq, Message)]
+struct Lease {
+    #[prost(int64, tag = "1")]
+    id: i64,
+    #[prost(int64, tag = "2")]
+    ttl: i64,
+    #[prost(int64, tag = "3")]
+    remaining_ttl: i64,
+}
+
+/// Why an etcd database could not be read into rows.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// The file is a bbolt database but not etcd's backend.
+    #[error("it is a bbolt database without etcd's {0:?} bucket")]
+    NotEtcd(&'static str),
+    /// The file is damaged, or holds what etcd never writes.
+    #[error("{0}")]
+    Damaged(String),
+    /// Writing a row failed on this side.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<BboltError> for ConvertError {
+    fn from(e: BboltError) -> ConvertError {
+        ConvertError::Damaged(e.to_string())
+    }
+}
+
+/// What the rows add up to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Converted {
+    pub current_revision: i64,
+    /// Every revision below it is compacted away (0: never compacted).
+    pub compacted_below: i64,
+    pub versions: u64,
+    pub leases: u64,
+}
+
+/// Receives one row: its family, key and value.
+pub type Row<'f> = &'f mut dyn FnMut(&'static str, &[u8], &[u8]) -> Result<(), StorageError>;
+
+/// The top-level buckets of `db` by name; a value at the top level is not
+/// something etcd writes.
+fn buckets<S: Source + ?Sized>(db: &Db<S>) -> Result<Vec<(Vec<u8>, Bucket)>, ConvertError> {
+    let mut found = Vec::new();
+    db.for_each(&db.root(), &mut |name, item| match item {
+        Item::Bucket(bucket) => {
+            found.push((name.to_vec(), bucket));
+            Ok(())
+        }
+        Item::Value(_) => Err(BboltError::MissingBucket(String::from_utf8_lossy(name).into_owned())),
+    })?;
+    Ok(found)
+}
+
+fn find<'a>(all: &'a [(Vec<u8>, Bucket)], name: &str) -> Option<&'a Bucket> {
+    all.iter().find(|(n, _)| n == name.as_bytes()).map(|(_, b)| b)
+}
+
+/// Receives one plain entry of a bucket: its key and value.
+type Entry<'f> = &'f mut dyn FnMut(&[u8], &[u8]) -> Result<(), ConvertError>;
+
+/// Calls `each` with every plain entry of `bucket`, handing back an error
+/// of `each` unchanged.
+fn entries<S: Source + ?Sized>(db: &Db<S>, bucket: &Bucket, each: Entry<'_>) -> Result<(), ConvertError> {
+    let mut failed = None;
+    let walked = db.for_each(bucket, &mut |key, item| {
+        let Item::Value(value) = item else { return Ok(()) };
+        each(key, value).map_err(|e| {
+            failed = Some(e);
+            BboltError::Io(std::io::Error::other("stopped"))
+        })
+    });
+    match (failed, walked) {
+        (Some(e), _) => Err(e),
+        (None, walked) => Ok(walked?),
+    }
+}
+
+fn damaged(what: String) -> ConvertError {
+    ConvertError::Damaged(what)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The revision and tombstone flag of a key of etcd's `key` bucket.
+fn revision_of(key: &[u8]) -> Result<(Revision, bool), ConvertError> {
+    let tombstone = match key.len() {
+        REVISION_KEY => false,
+        n if n == REVISION_KEY + 1 && key[REVISION_KEY] == TOMBSTONE_MARK => true,
+        _ => return Err(damaged(format!("key bucket entry {} is not a revision", hex(key)))),
+    };
+    if key[8] != b'_' {
+        return Err(damaged(format!("key bucket entry {} is not a revision", hex(key))));
+    }
+    let int = |at: usize| {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&key[at..at + 8]);
+        i64::from_be_bytes(raw)
+    };
+    let (main, sub) = (int(0), int(9));
+    if main < 0 || sub < 0 {
+        return Err(damaged(format!("key bucket entry {} is not a revision", hex(key))));
+    }
+    Ok((Revision::new(main, sub), tombstone))
+}
+
+/// The main revision a compaction key of `meta` holds, if it is there.
+fn compaction<S: Source + ?Sized>(db: &Db<S>, meta: &Bucket, name: &[u8]) -> Result<i64, ConvertError> {
+    let mut found = 0;
+    entries(db, meta, &mut |key, value| {
+        if key == name {
+            let (rev, _) = revision_of(value.get(..REVISION_KEY).unwrap_or(value))
+                .map_err(|_| damaged(format!("meta {} is not a revision", String::from_utf8_lossy(name))))?;
+            found = rev.main;
+        }
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// Reads every row Shoal's state machine needs from etcd's database `db`,
+/// except `lease_keys`, and hands each to `row`. `progress` is told the
+/// bytes of entries read so far.
+pub fn rows<S: Source + ?Sized>(
+    db: &Db<S>,
+    row: Row<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Converted, ConvertError> {
+    let all = buckets(db)?;
+    let key = find(&all, "key").ok_or(ConvertError::NotEtcd("key"))?;
+    let meta = find(&all, "meta").ok_or(ConvertError::NotEtcd("meta"))?;
+    let finished = compaction(db, meta, b"finishedCompactRev")?;
+    let scheduled = compaction(db, meta, b"scheduledCompactRev")?;
+    let mut converted = Converted { current_revision: 1, compacted_below: finished, ..Converted::default() };
+    let mut read = 0u64;
+    entries(db, key, &mut |rev_key, value| {
+        let (rev, tombstone) = revision_of(rev_key)?;
+        let kv = KeyValue::decode(value)
+            .map_err(|e| damaged(format!("revision {}_{} holds no mvccpb.KeyValue: {e}", rev.main, rev.sub)))?;
+        if kv.key.is_empty() {
+            return Err(damaged(format!("revision {}_{} has an empty key", rev.main, rev.sub)));
+        }
+        let record = if tombstone {
+            Record::tombstone()
+        } else {
+            Record {
+                tombstone: false,
+                create_revision: kv.create_revision,
+                version: kv.version,
+                lease: kv.lease,
+                value: kv.value,
+            }
+        };
+        row(columns::KV, &key_codec::version_key(&kv.key, rev), &record.encode())?;
+        // Shoal's event log holds what compaction has not reached yet.
+        if rev.main >= finished {
+            row(columns::REVS, &rev.to_bytes(), &kv.key)?;
+        }
+        converted.current_revision = converted.current_revision.max(rev.main);
+        converted.versions += 1;
+        read += (rev_key.len() + value.len()) as u64;
+        progress(read);
+        Ok(())
+    })?;
+    // etcd's store never stands below a compaction it finished or began.
+    let compacted = finished.max(scheduled);
+    converted.current_revision = converted.current_revision.max(compacted);
+    row(columns::META, columns::CURRENT_REVISION, &converted.current_revision.to_be_bytes())?;
+    if compacted > 0 {
+        row(columns::META, columns::COMPACT_REVISION, &compacted.to_be_bytes())?;
+        row(columns::META, columns::COMPACT_DONE, &finished.to_be_bytes())?;
+    }
+    if let Some(leases) = find(&all, "lease") {
+        entries(db, leases, &mut |id, value| {
+            let lease =
+                Lease::decode(value).map_err(|e| damaged(format!("lease {} holds no leasepb.Lease: {e}", hex(id))))?;
+            row(columns::LEASES, &lease.id.to_be_bytes(), &lease.ttl.to_be_bytes())?;
+            converted.leases += 1;
+            Ok(())
+        })?;
+    }
+    auth_rows(db, &all, row)?;
+    Ok(converted)
+}
+
+/// The auth switch, its revision, users and roles.
+fn auth_rows<S: Source + ?Sized>(db: &Db<S>, all: &[(Vec<u8>, Bucket)], row: Row<'_>) -> Result<(), ConvertError> {
+    if let Some(auth) = find(all, "auth") {
+        entries(db, auth, &mut |key, value| {
+            match key {
+                b"authEnabled" => row(columns::AUTH, ENABLED, &[u8::from(value == [1])])?,
+                b"authRevision" => {
+                    let raw: [u8; 8] = value.try_into().map_err(|_| damaged("authRevision is not 8 bytes".into()))?;
+                    row(columns::AUTH, REVISION, &raw)?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    for (bucket, prefix) in [("authUsers", USER_PREFIX), ("authRoles", ROLE_PREFIX)] {
+        let Some(found) = find(all, bucket) else { continue };
+        entries(db, found, &mut |name, value| {
+            let valid = if prefix == USER_PREFIX {
+                User::decode(value).map(|_| ()).map_err(|e| e.to_string())
+            } else {
+                Role::decode(value).map(|_| ()).map_err(|e| e.to_string())
+            };
+            valid.map_err(|e| {
+                damaged(format!("{bucket} entry {:?} is not valid: {e}", String::from_utf8_lossy(name)))
+            })?;
+            let mut key = prefix.to_vec();
+            key.extend_from_slice(name);
+            row(columns::AUTH, &key, value)?;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev_key(main: i64, sub: i64) -> Vec<u8> {
+        let mut key = main.to_be_bytes().to_vec();
+        key.push(b'_');
+        key.extend_from_slice(&sub.to_be_bytes());
+        key
+    }
+
+    #[test]
+    fn revision_keys_are_read_as_etcd_writes_them() {
+        assert_eq!(revision_of(&rev_key(7, 2)).ok(), Some((Revision::new(7, 2), false)));
+        let mut tombstone = rev_key(9, 0);
+        tombstone.push(b't');
+        assert_eq!(revision_of(&tombstone).ok(), Some((Revision::new(9, 0), true)));
+    }
+
+    #[test]
+    fn anything_else_in_the_key_bucket_is_damage() {
+        let mut wrong_mark = rev_key(9, 0);
+        wrong_mark.push(b'x');
+        let mut no_separator = rev_key(1, 1);
+        no_separator[8] = b'-';
+        for bad in [vec![], b"short".to_vec(), wrong_mark, no_separator, rev_key(-1, 0)] {
+            assert!(matches!(revision_of(&bad), Err(ConvertError::Damaged(_))), "{bad:?}");
+        }
+    }
+}
