@@ -2,7 +2,7 @@
 //! backend's buckets read with [`bbolt`], mapped onto Shoal's families.
 //!
 //! ```text
-//! key        main ‖ '_' ‖ sub (BE) [‖ 't']  → mvccpb.KeyValue   kv, revs
+//! key        main ‖ '_' ‖ sub (BE) [‖ 't']  → mvccpb.KeyValue   kv, revs (one row each)
 //! meta       finishedCompactRev, scheduledCompactRev           meta (compaction, current revision)
 //! lease      id (BE)                        → leasepb.Lease     leases
 //! auth       authEnabled, authRevision                          auth
@@ -188,10 +188,7 @@ pub fn rows<S: Source + ?Sized>(
             }
         };
         row(columns::KV, &key_codec::version_key(&kv.key, rev), &record.encode())?;
-        // Shoal's event log holds what compaction has not reached yet.
-        if rev.main >= finished {
-            row(columns::REVS, &rev.to_bytes(), &kv.key)?;
-        }
+        row(columns::REVS, &rev.to_bytes(), &kv.key)?;
         converted.current_revision = converted.current_revision.max(rev.main);
         converted.versions += 1;
         read += (rev_key.len() + value.len()) as u64;
@@ -202,6 +199,7 @@ pub fn rows<S: Source + ?Sized>(
     let compacted = finished.max(scheduled);
     converted.current_revision = converted.current_revision.max(compacted);
     row(columns::META, columns::CURRENT_REVISION, &converted.current_revision.to_be_bytes())?;
+    row(columns::META, columns::REVS_COMPLETE, &[])?;
     if compacted > 0 {
         row(columns::META, columns::COMPACT_REVISION, &compacted.to_be_bytes())?;
         row(columns::META, columns::COMPACT_DONE, &finished.to_be_bytes())?;

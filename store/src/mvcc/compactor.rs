@@ -4,7 +4,10 @@
 //! The applier only records the target revision (with its `last_applied`);
 //! this thread then walks the `revs` log below the target, and for each key
 //! that changed keeps its newest version at or below the target (unless that
-//! is a tombstone) and deletes the older ones. Progress is written with every
+//! is a tombstone) and deletes the older ones, with their `revs` rows: the
+//! log keeps one row per stored version, kept ones included, so that it
+//! lists the whole store in revision order (what a snapshot in etcd's
+//! format is written in). Progress is written with every
 //! batch, so a restart (or a member that installed a snapshot mid-way)
 //! resumes where it stopped. Reads are unaffected: they run on RocksDB
 //! snapshots and refuse revisions below the target anyway.
@@ -140,7 +143,6 @@ fn compact_batch(db: &DB, gate: &RwLock<()>, target: i64) -> Result<i64, Storage
         }
         last = Revision::from_bytes(rev);
         keys.insert(key.to_vec());
-        batch.delete_cf(revs_cf, rev);
         it.next();
     }
     it.status().map_err(StorageError::rocks("compaction scan"))?;
@@ -158,21 +160,28 @@ fn compact_batch(db: &DB, gate: &RwLock<()>, target: i64) -> Result<i64, Storage
 }
 
 /// Deletes every version of `key` older than its newest one at or below
-/// `target`, and that one too when it is a tombstone.
+/// `target`, and that one too when it is a tombstone, each with its `revs` row.
 fn delete_superseded(db: &DB, batch: &mut WriteBatch, key: &[u8], target: i64) -> Result<(), StorageError> {
     let kv_cf = storage::cf(db, columns::KV);
+    let revs_cf = storage::cf(db, columns::REVS);
+    let delete = |batch: &mut WriteBatch, version: &[u8]| {
+        batch.delete_cf(kv_cf, version);
+        if let Some((_, revision)) = key_codec::decode(version) {
+            batch.delete_cf(revs_cf, revision.to_bytes());
+        }
+    };
     let mut opts = ReadOptions::default();
     opts.set_iterate_upper_bound(key_codec::after_versions(key));
     let mut it = db.raw_iterator_cf_opt(kv_cf, opts);
     it.seek(key_codec::version_key(key, Revision::new(target, i64::MAX)));
     if let (Some(kept), Some(value)) = (it.key(), it.value()) {
         if Record::is_tombstone(value) {
-            batch.delete_cf(kv_cf, kept);
+            delete(batch, kept);
         }
         it.next();
     }
     while let Some(older) = it.key() {
-        batch.delete_cf(kv_cf, older);
+        delete(batch, older);
         it.next();
     }
     it.status().map_err(StorageError::rocks("compaction key scan"))

@@ -79,6 +79,8 @@ impl KvStore {
 
     /// Re-reads the counters from disk (at open, and after a snapshot install).
     pub fn reload(&self) -> Result<(), StorageError> {
+        // Before the compactor is given work: it deletes what this indexes.
+        index_every_version(&self.db)?;
         let current = storage::get_i64(&self.db, columns::META, columns::CURRENT_REVISION)?.unwrap_or(1);
         let compacted =
             storage::get_i64(&self.db, columns::META, columns::COMPACT_REVISION)?.unwrap_or(NEVER_COMPACTED);
@@ -321,6 +323,33 @@ impl KvStore {
 }
 
 /// Reads the newest live version of every key into a fresh index.
+/// Adds the `revs` rows that data dirs written before the log held every
+/// version lack (those of versions a compaction kept), once.
+fn index_every_version(db: &DB) -> Result<(), StorageError> {
+    if storage::get(db, columns::META, columns::REVS_COMPLETE)?.is_some() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let revs = storage::cf(db, columns::REVS);
+    let (mut batch, mut rows) = (WriteBatch::default(), 0u64);
+    let mut it = db.raw_iterator_cf(storage::cf(db, columns::KV));
+    it.seek_to_first();
+    while let Some(version) = it.key() {
+        let (key, revision) = key_codec::decode(version).ok_or_else(|| StorageError::corrupt("kv", "version key"))?;
+        batch.put_cf(revs, revision.to_bytes(), key);
+        rows += 1;
+        if batch.size_in_bytes() >= 4 << 20 {
+            storage::write_buffered(db, std::mem::take(&mut batch))?;
+        }
+        it.next();
+    }
+    it.status().map_err(StorageError::rocks("index every version"))?;
+    batch.put_cf(storage::cf(db, columns::META), columns::REVS_COMPLETE, []);
+    storage::write_synced(db, batch)?;
+    tracing::info!(rows, millis = started.elapsed().as_millis() as u64, "revision log holds every version");
+    Ok(())
+}
+
 fn build_index(db: &DB) -> Result<KeyIndex, StorageError> {
     let started = std::time::Instant::now();
     let mut index = KeyIndex::new();

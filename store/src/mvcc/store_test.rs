@@ -220,6 +220,29 @@ fn compaction_keeps_the_newest_version_and_refuses_older_reads() {
     }
     let kept: Vec<(Vec<u8>, i64)> = versions.into_iter().map(|(k, r)| (k, r.main)).collect();
     assert_eq!(kept, vec![(b"a".to_vec(), 3), (b"c".to_vec(), 6)], "old versions and the tombstone are gone");
+    assert_eq!(revision_log(db), kept, "the revision log lists exactly the versions kept, in revision order");
+
+    // A data dir from before the log listed kept versions gets them back
+    // when the store is opened (reloaded).
+    let mut older = WriteBatch::default();
+    older.delete_cf(storage::cf(db, storage::columns::REVS), super::Revision::new(3, 0).to_bytes());
+    older.delete_cf(storage::cf(db, storage::columns::META), storage::columns::REVS_COMPLETE);
+    storage::write_buffered(db, older).expect("write");
+    assert_eq!(revision_log(db), vec![(b"c".to_vec(), 6)]);
+    t.store.reload().expect("reload");
+    assert_eq!(revision_log(db), kept);
+}
+
+/// (key, main revision) of every row of the revision log, in order.
+fn revision_log(db: &rocksdb::DB) -> Vec<(Vec<u8>, i64)> {
+    let mut it = db.raw_iterator_cf(storage::cf(db, storage::columns::REVS));
+    it.seek_to_first();
+    let mut log = Vec::new();
+    while let (Some(rev), Some(key)) = (it.key(), it.value()) {
+        log.push((key.to_vec(), super::Revision::from_bytes(rev).expect("revision").main));
+        it.next();
+    }
+    log
 }
 
 #[test]

@@ -12,7 +12,8 @@ pub const RAFT_LOG: &str = "raft_log";
 pub const RAFT_STATE: &str = "raft_state";
 /// MVCC versions: `escaped key ‖ 00 01 ‖ !main ‖ !sub` → record (see `mvcc`).
 pub const KV: &str = "kv";
-/// MVCC event log: `main ‖ sub` (BE) → user key. Drives compaction and watch replay.
+/// MVCC event log: `main ‖ sub` (BE) → user key, one row per version in `kv`.
+/// Drives compaction, watch replay and snapshots in etcd's format.
 pub const REVS: &str = "revs";
 /// State-machine metadata: fixed keys below.
 pub const META: &str = "meta";
@@ -54,6 +55,9 @@ pub const CURRENT_REVISION: &[u8] = b"current_revision";
 pub const COMPACT_REVISION: &[u8] = b"compact_revision";
 /// How far physical compaction has got: every revision below it is gone.
 pub const COMPACT_DONE: &[u8] = b"compact_done";
+/// Present once `revs` holds a row for every stored version (older data
+/// dirs lacked the rows of versions kept by a compaction).
+pub const REVS_COMPLETE: &[u8] = b"revs_complete";
 /// Ids of members removed from the cluster: bincode `BTreeSet<u64>`.
 pub const REMOVED_MEMBERS: &[u8] = b"removed_members";
 /// The active alarms: bincode `Vec<(member id, alarm type)>`.
