@@ -2,24 +2,26 @@
 //! `snapshot status` and `snapshot restore` of the file a client saved.
 //!
 //! ```text
-//! a Raft snapshot file (see raft::snapshot: magic, meta, records, CRC-32)
+//! a bbolt database laid out as etcd's backend (see to_etcd)
 //! ‖ SHA-256 of everything before it (32 bytes)
 //! ```
 //!
-//! The trailer is etcd's: `etcdctl snapshot save` writes the stream as it
-//! comes, and the file it saves restores here. Restore refuses a file whose
-//! trailer or inner checksum does not match before writing anything, and
+//! That is etcd's own snapshot format, so one file serves both: etcd's tools
+//! read and restore what Shoal streams ([`to_etcd`], written by
+//! [`bbolt_writer`]), and Shoal restores what etcd saved ([`bbolt`] reads
+//! it, [`from_etcd`] maps its buckets onto Shoal's families). Files in
+//! Shoal's older format (a Raft snapshot file, see `raft::snapshot`, with the
+//! same trailer) are still read and restored. Restore refuses a file whose
+//! trailer or inner checksums do not match before writing anything, and
 //! builds the new member's data dir beside its final place, renaming it in
 //! only when it is complete.
-//!
-//! A snapshot etcd saved is a bbolt database ([`bbolt`] reads one): its
-//! status is reported as etcd's own tool reports it, and a restore maps its
-//! buckets onto Shoal's families ([`from_etcd`]).
 
 pub mod bbolt;
+pub mod bbolt_writer;
 pub mod from_etcd;
 mod restore;
 mod stream;
+pub mod to_etcd;
 
 #[cfg(test)]
 mod restore_test;
@@ -54,6 +56,8 @@ pub enum BackupError {
         #[source]
         source: StorageError,
     },
+    #[error("snapshot file {path} is corrupt: {what}")]
+    Damaged { path: PathBuf, what: String },
     #[error("{path} is not an etcd or Shoal snapshot")]
     NotASnapshot { path: PathBuf },
     #[error("{path} is not an etcd or Shoal snapshot: it is a bbolt database without etcd's {bucket:?} bucket")]
@@ -125,6 +129,10 @@ fn sha256_of(path: &Path, len: u64, mut progress: impl FnMut(u64)) -> Result<([u
 /// from a member's data dir) has none, and its digest is computed.
 pub fn etcd_digest(path: &Path, progress: impl FnMut(u64)) -> Result<([u8; 32], u64), BackupError> {
     let size = std::fs::metadata(path).map_err(StorageError::io(path))?.len();
+    // Two meta pages, a freelist and a root: four of the smallest pages.
+    if size < 4 * 512 {
+        return Err(BackupError::TooShort { path: path.to_path_buf(), size });
+    }
     if size % 512 == TRAILER_BYTES {
         return check_trailer(path, progress);
     }
@@ -138,7 +146,7 @@ pub fn open_etcd(path: &Path, len: u64) -> Result<bbolt::Db<File>, BackupError> 
 }
 
 fn etcd_corrupt(path: &Path, e: bbolt::BboltError) -> BackupError {
-    BackupError::Corrupt { path: path.to_path_buf(), source: StorageError::corrupt("etcd snapshot", e.to_string()) }
+    BackupError::Damaged { path: path.to_path_buf(), what: e.to_string() }
 }
 
 fn hex(bytes: &[u8]) -> String {

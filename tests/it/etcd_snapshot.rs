@@ -1,8 +1,10 @@
-//! Snapshots etcd saved, read by Shoal: `shoalctl snapshot status` on a file
-//! that etcd 3.4's `etcdctl snapshot save` wrote reports what
-//! `etcdctl snapshot status` reports about it (hash, revision, keys, size);
-//! `shoalctl snapshot restore` of it gives Shoal members that answer what
-//! the etcd it came from answers; a damaged one is refused.
+//! Snapshots in etcd's format, both ways. A file that etcd 3.4's
+//! `etcdctl snapshot save` wrote: `shoalctl snapshot status` reports what
+//! `etcdctl snapshot status` reports about it (hash, revision, keys, size),
+//! and `shoalctl snapshot restore` of it gives Shoal members that answer what
+//! the etcd it came from answers; a damaged one is refused. A snapshot saved
+//! from Shoal: etcdctl reads it, and `etcdctl snapshot restore` of it gives
+//! an etcd that answers what Shoal answered.
 
 use std::path::Path;
 
@@ -144,6 +146,14 @@ fn answers(endpoints: &str, compacted: i64) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Checks that the answers to what [`fill`] wrote are worth comparing.
+fn worth_comparing(answers: &[(String, String)]) {
+    assert!(answers[0].1.trim_end().ends_with(r#""count":206}"#), "{:?}", answers[0].1.get(..300));
+    assert!(answers[2].1.contains("required revision has been compacted"), "{}", answers[2].1);
+    assert!(answers[3].1.contains("found 2 leases"), "{}", answers[3].1);
+    assert!(answers[4].1.contains("alice") && answers[7].1.contains("key/"), "{answers:?}");
+}
+
 /// Every lease's granted TTL and attached keys, sorted.
 async fn leases(client: &mut Client) -> Vec<(i64, i64, Vec<Vec<u8>>)> {
     let ids: Vec<i64> = client.leases().await.expect("leases").leases().iter().map(|l| l.id()).collect();
@@ -220,11 +230,7 @@ async fn an_etcd_snapshot_restored_into_shoal_answers_what_etcd_answers() {
     ]);
     assert!(saved.success, "{saved:?}");
     let expected = answers(&etcd.client_url, compacted);
-    // The questions have answers worth comparing.
-    assert!(expected[0].1.trim_end().ends_with(r#""count":206}"#), "{:?}", expected[0].1.get(..300));
-    assert!(expected[2].1.contains("required revision has been compacted"), "{}", expected[2].1);
-    assert!(expected[3].1.contains("found 2 leases"), "{}", expected[3].1);
-    assert!(expected[4].1.contains("alice") && expected[7].1.contains("key/"), "{expected:?}");
+    worth_comparing(&expected);
     let as_root = || Some(ConnectOptions::new().with_user("root", "rootpw"));
     let mut etcd_root = Client::connect([etcd.client_url.clone()], as_root()).await.expect("connect");
     let expected_leases = leases(&mut etcd_root).await;
@@ -275,4 +281,48 @@ async fn an_etcd_snapshot_restored_into_shoal_answers_what_etcd_answers() {
         let partial: Vec<_> = leftovers.filter(|e| e.file_name().to_string_lossy().contains("restoring")).collect();
         assert!(partial.is_empty(), "{name}: no partial data dir is left behind");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shoal_snapshot_is_restored_by_etcdctl_into_an_etcd_that_answers_alike() {
+    let cluster = Cluster::start(3).await;
+    let mut client = Client::connect(cluster.endpoints(), None).await.expect("connect");
+    let compacted = fill(&mut client).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("shoal.db");
+    let path = file.display().to_string();
+    let ctl = Etcdctl::new(cluster.members[0].client_url.clone());
+    let saved = ctl.run(&["snapshot", "save", &path, "--user", "root:rootpw"]);
+    assert!(saved.success, "{saved:?}");
+
+    // etcd's tool reads it, and Shoal's reads it the same.
+    let status = ctl.run(&["snapshot", "status", &path, "-w", "json"]);
+    assert!(status.success, "{status:?}");
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).expect("etcdctl's json");
+    let expected = answers(&cluster.endpoints_csv(), compacted);
+    worth_comparing(&expected);
+    let revision = regex::Regex::new(r#""revision":(\d+)"#).expect("valid regex");
+    let current = revision.captures(&expected[0].1).and_then(|c| c[1].parse::<u64>().ok());
+    assert_eq!(status["revision"].as_u64(), current, "{status}");
+    let (ok, shoal_status, stderr) = shoalctl(&["snapshot", "status", &path]);
+    assert!(ok, "{stderr}");
+    assert_eq!(u64::from_str_radix(field(&shoal_status, "hash:"), 16).ok(), status["hash"].as_u64());
+    assert_eq!(field(&shoal_status, "total keys:").parse().ok(), status["totalKey"].as_u64());
+
+    // etcdctl snapshot restore gives an etcd that answers what Shoal answered.
+    let as_root = || Some(ConnectOptions::new().with_user("root", "rootpw"));
+    let mut shoal_root = Client::connect(cluster.endpoints(), as_root()).await.expect("connect");
+    let expected_leases = leases(&mut shoal_root).await;
+    assert_eq!(expected_leases.len(), 2, "{expected_leases:?}");
+    let etcd = Etcd::start_restored(&file).await;
+    let got = answers(&etcd.client_url, compacted);
+    for ((question, want), (_, have)) in expected.iter().zip(&got) {
+        assert_eq!(have, want, "etcdctl {question}: etcd (left) and Shoal (right) differ");
+    }
+    let mut etcd_root = Client::connect([etcd.client_url.clone()], as_root()).await.expect("connect");
+    assert_eq!(leases(&mut etcd_root).await, expected_leases, "leases, their TTLs and keys");
+    let next = |r: etcd_client::PutResponse| r.header().map(|h| h.revision());
+    let on_shoal = shoal_root.put("after", "restore", None).await.expect("put");
+    let on_etcd = etcd_root.put("after", "restore", None).await.expect("put");
+    assert_eq!(next(on_etcd), next(on_shoal));
 }

@@ -30,13 +30,13 @@ const TOMBSTONE_MARK: u8 = b't';
 
 /// leasepb.Lease, as etcd's lease bucket holds it.
 #[derive(Clone, PartialEq, Message)]
-struct Lease {
+pub(crate) struct Lease {
     #[prost(int64, tag = "1")]
-    id: i64,
+    pub id: i64,
     #[prost(int64, tag = "2")]
-    ttl: i64,
+    pub ttl: i64,
     #[prost(int64, tag = "3")]
-    remaining_ttl: i64,
+    pub remaining_ttl: i64,
 }
 
 /// Why an etcd database could not be read into rows.

@@ -292,9 +292,7 @@ fn etcd_rows(
         |e| match e {
             ConvertError::Storage(e) => BackupError::Storage(e),
             ConvertError::NotEtcd(bucket) => BackupError::NotEtcdBackend { path: file.to_path_buf(), bucket },
-            ConvertError::Damaged(what) => {
-                BackupError::Corrupt { path: file.to_path_buf(), source: StorageError::corrupt("etcd snapshot", what) }
-            }
+            ConvertError::Damaged(what) => BackupError::Damaged { path: file.to_path_buf(), what },
         },
     )?;
     sink.flush()?;

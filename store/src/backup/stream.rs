@@ -1,5 +1,7 @@
-//! `Maintenance.Snapshot`: the state at one point in time, streamed in
-//! chunks from a RocksDB snapshot on a blocking thread, then its SHA-256.
+//! `Maintenance.Snapshot`: the state at one point in time as a bbolt
+//! database in etcd's layout ([`super::to_etcd`]), streamed in chunks from a
+//! RocksDB snapshot on a blocking thread, then its SHA-256, as etcd streams
+//! its backend.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -8,24 +10,18 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::mvcc::KvStore;
-use crate::raft::snapshot;
 use crate::storage::StorageError;
 
 /// Bytes per streamed message.
 pub const CHUNK_BYTES: usize = 64 << 10;
 /// Chunks buffered ahead of a slow client.
 const AHEAD: usize = 16;
-/// etcd's snapshots are whole database pages, and `etcdctl snapshot save`
-/// refuses a file whose length is not pages plus the 32-byte checksum; the
-/// snapshot is padded with zeros to a multiple of this.
-const PAGE: u64 = 512;
 
 /// Sends what is written to it in chunks, hashing as it goes.
 struct ChunkSender {
     tx: mpsc::Sender<Result<(Vec<u8>, bool), StorageError>>,
     buf: Vec<u8>,
     sha: Sha256,
-    written: u64,
 }
 
 impl ChunkSender {
@@ -44,7 +40,6 @@ impl Write for ChunkSender {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.sha.update(data);
         self.buf.extend_from_slice(data);
-        self.written += data.len() as u64;
         if self.buf.len() >= CHUNK_BYTES {
             self.send()?;
         }
@@ -70,16 +65,12 @@ pub fn stream(kv: Arc<KvStore>) -> mpsc::Receiver<Result<(Vec<u8>, bool), Storag
                     let _shared = kv.shared();
                     db.snapshot()
                 };
-                let meta = snapshot::meta_of(&db, &view)?;
                 let sender = ChunkSender {
                     tx: tx.clone(),
                     buf: Vec::with_capacity(CHUNK_BYTES),
                     sha: Sha256::new(),
-                    written: 0,
                 };
-                let mut sender = snapshot::dump(&db, &view, &meta, sender, "snapshot stream")?;
-                let padding = (PAGE - sender.written % PAGE) % PAGE;
-                sender.write_all(&vec![0u8; padding as usize]).map_err(StorageError::io("snapshot stream"))?;
+                let mut sender = super::to_etcd::write(&db, &view, sender)?;
                 sender.send().map_err(StorageError::io("snapshot stream"))?;
                 let digest = sender.sha.finalize().to_vec();
                 tx.blocking_send(Ok((digest, true)))

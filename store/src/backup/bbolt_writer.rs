@@ -1,0 +1,330 @@
+//! A writer of bbolt databases (the layout [`super::bbolt`] reads), for
+//! snapshots in etcd's format. Pages go out in order as they fill: each
+//! bucket's tree is built bottom-up from entries given in key order, with
+//! one open page per level, so memory is bounded by the tree's depth, not
+//! by the database.
+//!
+//! The meta pages come first in the file but name the root bucket's page
+//! and the page count, known only at the end; so a database is laid out
+//! twice from the same entries: once counting ([`Writer::counting`]), which
+//! gives the [`Plan`], then writing with it ([`Writer::new`]).
+//!
+//! ```text
+//! page 0, 1   meta (txid 0 and 1, identical otherwise)
+//! page 2      freelist, empty: every page is in use
+//! page 3..    each bucket's tree, leaves before the branches above them,
+//!             then the root bucket's tree, whose values are bucket headers
+//! ```
+
+use std::io::{self, Write};
+
+use super::bbolt::{fnv1a64, MAGIC};
+
+pub const PAGE_SIZE: usize = 4096;
+const PAGE_HEADER: usize = 16;
+const ELEMENT: usize = 16;
+const BRANCH: u16 = 0x01;
+const LEAF: u16 = 0x02;
+const META: u16 = 0x04;
+const FREELIST: u16 = 0x10;
+const BUCKET_VALUE: u32 = 0x01;
+const FREELIST_PAGE: u64 = 2;
+const FIRST_DATA_PAGE: u64 = 3;
+
+/// Where the root bucket is and how many pages the database has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub root: u64,
+    pub pages: u64,
+}
+
+/// Writes pages in order, or only counts them.
+pub struct Writer<W: Write> {
+    out: Option<W>,
+    next: u64,
+    plan: Option<Plan>,
+}
+
+impl<W: Write> Writer<W> {
+    /// A writer that lays the database out without writing it.
+    pub fn counting() -> Writer<W> {
+        Writer { out: None, next: FIRST_DATA_PAGE, plan: None }
+    }
+
+    /// A writer to `out`, for a database laid out as `plan` says.
+    pub fn new(mut out: W, plan: Plan) -> io::Result<Writer<W>> {
+        for id in [0, 1] {
+            out.write_all(&meta_page(id, plan))?;
+        }
+        let mut freelist = vec![0u8; PAGE_SIZE];
+        header(&mut freelist, FREELIST_PAGE, FREELIST, 0, 0);
+        out.write_all(&freelist)?;
+        Ok(Writer { out: Some(out), next: FIRST_DATA_PAGE, plan: Some(plan) })
+    }
+
+    /// Writes one node as a page (and its overflow pages); returns its id.
+    fn page(&mut self, node: &Node) -> io::Result<u64> {
+        let id = self.next;
+        let span = node.size.div_ceil(PAGE_SIZE).max(1);
+        self.next += span as u64;
+        if let Some(out) = &mut self.out {
+            out.write_all(&node.encode(id, span))?;
+        }
+        Ok(id)
+    }
+
+    /// Adds the root bucket, whose entries are the top-level buckets (name,
+    /// root page) in name order, and returns the plan and the output. A
+    /// writer given a plan checks that the database came out as planned.
+    pub fn finish(mut self, buckets: &[(&[u8], u64)]) -> io::Result<(Plan, Option<W>)> {
+        let mut root = Tree::default();
+        for (name, page) in buckets {
+            let mut header = page.to_le_bytes().to_vec();
+            header.extend_from_slice(&0u64.to_le_bytes());
+            root.add(&mut self, name, &header, BUCKET_VALUE)?;
+        }
+        let root = root.finish(&mut self)?;
+        let plan = Plan { root, pages: self.next };
+        if self.plan.is_some_and(|planned| planned != plan) {
+            return Err(io::Error::other(format!("the database changed while written: {plan:?}, {:?}", self.plan)));
+        }
+        if let Some(out) = &mut self.out {
+            out.flush()?;
+        }
+        Ok((plan, self.out))
+    }
+}
+
+fn header(page: &mut [u8], id: u64, flags: u16, count: u16, overflow: u32) {
+    page[0..8].copy_from_slice(&id.to_le_bytes());
+    page[8..10].copy_from_slice(&flags.to_le_bytes());
+    page[10..12].copy_from_slice(&count.to_le_bytes());
+    page[12..16].copy_from_slice(&overflow.to_le_bytes());
+}
+
+fn meta_page(id: u64, plan: Plan) -> Vec<u8> {
+    let mut page = vec![0u8; PAGE_SIZE];
+    header(&mut page, id, META, 0, 0);
+    let meta = &mut page[PAGE_HEADER..];
+    meta[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    meta[4..8].copy_from_slice(&2u32.to_le_bytes());
+    meta[8..12].copy_from_slice(&(PAGE_SIZE as u32).to_le_bytes());
+    meta[16..24].copy_from_slice(&plan.root.to_le_bytes());
+    meta[32..40].copy_from_slice(&FREELIST_PAGE.to_le_bytes());
+    meta[40..48].copy_from_slice(&plan.pages.to_le_bytes());
+    meta[48..56].copy_from_slice(&id.to_le_bytes());
+    let sum = fnv1a64(&meta[..56]);
+    meta[56..64].copy_from_slice(&sum.to_le_bytes());
+    page
+}
+
+/// One entry of a node: a leaf's key and value (with flags), or a branch's
+/// first key of a child and the child's page.
+struct Entry {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    flags: u32,
+    child: u64,
+}
+
+/// A page being filled.
+struct Node {
+    leaf: bool,
+    entries: Vec<Entry>,
+    /// Bytes the page needs: header, elements, keys and values.
+    size: usize,
+}
+
+impl Node {
+    fn new(leaf: bool) -> Node {
+        Node { leaf, entries: Vec::new(), size: PAGE_HEADER }
+    }
+
+    fn fits(&self, key: &[u8], value: &[u8]) -> bool {
+        self.entries.is_empty() || self.size + ELEMENT + key.len() + value.len() <= PAGE_SIZE
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.size += ELEMENT + entry.key.len() + entry.value.len();
+        self.entries.push(entry);
+    }
+
+    fn encode(&self, id: u64, span: usize) -> Vec<u8> {
+        let mut page = vec![0u8; span * PAGE_SIZE];
+        let count = self.entries.len();
+        let (flags, overflow) = (if self.leaf { LEAF } else { BRANCH }, (span - 1) as u32);
+        header(&mut page, id, flags, count as u16, overflow);
+        let mut data = PAGE_HEADER + count * ELEMENT;
+        for (i, entry) in self.entries.iter().enumerate() {
+            let at = PAGE_HEADER + i * ELEMENT;
+            let pos = (data - at) as u32;
+            let element = &mut page[at..at + ELEMENT];
+            if self.leaf {
+                element[0..4].copy_from_slice(&entry.flags.to_le_bytes());
+                element[4..8].copy_from_slice(&pos.to_le_bytes());
+                element[8..12].copy_from_slice(&(entry.key.len() as u32).to_le_bytes());
+                element[12..16].copy_from_slice(&(entry.value.len() as u32).to_le_bytes());
+            } else {
+                element[0..4].copy_from_slice(&pos.to_le_bytes());
+                element[4..8].copy_from_slice(&(entry.key.len() as u32).to_le_bytes());
+                element[8..16].copy_from_slice(&entry.child.to_le_bytes());
+            }
+            page[data..data + entry.key.len()].copy_from_slice(&entry.key);
+            data += entry.key.len();
+            page[data..data + entry.value.len()].copy_from_slice(&entry.value);
+            data += entry.value.len();
+        }
+        page
+    }
+}
+
+/// A bucket's tree, built from entries in key order: `levels[0]` is the
+/// leaf being filled, `levels[i]` the branch above, with how many pages
+/// each level has written.
+#[derive(Default)]
+pub struct Tree {
+    levels: Vec<(Node, u64)>,
+}
+
+impl Tree {
+    /// Adds a plain entry; keys must come in increasing byte order.
+    pub fn put<W: Write>(&mut self, writer: &mut Writer<W>, key: &[u8], value: &[u8]) -> io::Result<()> {
+        self.add(writer, key, value, 0)
+    }
+
+    fn add<W: Write>(&mut self, writer: &mut Writer<W>, key: &[u8], value: &[u8], flags: u32) -> io::Result<()> {
+        if key.is_empty() || u32::try_from(value.len()).is_err() {
+            return Err(io::Error::other("a bbolt key is not empty and a value is under 4 GiB"));
+        }
+        let entry = Entry { key: key.to_vec(), value: value.to_vec(), flags, child: 0 };
+        self.push(writer, 0, entry)
+    }
+
+    /// Adds `entry` at `level`, writing the node there out first if full.
+    fn push<W: Write>(&mut self, writer: &mut Writer<W>, level: usize, entry: Entry) -> io::Result<()> {
+        if self.levels.len() == level {
+            self.levels.push((Node::new(level == 0), 0));
+        }
+        if !self.levels[level].0.fits(&entry.key, &entry.value) {
+            self.close(writer, level)?;
+        }
+        self.levels[level].0.push(entry);
+        Ok(())
+    }
+
+    /// Writes the node at `level` and adds it to the level above.
+    fn close<W: Write>(&mut self, writer: &mut Writer<W>, level: usize) -> io::Result<()> {
+        let node = std::mem::replace(&mut self.levels[level].0, Node::new(level == 0));
+        let page = writer.page(&node)?;
+        self.levels[level].1 += 1;
+        let key = node.entries.into_iter().next().map(|e| e.key).unwrap_or_default();
+        self.push(writer, level + 1, Entry { key, value: Vec::new(), flags: 0, child: page })
+    }
+
+    /// Writes what is left; returns the root page.
+    pub fn finish<W: Write>(mut self, writer: &mut Writer<W>) -> io::Result<u64> {
+        if self.levels.is_empty() {
+            // An empty bucket: one empty leaf.
+            return writer.page(&Node::new(true));
+        }
+        let mut level = 0;
+        loop {
+            let top = level + 1 == self.levels.len();
+            let (node, written) = &self.levels[level];
+            if top && *written == 0 {
+                // The only node of the highest level is the root; a branch
+                // with one child is left out for the child.
+                return match (node.leaf, node.entries.as_slice()) {
+                    (false, [only]) => Ok(only.child),
+                    _ => writer.page(node),
+                };
+            }
+            if !node.entries.is_empty() {
+                self.close(writer, level)?;
+            }
+            level += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::bbolt::{Db, Item};
+    use super::*;
+
+    type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn build(buckets: &[(&[u8], Entries)]) -> Vec<u8> {
+        let lay_out = |mut writer: Writer<Vec<u8>>| {
+            let mut roots = Vec::new();
+            for (name, entries) in buckets {
+                let mut tree = Tree::default();
+                for (k, v) in entries {
+                    tree.put(&mut writer, k, v).expect("put");
+                }
+                roots.push((*name, tree.finish(&mut writer).expect("finish")));
+            }
+            writer.finish(&roots).expect("finish")
+        };
+        let (plan, _) = lay_out(Writer::counting());
+        let (written, out) = lay_out(Writer::new(Vec::new(), plan).expect("writer"));
+        assert_eq!(plan, written);
+        let out = out.expect("output");
+        assert_eq!(out.len() as u64, plan.pages * PAGE_SIZE as u64);
+        out
+    }
+
+    fn read(data: Vec<u8>) -> Vec<(Vec<u8>, Entries)> {
+        let len = data.len() as u64;
+        let db = Db::open(data.into_boxed_slice(), len).expect("open");
+        let mut buckets = Vec::new();
+        db.for_each(&db.root(), &mut |name, item| {
+            if let Item::Bucket(b) = item {
+                buckets.push((name.to_vec(), b));
+            }
+            Ok(())
+        })
+        .expect("root");
+        buckets
+            .into_iter()
+            .map(|(name, bucket)| {
+                let mut entries = Vec::new();
+                db.for_each(&bucket, &mut |k, item| {
+                    if let Item::Value(v) = item {
+                        entries.push((k.to_vec(), v.to_vec()));
+                    }
+                    Ok(())
+                })
+                .expect("bucket");
+                (name, entries)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_is_written_reads_back_in_order() {
+        let many: Entries =
+            (0..50_000u32).map(|i| (i.to_be_bytes().to_vec(), format!("value {i}").into_bytes())).collect();
+        let big = vec![(b"big".to_vec(), vec![7u8; 3 * PAGE_SIZE + 5]), (b"small".to_vec(), b"s".to_vec())];
+        let buckets: Vec<(&[u8], Entries)> =
+            vec![(b"a-empty", Vec::new()), (b"big", big), (b"key", many), (b"one", vec![(b"k".to_vec(), vec![])])];
+        let read_back = read(build(&buckets));
+        let expected: Vec<(Vec<u8>, Entries)> =
+            buckets.into_iter().map(|(name, entries)| (name.to_vec(), entries)).collect();
+        assert_eq!(read_back, expected);
+    }
+
+    #[test]
+    fn a_database_without_buckets_is_four_pages() {
+        let data = build(&[]);
+        assert_eq!(data.len(), 4 * PAGE_SIZE);
+        assert!(read(data).is_empty());
+    }
+
+    #[test]
+    fn a_plan_that_does_not_match_is_an_error() {
+        let plan = Plan { root: 3, pages: 5 };
+        let writer = Writer::new(Vec::new(), plan).expect("writer");
+        assert!(writer.finish(&[]).is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! The state at one point in time as a bbolt database laid out as etcd 3.5
+//! lays out its backend, so that etcd's tools (`etcdctl snapshot status`,
+//! `snapshot restore`) and Shoal's restore read what `Maintenance.Snapshot`
+//! streams. The inverse of [`super::from_etcd`]:
+//!
+//! ```text
+//! alarm            AlarmMember                      ← meta/alarms
+//! auth             authEnabled, authRevision        ← auth enabled, revision
+//! authRoles        name → authpb.Role               ← auth role/<name>
+//! authUsers        name → authpb.User               ← auth user/<name>
+//! cluster          clusterVersion                   ← the version Shoal reports
+//! key              main ‖ '_' ‖ sub [‖ 't'] → mvccpb.KeyValue   ← revs, kv
+//! lease            id → leasepb.Lease               ← leases
+//! members          id (hex) → JSON                  ← the Raft membership, published attributes
+//! members_removed  id (hex) → "removed"             ← meta/removed_members
+//! meta             consistent_index, finishedCompactRev, scheduledCompactRev, term
+//! ```
+//!
+//! The key bucket is ordered by revision, which is the order of `revs` (one
+//! row per stored version); each version is read from `kv` beside it.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use prost::Message;
+use rocksdb::{Snapshot, DB};
+use shoal_proto::etcdserverpb::AlarmMember;
+use shoal_proto::mvccpb::KeyValue;
+use shoal_proto::peerpb::MemberAttributes;
+
+use super::bbolt_writer::{Plan, Tree, Writer};
+use super::from_etcd::Lease;
+use crate::auth::state::{ENABLED, REVISION, ROLE_PREFIX, USER_PREFIX};
+use crate::config::ETCD_CLUSTER_VERSION;
+use crate::mvcc::{key_codec, Record, Revision};
+use crate::raft::snapshot;
+use crate::storage::{self, columns, StorageError};
+
+/// The buckets, in the byte order bbolt keeps them.
+const BUCKETS: [&str; 10] =
+    ["alarm", "auth", "authRoles", "authUsers", "cluster", "key", "lease", "members", "members_removed", "meta"];
+
+const WHAT: &str = "snapshot in etcd's format";
+
+/// Receives one entry of the bucket being written (or one row read).
+type Put<'f> = &'f mut dyn FnMut(&[u8], &[u8]) -> Result<(), StorageError>;
+
+fn io(e: std::io::Error) -> StorageError {
+    StorageError::io(WHAT)(e)
+}
+
+/// Writes the state `view` holds to `out` as a bbolt database; returns `out`.
+pub fn write<W: Write>(db: &DB, view: &Snapshot<'_>, out: W) -> Result<W, StorageError> {
+    let (plan, _) = lay_out(db, view, Writer::<W>::counting())?;
+    let (_, out) = lay_out(db, view, Writer::new(out, plan).map_err(io)?)?;
+    out.ok_or_else(|| StorageError::corrupt("snapshot", "no output"))
+}
+
+fn lay_out<W: Write>(db: &DB, view: &Snapshot<'_>, mut writer: Writer<W>) -> Result<(Plan, Option<W>), StorageError> {
+    let mut roots = Vec::with_capacity(BUCKETS.len());
+    for name in BUCKETS {
+        let mut tree = Tree::default();
+        entries(db, view, name, &mut |key, value| tree.put(&mut writer, key, value).map_err(io))?;
+        roots.push((name.as_bytes(), tree.finish(&mut writer).map_err(io)?));
+    }
+    writer.finish(&roots).map_err(io)
+}
+
+fn entries(db: &DB, view: &Snapshot<'_>, bucket: &str, put: Put<'_>) -> Result<(), StorageError> {
+    let get = |family: &'static str, key: &[u8]| view.get_cf(storage::cf(db, family), key).map_err(rocks);
+    match bucket {
+        "alarm" => {
+            let alarms: Vec<(u64, i32)> = get(columns::META, columns::ALARMS)?
+                .map(|b| storage::decode_bincode("alarms", &b))
+                .transpose()?
+                .unwrap_or_default();
+            let keys: BTreeSet<Vec<u8>> =
+                alarms.into_iter().map(|(member_id, alarm)| AlarmMember { member_id, alarm }.encode_to_vec()).collect();
+            keys.iter().try_for_each(|key| put(key, &[]))
+        }
+        "auth" => {
+            let enabled = get(columns::AUTH, ENABLED)?.is_some_and(|v| v == [1]);
+            put(b"authEnabled", &[u8::from(enabled)])?;
+            let revision = get(columns::AUTH, REVISION)?.unwrap_or_else(|| 0u64.to_be_bytes().to_vec());
+            put(b"authRevision", &revision)
+        }
+        "authRoles" => prefixed(db, view, ROLE_PREFIX, put),
+        "authUsers" => prefixed(db, view, USER_PREFIX, put),
+        "cluster" => put(b"clusterVersion", ETCD_CLUSTER_VERSION.as_bytes()),
+        "key" => versions(db, view, put),
+        "lease" => each_row(db, view, columns::LEASES, &mut |id, ttl| {
+            let (id, ttl) = (int(id, "lease id")?, int(ttl, "lease ttl")?);
+            put(&id.to_be_bytes(), &Lease { id, ttl, remaining_ttl: 0 }.encode_to_vec())
+        }),
+        "members" => members(db, view, put),
+        "members_removed" => {
+            let removed: BTreeSet<u64> = get(columns::META, columns::REMOVED_MEMBERS)?
+                .map(|b| storage::decode_bincode("removed members", &b))
+                .transpose()?
+                .unwrap_or_default();
+            let keys: BTreeSet<String> = removed.iter().map(|id| format!("{id:x}")).collect();
+            keys.iter().try_for_each(|id| put(id.as_bytes(), b"removed"))
+        }
+        "meta" => {
+            let applied = snapshot::meta_of(db, view)?.last_log_id;
+            put(b"consistent_index", &applied.map_or(0, |id| id.index).to_be_bytes())?;
+            let finished = int_at(get(columns::META, columns::COMPACT_DONE)?)?;
+            let scheduled = int_at(get(columns::META, columns::COMPACT_REVISION)?)?;
+            if finished > 0 {
+                put(b"finishedCompactRev", &revision_key(Revision::new(finished, 0), false))?;
+            }
+            if scheduled > 0 {
+                put(b"scheduledCompactRev", &revision_key(Revision::new(scheduled, 0), false))?;
+            }
+            put(b"term", &applied.map_or(0, |id| id.leader_id.term).to_be_bytes())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn rocks(e: rocksdb::Error) -> StorageError {
+    StorageError::rocks("snapshot read")(e)
+}
+
+fn int(bytes: &[u8], what: &'static str) -> Result<i64, StorageError> {
+    Ok(i64::from_be_bytes(bytes.try_into().map_err(|_| StorageError::corrupt(what, "not 8 bytes"))?))
+}
+
+/// A stored revision number; 0 when absent (or never compacted: -1).
+fn int_at(stored: Option<Vec<u8>>) -> Result<i64, StorageError> {
+    stored.map_or(Ok(0), |b| int(&b, "revision").map(|r| r.max(0)))
+}
+
+/// etcd's key for a version: main ‖ '_' ‖ sub, and 't' for a tombstone.
+fn revision_key(revision: Revision, tombstone: bool) -> Vec<u8> {
+    let mut key = Vec::with_capacity(18);
+    key.extend_from_slice(&revision.main.to_be_bytes());
+    key.push(b'_');
+    key.extend_from_slice(&revision.sub.to_be_bytes());
+    if tombstone {
+        key.push(b't');
+    }
+    key
+}
+
+/// Calls `row` for every row of `family` in `view`, in key order.
+fn each_row(db: &DB, view: &Snapshot<'_>, family: &'static str, row: Put<'_>) -> Result<(), StorageError> {
+    let mut it = view.raw_iterator_cf(storage::cf(db, family));
+    it.seek_to_first();
+    while let (Some(key), Some(value)) = (it.key(), it.value()) {
+        row(key, value)?;
+        it.next();
+    }
+    it.status().map_err(rocks)
+}
+
+/// The `auth` rows under `prefix`, named without it.
+fn prefixed(db: &DB, view: &Snapshot<'_>, prefix: &[u8], put: Put<'_>) -> Result<(), StorageError> {
+    each_row(db, view, columns::AUTH, &mut |key, value| match key.strip_prefix(prefix) {
+        Some(name) if !name.is_empty() => put(name, value),
+        _ => Ok(()),
+    })
+}
+
+/// Every stored version, in revision order, as etcd's key bucket holds it.
+fn versions(db: &DB, view: &Snapshot<'_>, put: Put<'_>) -> Result<(), StorageError> {
+    let kv = storage::cf(db, columns::KV);
+    each_row(db, view, columns::REVS, &mut |rev, key| {
+        let revision = Revision::from_bytes(rev).ok_or_else(|| StorageError::corrupt("revs", "revision"))?;
+        let stored = view.get_cf(kv, key_codec::version_key(key, revision)).map_err(rocks)?;
+        let stored = stored.ok_or_else(|| StorageError::corrupt("revs", "a version missing from kv"))?;
+        let record = Record::decode(&stored, true).ok_or_else(|| StorageError::corrupt("kv record", "too short"))?;
+        let value = if record.tombstone {
+            KeyValue { key: key.to_vec(), ..KeyValue::default() }
+        } else {
+            record.clone().into_key_value(key.to_vec(), revision.main)
+        };
+        put(&revision_key(revision, record.tombstone), &value.encode_to_vec())
+    })
+}
+
+/// The members of the Raft membership, with what each has published, as
+/// etcd stores a member: its id in hex, and JSON.
+fn members(db: &DB, view: &Snapshot<'_>, put: Put<'_>) -> Result<(), StorageError> {
+    let membership = snapshot::meta_of(db, view)?.last_membership;
+    let membership = membership.membership();
+    let learners: BTreeSet<u64> = membership.learner_ids().collect();
+    let mut published = std::collections::HashMap::new();
+    each_row(db, view, columns::MEMBERS, &mut |_, value| {
+        let member = MemberAttributes::decode(value).map_err(|e| StorageError::corrupt("member attributes", e))?;
+        published.insert(member.id, member);
+        Ok(())
+    })?;
+    let mut rows = std::collections::BTreeMap::new();
+    for (id, node) in membership.nodes() {
+        let attributes = published.get(id);
+        let mut member = serde_json::json!({
+            "id": id,
+            "peerURLs": node.peer_urls,
+            "name": attributes.map_or("", |a| a.name.as_str()),
+            "clientURLs": attributes.map(|a| a.client_urls.clone()).unwrap_or_default(),
+        });
+        if learners.contains(id) {
+            member["isLearner"] = serde_json::Value::Bool(true);
+        }
+        rows.insert(format!("{id:x}"), member.to_string());
+    }
+    rows.iter().try_for_each(|(id, json)| put(id.as_bytes(), json.as_bytes()))
+}
