@@ -65,11 +65,7 @@ pub fn stream(kv: Arc<KvStore>) -> mpsc::Receiver<Result<(Vec<u8>, bool), Storag
                     let _shared = kv.shared();
                     db.snapshot()
                 };
-                let sender = ChunkSender {
-                    tx: tx.clone(),
-                    buf: Vec::with_capacity(CHUNK_BYTES),
-                    sha: Sha256::new(),
-                };
+                let sender = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK_BYTES), sha: Sha256::new() };
                 let mut sender = super::to_etcd::write(&db, &view, sender)?;
                 sender.send().map_err(StorageError::io("snapshot stream"))?;
                 let digest = sender.sha.finalize().to_vec();
