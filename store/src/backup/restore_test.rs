@@ -97,3 +97,35 @@ fn restore_keeps_the_data_and_drops_the_old_clusters_raft_state() {
     let wrong_name = RestoreOptions { name: "x".into(), ..options(dir.path().join("x.etcd")) };
     assert!(matches!(restore(&file, &wrong_name, |_, _, _| {}), Err(BackupError::Options(_))));
 }
+
+/// Files saved before snapshots were in etcd's format (a Raft snapshot file
+/// and the SHA-256 trailer) still report their status and restore.
+#[test]
+fn a_snapshot_in_shoals_older_format_still_restores() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = storage::open(&dir.path().join("old")).expect("open");
+    let kv = KvStore::open(db.clone()).expect("kv");
+    put(&kv, "a", "1");
+    put(&kv, "b", "2");
+    let view = db.snapshot();
+    let meta = crate::raft::snapshot::meta_of(&db, &view).expect("meta");
+    let mut bytes = crate::raft::snapshot::dump(&db, &view, &meta, Vec::new(), "old format").expect("dump");
+    drop(view);
+    kv.shutdown();
+    let digest = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&digest);
+    let file = dir.path().join("old-format.db");
+    std::fs::write(&file, &bytes).expect("write");
+
+    assert_eq!(super::format_of(&file).expect("format"), super::Format::Shoal);
+    let status = super::status(&file).expect("status");
+    assert_eq!((status.revision, status.live_keys), (3, 2));
+    let data_dir = dir.path().join("restored.etcd");
+    restore(&file, &options(data_dir.clone()), |_, _, _| {}).expect("restore");
+    let db = storage::open(&data_dir.join("member").join("db")).expect("open restored");
+    let kv = KvStore::open(db).expect("kv");
+    let range = kv.range(&shoal_proto::etcdserverpb::RangeRequest { key: "b".into(), ..Default::default() });
+    assert_eq!(range.expect("range").kvs[0].mod_revision, 3);
+    kv.shutdown();
+}
