@@ -66,7 +66,9 @@ pub fn stream(kv: Arc<KvStore>) -> mpsc::Receiver<Result<(Vec<u8>, bool), Storag
                     db.snapshot()
                 };
                 let sender = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK_BYTES), sha: Sha256::new() };
-                let mut sender = super::to_etcd::write(&db, &view, sender)?;
+                // Beside the database, on the same disk.
+                let scratch = db.path().parent().unwrap_or(db.path()).to_path_buf();
+                let mut sender = super::to_etcd::write(&db, &view, &scratch, sender)?;
                 sender.send().map_err(StorageError::io("snapshot stream"))?;
                 let digest = sender.sha.finalize().to_vec();
                 tx.blocking_send(Ok((digest, true)))

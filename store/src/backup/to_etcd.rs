@@ -18,9 +18,16 @@
 //!
 //! The key bucket is ordered by revision, which is the order of `revs` (one
 //! row per stored version); each version is read from `kv` beside it.
+//!
+//! The meta pages at the front name the root page and the page count, known
+//! only once everything is written; so the body goes to a scratch file first
+//! (unlinked at once, so nothing is left behind), then the head and the body
+//! go out. One pass over the store, memory bounded by a page per tree level.
 
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::Path;
 
 use prost::Message;
 use rocksdb::{Snapshot, DB};
@@ -28,7 +35,7 @@ use shoal_proto::etcdserverpb::AlarmMember;
 use shoal_proto::mvccpb::KeyValue;
 use shoal_proto::peerpb::MemberAttributes;
 
-use super::bbolt_writer::{Plan, Tree, Writer};
+use super::bbolt_writer::{head, Plan, Tree, Writer};
 use super::from_etcd::Lease;
 use crate::auth::state::{ENABLED, REVISION, ROLE_PREFIX, USER_PREFIX};
 use crate::config::ETCD_CLUSTER_VERSION;
@@ -49,21 +56,92 @@ fn io(e: std::io::Error) -> StorageError {
     StorageError::io(WHAT)(e)
 }
 
-/// Writes the state `view` holds to `out` as a bbolt database; returns `out`.
-pub fn write<W: Write>(db: &DB, view: &Snapshot<'_>, out: W) -> Result<W, StorageError> {
-    let (plan, _) = lay_out(db, view, Writer::<W>::counting())?;
-    let (_, out) = lay_out(db, view, Writer::new(out, plan).map_err(io)?)?;
-    out.ok_or_else(|| StorageError::corrupt("snapshot", "no output"))
+/// Writes the state `view` holds to `out` as a bbolt database, through a
+/// scratch file in `scratch_dir`; returns `out`.
+pub fn write<W: Write>(db: &DB, view: &Snapshot<'_>, scratch_dir: &Path, mut out: W) -> Result<W, StorageError> {
+    let started = std::time::Instant::now();
+    let body = scratch_file(scratch_dir)?;
+    let (plan, body) = lay_out(db, view, Writer::new(BufWriter::with_capacity(1 << 20, body)))?;
+    let mut body = body.into_inner().map_err(|e| io(e.into_error()))?;
+    let laid_out = started.elapsed();
+    out.write_all(&head(plan)).map_err(io)?;
+    body.seek(SeekFrom::Start(0)).map_err(io)?;
+    std::io::copy(&mut body, &mut out).map_err(io)?;
+    tracing::info!(
+        pages = plan.pages,
+        laid_out_ms = laid_out.as_millis() as u64,
+        sent_ms = (started.elapsed() - laid_out).as_millis() as u64,
+        "snapshot in etcd's format written"
+    );
+    Ok(out)
 }
 
-fn lay_out<W: Write>(db: &DB, view: &Snapshot<'_>, mut writer: Writer<W>) -> Result<(Plan, Option<W>), StorageError> {
+/// A new file in `dir` that no name points to: it goes when it is closed.
+fn scratch_file(dir: &Path) -> Result<File, StorageError> {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let path = dir.join(format!("snapshot-{}-{millis}.tmp", std::process::id()));
+    let file = File::options().read(true).write(true).create_new(true).open(&path).map_err(StorageError::io(&path))?;
+    std::fs::remove_file(&path).map_err(StorageError::io(&path))?;
+    Ok(file)
+}
+
+fn lay_out<W: Write>(db: &DB, view: &Snapshot<'_>, mut writer: Writer<W>) -> Result<(Plan, W), StorageError> {
     let mut roots = Vec::with_capacity(BUCKETS.len());
     for name in BUCKETS {
         let mut tree = Tree::default();
-        entries(db, view, name, &mut |key, value| tree.put(&mut writer, key, value).map_err(io))?;
+        let mut put = |key: &[u8], value: &[u8]| tree.put(&mut writer, key, value).map_err(io);
+        if name == "key" {
+            pipelined(|produce| versions(db, view, produce), &mut put)?;
+        } else {
+            entries(db, view, name, &mut put)?;
+        }
         roots.push((name.as_bytes(), tree.finish(&mut writer).map_err(io)?));
     }
     writer.finish(&roots).map_err(io)
+}
+
+/// Entries a batch, between the thread that reads them and the one that
+/// writes pages.
+const PIPELINE_BATCH: usize = 1024;
+/// Batches read ahead of the writer.
+const PIPELINE_AHEAD: usize = 4;
+
+/// Runs `produce` on a thread of its own, handing what it puts to `put` on
+/// this one, in order: reading the store and writing pages use a core each.
+fn pipelined(
+    produce: impl FnOnce(Put<'_>) -> Result<(), StorageError> + Send,
+    put: Put<'_>,
+) -> Result<(), StorageError> {
+    type Batch = Vec<(Vec<u8>, Vec<u8>)>;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(PIPELINE_AHEAD);
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(PIPELINE_BATCH);
+            produce(&mut |key, value| {
+                batch.push((key.to_vec(), value.to_vec()));
+                if batch.len() == PIPELINE_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(PIPELINE_BATCH));
+                    // The writer stopped: its error is the one to report.
+                    tx.send(full).map_err(|_| StorageError::corrupt("snapshot", "writer stopped"))?;
+                }
+                Ok(())
+            })?;
+            let _ = tx.send(batch);
+            Ok(())
+        });
+        let mut written = Ok(());
+        for batch in rx.iter() {
+            if written.is_ok() {
+                written = batch.iter().try_for_each(|(key, value)| put(key, value));
+            }
+            if written.is_err() {
+                break;
+            }
+        }
+        drop(rx);
+        let produced = producer.join().unwrap_or_else(|_| Err(StorageError::corrupt("snapshot", "reader panicked")));
+        written.and(produced)
+    })
 }
 
 fn entries(db: &DB, view: &Snapshot<'_>, bucket: &str, put: Put<'_>) -> Result<(), StorageError> {
@@ -163,13 +241,23 @@ fn prefixed(db: &DB, view: &Snapshot<'_>, prefix: &[u8], put: Put<'_>) -> Result
 }
 
 /// Every stored version, in revision order, as etcd's key bucket holds it.
+/// Each is found with a seek of one iterator over `kv`, which keeps the
+/// index blocks it has read, where point reads would fetch them again from
+/// the table files whenever the block cache has dropped them.
 fn versions(db: &DB, view: &Snapshot<'_>, put: Put<'_>) -> Result<(), StorageError> {
-    let kv = storage::cf(db, columns::KV);
+    let mut versions = view.raw_iterator_cf(storage::cf(db, columns::KV));
     each_row(db, view, columns::REVS, &mut |rev, key| {
         let revision = Revision::from_bytes(rev).ok_or_else(|| StorageError::corrupt("revs", "revision"))?;
-        let stored = view.get_cf(kv, key_codec::version_key(key, revision)).map_err(rocks)?;
-        let stored = stored.ok_or_else(|| StorageError::corrupt("revs", "a version missing from kv"))?;
-        let record = Record::decode(&stored, true).ok_or_else(|| StorageError::corrupt("kv record", "too short"))?;
+        let wanted = key_codec::version_key(key, revision);
+        versions.seek(&wanted);
+        let stored = match (versions.key(), versions.value()) {
+            (Some(found), Some(stored)) if found == wanted.as_slice() => stored,
+            _ => {
+                versions.status().map_err(rocks)?;
+                return Err(StorageError::corrupt("revs", "a version missing from kv"));
+            }
+        };
+        let record = Record::decode(stored, true).ok_or_else(|| StorageError::corrupt("kv record", "too short"))?;
         let value = if record.tombstone {
             KeyValue { key: key.to_vec(), ..KeyValue::default() }
         } else {
