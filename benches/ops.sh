@@ -121,7 +121,9 @@ def load(name):
     return json.load(open(path)) if os.path.exists(path) else None
 print("<!-- ops.sh -->")
 print("## Operations\n")
-print(f"From `benches/ops.sh` on the same machine ({keys:,} keys of 256-byte values loaded into 3 members). "
+import datetime
+print(f"From `RESTORE_KEYS={keys} benches/ops.sh`, {datetime.date.today()}, on the same machine (2 cores, "
+      f"24 GiB; {keys:,} keys of 256-byte values loaded into 3 members). "
       "Save: `etcdctl snapshot save` from member 0, with that member's peak RSS during the saves (VmHWM, reset "
       "before each). Restore: `etcdctl snapshot restore` and `shoalctl snapshot restore` of the saved file into "
       "one member's data dir, with the restoring process's peak RSS. Both systems' files are in etcd's format.\n")
@@ -157,10 +159,14 @@ for s in ["etcd", "shoal"]:
 PY
 )
 python3 - "$section" <<'PY'
-import sys
+import os, sys
 path = "benches/RESULTS.md"
-text = open(path).read() if __import__("os").path.exists(path) else ""
-head = text.split("<!-- ops.sh -->")[0].rstrip()
-open(path, "w").write((head + "\n\n" if head else "") + sys.argv[1] + "\n")
+text = open(path).read() if os.path.exists(path) else ""
+head, _, rest = text.partition("<!-- ops.sh -->")
+# The sections after this one stay: the next "## " heading after its own.
+after = rest.find("\n## ", rest.find("## Operations") + 1) if rest else -1
+tail = rest[after:] if after >= 0 else ""
+head = head.rstrip()
+open(path, "w").write((head + "\n\n" if head else "") + sys.argv[1] + "\n" + tail)
 PY
 sed -n '/^<!-- ops.sh -->/,$p' benches/RESULTS.md
