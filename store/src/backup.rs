@@ -240,16 +240,7 @@ pub fn etcd_status(path: &Path) -> Result<EtcdStatus, BackupError> {
     let db = open_etcd(path, len)?;
     let mut hash = bbolt::Crc32c::default();
     let (mut revision, mut total_keys) = (0, 0);
-    let mut buckets = Vec::new();
-    db.for_each(&db.root(), &mut |name, item| match item {
-        bbolt::Item::Bucket(bucket) => {
-            buckets.push((name.to_vec(), bucket));
-            Ok(())
-        }
-        bbolt::Item::Value(_) => Err(bbolt::BboltError::MissingBucket(String::from_utf8_lossy(name).into_owned())),
-    })
-    .map_err(corrupt)?;
-    for (name, bucket) in buckets {
+    for (name, bucket) in db.buckets().map_err(corrupt)? {
         hash.update(&name);
         let is_key_bucket = name == b"key";
         db.for_each(&bucket, &mut |key, item| {

@@ -92,6 +92,40 @@ pub(crate) fn restore_member(file: &Path, cluster: &Cluster, i: usize) -> Durati
     started.elapsed()
 }
 
+/// `shoalctl snapshot restore` of `file` into `data_dir`, as the only member
+/// of a new cluster: (success, stdout, stderr).
+pub(crate) fn restore_alone(file: &Path, data_dir: &Path) -> (bool, String, String) {
+    shoalctl(&[
+        "snapshot",
+        "restore",
+        &file.display().to_string(),
+        "--name",
+        "r",
+        "--initial-cluster",
+        "r=http://127.0.0.1:1",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:1",
+        "--data-dir",
+        &data_dir.display().to_string(),
+    ])
+}
+
+/// Writes `bytes` as `<name>.db` in `dir`, checks that a restore of it is
+/// refused with `why` and leaves no data dir, whole or partial, behind;
+/// returns the file.
+pub(crate) fn refused_leaving_nothing(dir: &Path, name: &str, bytes: &[u8], why: &str) -> std::path::PathBuf {
+    let bad = dir.join(format!("{name}.db"));
+    std::fs::write(&bad, bytes).expect("write bad file");
+    let data_dir = dir.join(format!("{name}.etcd"));
+    let (ok, _, stderr) = restore_alone(&bad, &data_dir);
+    assert!(!ok && stderr.contains(why), "{name}: {stderr}");
+    assert!(!data_dir.exists(), "{name}: nothing is written for a bad file");
+    let leftovers = std::fs::read_dir(dir).expect("list").flatten();
+    let partial: Vec<_> = leftovers.filter(|e| e.file_name().to_string_lossy().contains("restoring")).collect();
+    assert!(partial.is_empty(), "{name}: no partial data dir is left behind");
+    bad
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_cluster_restored_from_a_snapshot_has_every_key_revision_and_lease() {
     let mut old = Cluster::start(3).await;
@@ -177,21 +211,6 @@ async fn etcdctl_saves_what_shoalctl_restores_and_bad_files_are_refused() {
     assert!(saved.success, "{saved:?}");
     let good = std::fs::read(&file).expect("read snapshot");
 
-    let restore = |file: &Path, data_dir: &Path| {
-        shoalctl(&[
-            "snapshot",
-            "restore",
-            &file.display().to_string(),
-            "--name",
-            "r",
-            "--initial-cluster",
-            "r=http://127.0.0.1:1",
-            "--initial-advertise-peer-urls",
-            "http://127.0.0.1:1",
-            "--data-dir",
-            &data_dir.display().to_string(),
-        ])
-    };
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 0x40;
     let cases: [(&str, Vec<u8>, &str); 5] = [
@@ -202,18 +221,7 @@ async fn etcdctl_saves_what_shoalctl_restores_and_bad_files_are_refused() {
         ("empty", Vec::new(), "is empty"),
     ];
     for (name, bytes, why) in cases {
-        let bad = dir.path().join(format!("{name}.db"));
-        std::fs::write(&bad, bytes).expect("write bad file");
-        let data_dir = dir.path().join(format!("{name}.etcd"));
-        let (ok, _, stderr) = restore(&bad, &data_dir);
-        assert!(!ok && stderr.contains(why), "{name}: {stderr}");
-        assert!(!data_dir.exists(), "{name}: nothing is written for a bad file");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-            .expect("list")
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().contains("restoring"))
-            .collect();
-        assert!(leftovers.is_empty(), "{name}: no partial data dir is left behind");
+        let bad = refused_leaving_nothing(dir.path(), name, &bytes, why);
         let (ok, _, stderr) = shoalctl(&["snapshot", "status", &bad.display().to_string()]);
         assert!(!ok && stderr.contains(why), "{name}: status {stderr}");
     }
@@ -222,7 +230,7 @@ async fn etcdctl_saves_what_shoalctl_restores_and_bad_files_are_refused() {
     let mut restored = Cluster::prepare(1, &[]);
     restore_member(&file, &restored, 0);
     let member = &restored.members[0];
-    let (ok, _, stderr) = restore(&file, &member.data_dir.clone());
+    let (ok, _, stderr) = restore_alone(&file, &member.data_dir.clone());
     assert!(!ok && stderr.contains("exists"), "a restore never overwrites a data dir: {stderr}");
     restored.restart(0);
     restored.leader().await;

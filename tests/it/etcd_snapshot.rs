@@ -6,13 +6,11 @@
 //! from Shoal: etcdctl reads it, and `etcdctl snapshot restore` of it gives
 //! an etcd that answers what Shoal answered.
 
-use std::path::Path;
-
 use etcd_client::{Client, ConnectOptions, DeleteOptions, LeaseTimeToLiveOptions, PermissionType, PutOptions};
 use shoal_tests::cluster::shoalctl;
 use shoal_tests::{Cluster, Etcd, Etcdctl};
 
-use crate::backup::restore_member;
+use crate::backup::{refused_leaving_nothing, restore_member};
 
 /// The value after `label` on a line of `shoalctl snapshot status`.
 fn field<'a>(status: &'a str, label: &str) -> &'a str {
@@ -168,22 +166,6 @@ async fn leases(client: &mut Client) -> Vec<(i64, i64, Vec<Vec<u8>>)> {
     out
 }
 
-fn restore_to(file: &Path, data_dir: &Path) -> (bool, String, String) {
-    shoalctl(&[
-        "snapshot",
-        "restore",
-        &file.display().to_string(),
-        "--name",
-        "r",
-        "--initial-cluster",
-        "r=http://127.0.0.1:1",
-        "--initial-advertise-peer-urls",
-        "http://127.0.0.1:1",
-        "--data-dir",
-        &data_dir.display().to_string(),
-    ])
-}
-
 /// A bbolt database with no bucket at all: two meta pages, an empty
 /// freelist and an empty root leaf, as a fresh bbolt file is.
 fn bucketless_bbolt() -> Vec<u8> {
@@ -271,15 +253,7 @@ async fn an_etcd_snapshot_restored_into_shoal_answers_what_etcd_answers() {
         ),
     ];
     for (name, bytes, why) in cases {
-        let bad = dir.path().join(format!("{name}.db"));
-        std::fs::write(&bad, bytes).expect("write");
-        let data_dir = dir.path().join(format!("{name}.etcd"));
-        let (ok, _, stderr) = restore_to(&bad, &data_dir);
-        assert!(!ok && stderr.contains(why), "{name}: {stderr}");
-        assert!(!data_dir.exists(), "{name}: no data dir");
-        let leftovers = std::fs::read_dir(dir.path()).expect("list").flatten();
-        let partial: Vec<_> = leftovers.filter(|e| e.file_name().to_string_lossy().contains("restoring")).collect();
-        assert!(partial.is_empty(), "{name}: no partial data dir is left behind");
+        refused_leaving_nothing(dir.path(), name, &bytes, why);
     }
 }
 

@@ -22,12 +22,12 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 pub const MAGIC: u32 = 0xED0C_DAED;
-const VERSION: u32 = 2;
-const PAGE_HEADER: usize = 16;
-const ELEMENT: usize = 16;
-const BRANCH: u16 = 0x01;
-const LEAF: u16 = 0x02;
-const BUCKET_VALUE: u32 = 0x01;
+pub(crate) const VERSION: u32 = 2;
+pub(crate) const PAGE_HEADER: usize = 16;
+pub(crate) const ELEMENT: usize = 16;
+pub(crate) const BRANCH: u16 = 0x01;
+pub(crate) const LEAF: u16 = 0x02;
+pub(crate) const BUCKET_VALUE: u32 = 0x01;
 /// Deeper than any real tree: a deeper one is a loop in a damaged file.
 const MAX_DEPTH: usize = 64;
 
@@ -218,16 +218,18 @@ impl<S: Source + ?Sized> Db<S> {
         }
     }
 
-    /// The top-level bucket `name`.
-    pub fn bucket(&self, name: &str) -> Result<Bucket, BboltError> {
-        let mut found = None;
-        self.for_each(&self.root(), &mut |key, item| {
-            if let (true, Item::Bucket(bucket)) = (key == name.as_bytes(), item) {
-                found = Some(bucket);
+    /// The top-level buckets, by name, in order; a plain value at the top
+    /// level is not something a bbolt database holds.
+    pub fn buckets(&self) -> Result<Vec<(Vec<u8>, Bucket)>, BboltError> {
+        let mut found = Vec::new();
+        self.for_each(&self.root(), &mut |name, item| match item {
+            Item::Bucket(bucket) => {
+                found.push((name.to_vec(), bucket));
+                Ok(())
             }
-            Ok(())
+            Item::Value(_) => Err(BboltError::MissingBucket(String::from_utf8_lossy(name).into_owned())),
         })?;
-        found.ok_or_else(|| BboltError::MissingBucket(name.to_string()))
+        Ok(found)
     }
 }
 

@@ -18,16 +18,11 @@
 
 use std::io::{self, Write};
 
-use super::bbolt::{fnv1a64, MAGIC};
+use super::bbolt::{fnv1a64, BRANCH, BUCKET_VALUE, ELEMENT, LEAF, MAGIC, PAGE_HEADER, VERSION};
 
 pub const PAGE_SIZE: usize = 4096;
-const PAGE_HEADER: usize = 16;
-const ELEMENT: usize = 16;
-const BRANCH: u16 = 0x01;
-const LEAF: u16 = 0x02;
 const META: u16 = 0x04;
 const FREELIST: u16 = 0x10;
-const BUCKET_VALUE: u32 = 0x01;
 const FREELIST_PAGE: u64 = 2;
 const FIRST_DATA_PAGE: u64 = 3;
 
@@ -96,7 +91,7 @@ fn meta_page(id: u64, plan: Plan) -> Vec<u8> {
     header(&mut page, id, META, 0, 0);
     let meta = &mut page[PAGE_HEADER..];
     meta[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-    meta[4..8].copy_from_slice(&2u32.to_le_bytes());
+    meta[4..8].copy_from_slice(&VERSION.to_le_bytes());
     meta[8..12].copy_from_slice(&(PAGE_SIZE as u32).to_le_bytes());
     meta[16..24].copy_from_slice(&plan.root.to_le_bytes());
     meta[32..40].copy_from_slice(&FREELIST_PAGE.to_le_bytes());

@@ -20,6 +20,7 @@ use shoal_proto::authpb::{Role, User};
 use shoal_proto::mvccpb::KeyValue;
 
 use super::bbolt::{BboltError, Bucket, Db, Item, Source};
+use super::hex;
 use crate::auth::state::{ENABLED, REVISION, ROLE_PREFIX, USER_PREFIX};
 use crate::mvcc::{key_codec, Record, Revision};
 use crate::storage::{columns, StorageError};
@@ -59,32 +60,8 @@ impl From<BboltError> for ConvertError {
     }
 }
 
-/// What the rows add up to.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Converted {
-    pub current_revision: i64,
-    /// Every revision below it is compacted away (0: never compacted).
-    pub compacted_below: i64,
-    pub versions: u64,
-    pub leases: u64,
-}
-
 /// Receives one row: its family, key and value.
 pub type Row<'f> = &'f mut dyn FnMut(&'static str, &[u8], &[u8]) -> Result<(), StorageError>;
-
-/// The top-level buckets of `db` by name; a value at the top level is not
-/// something etcd writes.
-fn buckets<S: Source + ?Sized>(db: &Db<S>) -> Result<Vec<(Vec<u8>, Bucket)>, ConvertError> {
-    let mut found = Vec::new();
-    db.for_each(&db.root(), &mut |name, item| match item {
-        Item::Bucket(bucket) => {
-            found.push((name.to_vec(), bucket));
-            Ok(())
-        }
-        Item::Value(_) => Err(BboltError::MissingBucket(String::from_utf8_lossy(name).into_owned())),
-    })?;
-    Ok(found)
-}
 
 fn find<'a>(all: &'a [(Vec<u8>, Bucket)], name: &str) -> Option<&'a Bucket> {
     all.iter().find(|(n, _)| n == name.as_bytes()).map(|(_, b)| b)
@@ -114,8 +91,16 @@ fn damaged(what: String) -> ConvertError {
     ConvertError::Damaged(what)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// etcd's key for a version: main ‖ '_' ‖ sub, and 't' for a tombstone.
+pub(super) fn revision_key(revision: Revision, tombstone: bool) -> Vec<u8> {
+    let mut key = Vec::with_capacity(REVISION_KEY + 1);
+    key.extend_from_slice(&revision.main.to_be_bytes());
+    key.push(b'_');
+    key.extend_from_slice(&revision.sub.to_be_bytes());
+    if tombstone {
+        key.push(TOMBSTONE_MARK);
+    }
+    key
 }
 
 /// The revision and tombstone flag of a key of etcd's `key` bucket.
@@ -157,17 +142,13 @@ fn compaction<S: Source + ?Sized>(db: &Db<S>, meta: &Bucket, name: &[u8]) -> Res
 /// Reads every row Shoal's state machine needs from etcd's database `db`,
 /// except `lease_keys`, and hands each to `row`. `progress` is told the
 /// bytes of entries read so far.
-pub fn rows<S: Source + ?Sized>(
-    db: &Db<S>,
-    row: Row<'_>,
-    progress: &mut dyn FnMut(u64),
-) -> Result<Converted, ConvertError> {
-    let all = buckets(db)?;
+pub fn rows<S: Source + ?Sized>(db: &Db<S>, row: Row<'_>, progress: &mut dyn FnMut(u64)) -> Result<(), ConvertError> {
+    let all = db.buckets()?;
     let key = find(&all, "key").ok_or(ConvertError::NotEtcd("key"))?;
     let meta = find(&all, "meta").ok_or(ConvertError::NotEtcd("meta"))?;
     let finished = compaction(db, meta, b"finishedCompactRev")?;
     let scheduled = compaction(db, meta, b"scheduledCompactRev")?;
-    let mut converted = Converted { current_revision: 1, compacted_below: finished, ..Converted::default() };
+    let mut current_revision = 1;
     let mut read = 0u64;
     entries(db, key, &mut |rev_key, value| {
         let (rev, tombstone) = revision_of(rev_key)?;
@@ -189,16 +170,15 @@ pub fn rows<S: Source + ?Sized>(
         };
         row(columns::KV, &key_codec::version_key(&kv.key, rev), &record.encode())?;
         row(columns::REVS, &rev.to_bytes(), &kv.key)?;
-        converted.current_revision = converted.current_revision.max(rev.main);
-        converted.versions += 1;
+        current_revision = current_revision.max(rev.main);
         read += (rev_key.len() + value.len()) as u64;
         progress(read);
         Ok(())
     })?;
     // etcd's store never stands below a compaction it finished or began.
     let compacted = finished.max(scheduled);
-    converted.current_revision = converted.current_revision.max(compacted);
-    row(columns::META, columns::CURRENT_REVISION, &converted.current_revision.to_be_bytes())?;
+    current_revision = current_revision.max(compacted);
+    row(columns::META, columns::CURRENT_REVISION, &current_revision.to_be_bytes())?;
     row(columns::META, columns::REVS_COMPLETE, &[])?;
     if compacted > 0 {
         row(columns::META, columns::COMPACT_REVISION, &compacted.to_be_bytes())?;
@@ -209,12 +189,11 @@ pub fn rows<S: Source + ?Sized>(
             let lease =
                 Lease::decode(value).map_err(|e| damaged(format!("lease {} holds no leasepb.Lease: {e}", hex(id))))?;
             row(columns::LEASES, &lease.id.to_be_bytes(), &lease.ttl.to_be_bytes())?;
-            converted.leases += 1;
             Ok(())
         })?;
     }
     auth_rows(db, &all, row)?;
-    Ok(converted)
+    Ok(())
 }
 
 /// The auth switch, its revision, users and roles.
@@ -257,17 +236,13 @@ mod tests {
     use super::*;
 
     fn rev_key(main: i64, sub: i64) -> Vec<u8> {
-        let mut key = main.to_be_bytes().to_vec();
-        key.push(b'_');
-        key.extend_from_slice(&sub.to_be_bytes());
-        key
+        revision_key(Revision::new(main, sub), false)
     }
 
     #[test]
     fn revision_keys_are_read_as_etcd_writes_them() {
         assert_eq!(revision_of(&rev_key(7, 2)).ok(), Some((Revision::new(7, 2), false)));
-        let mut tombstone = rev_key(9, 0);
-        tombstone.push(b't');
+        let tombstone = revision_key(Revision::new(9, 0), true);
         assert_eq!(revision_of(&tombstone).ok(), Some((Revision::new(9, 0), true)));
     }
 

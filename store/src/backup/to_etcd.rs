@@ -36,7 +36,7 @@ use shoal_proto::mvccpb::KeyValue;
 use shoal_proto::peerpb::MemberAttributes;
 
 use super::bbolt_writer::{head, Plan, Tree, Writer};
-use super::from_etcd::Lease;
+use super::from_etcd::{revision_key, Lease};
 use crate::auth::state::{ENABLED, REVISION, ROLE_PREFIX, USER_PREFIX};
 use crate::config::ETCD_CLUSTER_VERSION;
 use crate::mvcc::{key_codec, Record, Revision};
@@ -207,18 +207,6 @@ fn int(bytes: &[u8], what: &'static str) -> Result<i64, StorageError> {
 /// A stored revision number; 0 when absent (or never compacted: -1).
 fn int_at(stored: Option<Vec<u8>>) -> Result<i64, StorageError> {
     stored.map_or(Ok(0), |b| int(&b, "revision").map(|r| r.max(0)))
-}
-
-/// etcd's key for a version: main ‖ '_' ‖ sub, and 't' for a tombstone.
-fn revision_key(revision: Revision, tombstone: bool) -> Vec<u8> {
-    let mut key = Vec::with_capacity(18);
-    key.extend_from_slice(&revision.main.to_be_bytes());
-    key.push(b'_');
-    key.extend_from_slice(&revision.sub.to_be_bytes());
-    if tombstone {
-        key.push(b't');
-    }
-    key
 }
 
 /// Calls `row` for every row of `family` in `view`, in key order.
