@@ -73,6 +73,11 @@ async fn a_checkpoint_keeps_its_moment_replaces_the_older_and_installs_elsewhere
     assert_eq!(second.meta.last_log_id.map(|l| l.index), Some(4));
     let names = snap_entries(&snap_dir);
     assert_eq!(names.len(), 1, "only the newest snapshot stays: {names:?}");
+    // Listed just before the newer one replaced it, the older one is gone
+    // when read: skipped, and the newer one found, not an error.
+    let listed = [first.snapshot.path.clone(), second.snapshot.path.clone()];
+    let (found, vanished) = snapshot::newest(listed.into_iter()).expect("a vanished snapshot is no error");
+    assert_eq!((found.map(|(meta, _)| meta), vanished), (Some(second.meta.clone()), true));
     assert!(names[0].ends_with(".ckpt"), "{names:?}");
 
     // Sent to another member in the file format, it reads back row for row.

@@ -370,23 +370,48 @@ pub fn read_meta(path: &Path) -> Result<SnapshotMeta, StorageError> {
     open_reader(path).map(|(meta, _)| meta)
 }
 
-/// The newest snapshot file in `dir`, if any.
+/// Rescans of a snapshot directory whose files keep being replaced.
+const LATEST_SCANS: usize = 8;
+
+/// The newest snapshot in `dir`, if any. A snapshot being built removes the
+/// older ones when it is in place, possibly between this listing the
+/// directory and reading them: one that vanished was superseded, and the
+/// directory is listed again to find what superseded it.
 pub fn latest(dir: &Path) -> Result<Option<(SnapshotMeta, PathBuf)>, StorageError> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Ok(None);
-    };
-    let mut best: Option<(SnapshotMeta, PathBuf)> = None;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !is_snapshot(&path) {
-            continue;
+    let mut scans = 0;
+    loop {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Ok(None);
+        };
+        let listed = entries.flatten().map(|e| e.path()).filter(|p| is_snapshot(p));
+        let (best, vanished) = newest(listed)?;
+        scans += 1;
+        if !vanished || scans >= LATEST_SCANS {
+            return Ok(best);
         }
-        let meta = read_meta(&path)?;
+    }
+}
+
+/// The newest of the snapshots at `paths`, and whether one of them was gone
+/// when read.
+pub(super) fn newest(
+    paths: impl Iterator<Item = PathBuf>,
+) -> Result<(Option<(SnapshotMeta, PathBuf)>, bool), StorageError> {
+    let (mut best, mut vanished): (Option<(SnapshotMeta, PathBuf)>, bool) = (None, false);
+    for path in paths {
+        let meta = match read_meta(&path) {
+            Ok(meta) => meta,
+            Err(_) if !path.exists() => {
+                vanished = true;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if best.as_ref().is_none_or(|(b, _)| meta.last_log_id > b.last_log_id) {
             best = Some((meta, path));
         }
     }
-    Ok(best)
+    Ok((best, vanished))
 }
 
 /// Calls `record` for every row of the snapshot at `path`, a file or a
