@@ -19,12 +19,15 @@
 pub mod bbolt;
 pub mod bbolt_writer;
 pub mod from_etcd;
+mod pipeline;
 mod restore;
 mod stream;
 pub mod to_etcd;
 
 #[cfg(test)]
 mod restore_test;
+#[cfg(test)]
+mod to_etcd_test;
 
 pub use restore::{restore, RestoreOptions, Restored};
 pub use stream::{stream, CHUNK_BYTES};

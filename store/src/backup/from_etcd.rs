@@ -104,7 +104,7 @@ pub(super) fn revision_key(revision: Revision, tombstone: bool) -> Vec<u8> {
 }
 
 /// The revision and tombstone flag of a key of etcd's `key` bucket.
-fn revision_of(key: &[u8]) -> Result<(Revision, bool), ConvertError> {
+pub(super) fn revision_of(key: &[u8]) -> Result<(Revision, bool), ConvertError> {
     let tombstone = match key.len() {
         REVISION_KEY => false,
         n if n == REVISION_KEY + 1 && key[REVISION_KEY] == TOMBSTONE_MARK => true,

@@ -32,11 +32,11 @@ use std::path::Path;
 use prost::Message;
 use rocksdb::{Snapshot, DB};
 use shoal_proto::etcdserverpb::AlarmMember;
-use shoal_proto::mvccpb::KeyValue;
 use shoal_proto::peerpb::MemberAttributes;
 
 use super::bbolt_writer::{head, Plan, Tree, Writer};
 use super::from_etcd::{revision_key, Lease};
+use super::pipeline::pipelined;
 use crate::auth::state::{ENABLED, REVISION, ROLE_PREFIX, USER_PREFIX};
 use crate::config::ETCD_CLUSTER_VERSION;
 use crate::mvcc::{key_codec, Record, Revision};
@@ -91,57 +91,16 @@ fn lay_out<W: Write>(db: &DB, view: &Snapshot<'_>, mut writer: Writer<W>) -> Res
         let mut tree = Tree::default();
         let mut put = |key: &[u8], value: &[u8]| tree.put(&mut writer, key, value).map_err(io);
         if name == "key" {
-            pipelined(|produce| versions(db, view, produce), &mut put)?;
+            // Reading the store and writing pages take a core each.
+            pipelined(|row| versions(db, view, &mut |key, value| row("", key, value)), &mut |_, key, value| {
+                put(key, value)
+            })?;
         } else {
             entries(db, view, name, &mut put)?;
         }
         roots.push((name.as_bytes(), tree.finish(&mut writer).map_err(io)?));
     }
     writer.finish(&roots).map_err(io)
-}
-
-/// Entries a batch, between the thread that reads them and the one that
-/// writes pages.
-const PIPELINE_BATCH: usize = 1024;
-/// Batches read ahead of the writer.
-const PIPELINE_AHEAD: usize = 4;
-
-/// Runs `produce` on a thread of its own, handing what it puts to `put` on
-/// this one, in order: reading the store and writing pages use a core each.
-fn pipelined(
-    produce: impl FnOnce(Put<'_>) -> Result<(), StorageError> + Send,
-    put: Put<'_>,
-) -> Result<(), StorageError> {
-    type Batch = Vec<(Vec<u8>, Vec<u8>)>;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(PIPELINE_AHEAD);
-    std::thread::scope(|scope| {
-        let producer = scope.spawn(move || {
-            let mut batch = Vec::with_capacity(PIPELINE_BATCH);
-            produce(&mut |key, value| {
-                batch.push((key.to_vec(), value.to_vec()));
-                if batch.len() == PIPELINE_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(PIPELINE_BATCH));
-                    // The writer stopped: its error is the one to report.
-                    tx.send(full).map_err(|_| StorageError::corrupt("snapshot", "writer stopped"))?;
-                }
-                Ok(())
-            })?;
-            let _ = tx.send(batch);
-            Ok(())
-        });
-        let mut written = Ok(());
-        for batch in rx.iter() {
-            if written.is_ok() {
-                written = batch.iter().try_for_each(|(key, value)| put(key, value));
-            }
-            if written.is_err() {
-                break;
-            }
-        }
-        drop(rx);
-        let produced = producer.join().unwrap_or_else(|_| Err(StorageError::corrupt("snapshot", "reader panicked")));
-        written.and(produced)
-    })
 }
 
 fn entries(db: &DB, view: &Snapshot<'_>, bucket: &str, put: Put<'_>) -> Result<(), StorageError> {
@@ -228,31 +187,88 @@ fn prefixed(db: &DB, view: &Snapshot<'_>, prefix: &[u8], put: Put<'_>) -> Result
     })
 }
 
+/// Revisions taken from `revs` at a time. Their versions are looked up in
+/// key order, so that one iterator over `kv` finds them moving forward
+/// (mostly a step or two, not a seek), then given out in revision order.
+const LOOKUP_BATCH: usize = 1 << 15;
+/// Steps an iterator over `kv` takes towards a version before it seeks.
+const STEPS_BEFORE_SEEK: usize = 16;
+
+type KvIterator<'a> = rocksdb::DBRawIteratorWithThreadMode<'a, DB>;
+
 /// Every stored version, in revision order, as etcd's key bucket holds it.
-/// Each is found with a seek of one iterator over `kv`, which keeps the
-/// index blocks it has read, where point reads would fetch them again from
-/// the table files whenever the block cache has dropped them.
 fn versions(db: &DB, view: &Snapshot<'_>, put: Put<'_>) -> Result<(), StorageError> {
-    let mut versions = view.raw_iterator_cf(storage::cf(db, columns::KV));
-    each_row(db, view, columns::REVS, &mut |rev, key| {
-        let revision = Revision::from_bytes(rev).ok_or_else(|| StorageError::corrupt("revs", "revision"))?;
-        let wanted = key_codec::version_key(key, revision);
-        versions.seek(&wanted);
-        let stored = match (versions.key(), versions.value()) {
-            (Some(found), Some(stored)) if found == wanted.as_slice() => stored,
-            _ => {
-                versions.status().map_err(rocks)?;
-                return Err(StorageError::corrupt("revs", "a version missing from kv"));
-            }
-        };
-        let record = Record::decode(stored, true).ok_or_else(|| StorageError::corrupt("kv record", "too short"))?;
-        let value = if record.tombstone {
-            KeyValue { key: key.to_vec(), ..KeyValue::default() }
-        } else {
-            record.clone().into_key_value(key.to_vec(), revision.main)
-        };
-        put(&revision_key(revision, record.tombstone), &value.encode_to_vec())
-    })
+    versions_by(db, view, LOOKUP_BATCH, put)
+}
+
+/// [`versions`], looking up `batch` of them at a time.
+pub(super) fn versions_by(db: &DB, view: &Snapshot<'_>, batch_len: usize, put: Put<'_>) -> Result<(), StorageError> {
+    let mut kv = view.raw_iterator_cf_opt(storage::cf(db, columns::KV), scan_options());
+    let mut revs = view.raw_iterator_cf_opt(storage::cf(db, columns::REVS), scan_options());
+    revs.seek_to_first();
+    // (revision, key, where its version is in kv), in revision order.
+    let mut batch: Vec<(Revision, Vec<u8>, Vec<u8>)> = Vec::with_capacity(batch_len.min(LOOKUP_BATCH));
+    // The versions as etcd stores them, one after another in key order, and
+    // by position in the batch: (start, end, whether it is a deletion).
+    let mut encoded = Vec::new();
+    let mut spans: Vec<(usize, usize, bool)> = Vec::with_capacity(batch_len.min(LOOKUP_BATCH));
+    loop {
+        batch.clear();
+        while let (Some(rev), Some(key), true) = (revs.key(), revs.value(), batch.len() < batch_len) {
+            let revision = Revision::from_bytes(rev).ok_or_else(|| StorageError::corrupt("revs", "revision"))?;
+            batch.push((revision, key.to_vec(), key_codec::version_key(key, revision)));
+            revs.next();
+        }
+        revs.status().map_err(rocks)?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut by_key: Vec<usize> = (0..batch.len()).collect();
+        by_key.sort_unstable_by(|&a, &b| batch[a].2.cmp(&batch[b].2));
+        encoded.clear();
+        spans.clear();
+        spans.resize(batch.len(), (0, 0, false));
+        for at in by_key {
+            let (revision, key, wanted) = &batch[at];
+            let start = encoded.len();
+            let tombstone = Record::encode_key_value(find(&mut kv, wanted)?, key, revision.main, &mut encoded)
+                .ok_or_else(|| StorageError::corrupt("kv record", "too short"))?;
+            spans[at] = (start, encoded.len(), tombstone);
+        }
+        for ((revision, _, _), &(start, end, tombstone)) in batch.iter().zip(&spans) {
+            put(&revision_key(*revision, tombstone), &encoded[start..end])?;
+        }
+    }
+}
+
+/// Reads for one pass over a family: blocks read ahead in large steps and
+/// kept out of the block cache, where they would only push out what the
+/// member's clients read.
+fn scan_options() -> rocksdb::ReadOptions {
+    let mut options = rocksdb::ReadOptions::default();
+    options.fill_cache(false);
+    options.set_readahead_size(1 << 20);
+    options
+}
+
+/// The stored version at `wanted`, moving `kv` forward to it: a few steps
+/// when it is near (the keys wanted come in order), else a seek.
+fn find<'a>(kv: &'a mut KvIterator<'_>, wanted: &[u8]) -> Result<&'a [u8], StorageError> {
+    let mut steps = 0;
+    while steps < STEPS_BEFORE_SEEK && kv.key().is_some_and(|at| at < wanted) {
+        kv.next();
+        steps += 1;
+    }
+    if kv.key() != Some(wanted) {
+        kv.seek(wanted);
+    }
+    match (kv.key(), kv.value()) {
+        (Some(at), Some(stored)) if at == wanted => Ok(stored),
+        _ => {
+            kv.status().map_err(rocks)?;
+            Err(StorageError::corrupt("revs", "a version missing from kv"))
+        }
+    }
 }
 
 /// The members of the Raft membership, with what each has published, as

@@ -98,4 +98,4 @@ pub mod model;
 #[cfg(test)]
 mod model_test;
 #[cfg(test)]
-mod store_test;
+pub(crate) mod store_test;

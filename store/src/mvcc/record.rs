@@ -56,6 +56,38 @@ impl Record {
         bytes.first().is_some_and(|flags| flags & TOMBSTONE != 0)
     }
 
+    /// Appends the `mvccpb.KeyValue` a stored record stands for, encoded as
+    /// prost encodes it (only the key, for a deletion), to `out`, copying
+    /// the value once. Returns whether it is a deletion; `None` when the
+    /// record is too short.
+    pub fn encode_key_value(stored: &[u8], key: &[u8], mod_revision: i64, out: &mut Vec<u8>) -> Option<bool> {
+        use prost::encoding::{encode_key, encode_varint, WireType};
+        let header = Record::decode(stored.get(..HEADER)?, false)?;
+        let bytes = |tag: u32, data: &[u8], out: &mut Vec<u8>| {
+            if !data.is_empty() {
+                encode_key(tag, WireType::LengthDelimited, out);
+                encode_varint(data.len() as u64, out);
+                out.extend_from_slice(data);
+            }
+        };
+        let int = |tag: u32, n: i64, out: &mut Vec<u8>| {
+            if n != 0 {
+                encode_key(tag, WireType::Varint, out);
+                encode_varint(n as u64, out);
+            }
+        };
+        bytes(1, key, out);
+        if header.tombstone {
+            return Some(true);
+        }
+        int(2, header.create_revision, out);
+        int(3, mod_revision, out);
+        int(4, header.version, out);
+        bytes(5, &stored[HEADER..], out);
+        int(6, header.lease, out);
+        Some(false)
+    }
+
     pub fn into_key_value(self, key: Vec<u8>, mod_revision: i64) -> KeyValue {
         KeyValue {
             key,
@@ -71,6 +103,28 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_record_encodes_as_prost_encodes_its_key_value() {
+        use prost::Message;
+        let records = [
+            Record { tombstone: false, create_revision: 5, version: 3, lease: 0x7fff_0000_0001, value: b"v".to_vec() },
+            Record { tombstone: false, create_revision: 1, version: 1, lease: 0, value: Vec::new() },
+            Record { tombstone: false, create_revision: -1, version: i64::MAX, lease: -7, value: vec![9; 300] },
+            Record::tombstone(),
+        ];
+        for record in records {
+            let mut out = Vec::new();
+            let tombstone = Record::encode_key_value(&record.encode(), b"k\0ey", 77, &mut out);
+            let expected = if record.tombstone {
+                KeyValue { key: b"k\0ey".to_vec(), ..KeyValue::default() }
+            } else {
+                record.clone().into_key_value(b"k\0ey".to_vec(), 77)
+            };
+            assert_eq!((tombstone, out), (Some(record.tombstone), expected.encode_to_vec()), "{record:?}");
+        }
+        assert_eq!(Record::encode_key_value(&[0; 24], b"k", 1, &mut Vec::new()), None);
+    }
 
     #[test]
     fn round_trip() {
