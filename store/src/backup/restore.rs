@@ -3,14 +3,16 @@
 //! lease, user and role is kept; Raft starts empty, with the new cluster's
 //! members, and the cluster gets an id of its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{WriteBatch, DB};
 
 use super::from_etcd::{self, ConvertError};
+use super::pipeline::pipelined;
 use super::{bbolt, check_trailer, etcd_digest, open_etcd, BackupError, Format};
 use crate::ids;
 use crate::mvcc::{key_codec, lease_keys, Record};
@@ -273,7 +275,8 @@ fn shoal_rows(
 }
 
 /// The rows of a snapshot etcd saved, then the index of keys by lease,
-/// which etcd does not store, from the newest version of every key.
+/// which etcd does not store. The file is read and converted on a thread of
+/// its own while this one writes.
 fn etcd_rows(
     file: &Path,
     db: &bbolt::Db<File>,
@@ -281,44 +284,55 @@ fn etcd_rows(
     total: u64,
     progress: &mut impl FnMut(&'static str, u64, u64),
 ) -> Result<(), BackupError> {
-    let mut reported = 0u64;
-    let mut report = |read: u64| {
-        if read - reported >= BATCH_BYTES as u64 {
-            reported = read;
-            progress("restoring", read.min(total), total);
-        }
-    };
-    from_etcd::rows(db, &mut |family, key, value| sink.put(family, key, value).map(drop), &mut report).map_err(
-        |e| match e {
-            ConvertError::Storage(e) => BackupError::Storage(e),
-            ConvertError::NotEtcd(bucket) => BackupError::NotEtcdBackend { path: file.to_path_buf(), bucket },
-            ConvertError::Damaged(what) => BackupError::Damaged { path: file.to_path_buf(), what },
+    let read = AtomicU64::new(0);
+    let mut leased = Leased::default();
+    let converted = pipelined(
+        |row| from_etcd::rows(db, row, &mut |bytes| read.store(bytes, Ordering::Relaxed)),
+        &mut |family, key, value| {
+            if family == columns::KV {
+                leased.note(key, value)?;
+            }
+            if sink.put(family, key, value)? {
+                progress("restoring", read.load(Ordering::Relaxed).min(total), total);
+            }
+            Ok(())
         },
-    )?;
+    );
+    converted.map_err(|e| match e {
+        ConvertError::Storage(e) => BackupError::Storage(e),
+        ConvertError::NotEtcd(bucket) => BackupError::NotEtcdBackend { path: file.to_path_buf(), bucket },
+        ConvertError::Damaged(what) => BackupError::Damaged { path: file.to_path_buf(), what },
+    })?;
+    for entry in leased.entries() {
+        sink.put(columns::LEASE_KEYS, &entry, &[])?;
+    }
     sink.flush()?;
-    attach_to_leases(sink)?;
     Ok(())
 }
 
-/// Puts a `lease_keys` row for every key whose newest version is live and
-/// holds a lease.
-fn attach_to_leases(sink: &mut MemberSink<'_>) -> Result<(), StorageError> {
-    let db = sink.db;
-    let mut it = db.raw_iterator_cf(storage::cf(db, columns::KV));
-    it.seek_to_first();
-    let mut last: Option<Vec<u8>> = None;
-    while let (Some(version), Some(value)) = (it.key(), it.value()) {
-        let (key, _) = key_codec::decode(version).ok_or_else(|| StorageError::corrupt("restored version", "key"))?;
-        // Versions of a key are adjacent, newest first.
-        if last.as_deref() != Some(key.as_slice()) {
-            let record =
-                Record::decode(value, false).ok_or_else(|| StorageError::corrupt("restored version", "value"))?;
-            if !record.tombstone && record.lease != 0 {
-                sink.put(columns::LEASE_KEYS, &lease_keys::entry(record.lease, &key), &[])?;
-            }
-            last = Some(key);
+/// The keys whose newest version is live and holds a lease, learned from
+/// versions given in revision order: memory grows with those keys only.
+#[derive(Default)]
+struct Leased(BTreeMap<Vec<u8>, i64>);
+
+impl Leased {
+    fn note(&mut self, version: &[u8], stored: &[u8]) -> Result<(), StorageError> {
+        let record = Record::decode(stored, false).ok_or_else(|| StorageError::corrupt("restored version", "value"))?;
+        let holds_lease = !record.tombstone && record.lease != 0;
+        if !holds_lease && self.0.is_empty() {
+            return Ok(());
         }
-        it.next();
+        let (key, _) = key_codec::decode(version).ok_or_else(|| StorageError::corrupt("restored version", "key"))?;
+        if holds_lease {
+            self.0.insert(key, record.lease);
+        } else {
+            self.0.remove(&key);
+        }
+        Ok(())
     }
-    it.status().map_err(StorageError::rocks("restore lease index"))
+
+    /// The `lease_keys` rows, in order.
+    fn entries(self) -> BTreeSet<Vec<u8>> {
+        self.0.into_iter().map(|(key, lease)| lease_keys::entry(lease, &key)).collect()
+    }
 }
