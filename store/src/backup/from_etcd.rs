@@ -12,8 +12,11 @@
 //!
 //! Members, alarms and the cluster version belong to the old cluster, and a
 //! restore starts a new one, as etcd's restore does. The keys attached to
-//! each lease are not stored by etcd; the restore derives them from the
-//! newest version of each key once the versions are written.
+//! each lease (`lease_keys`) are not stored by etcd: they are learned from
+//! the versions as they go by, in revision order, so that memory grows with
+//! the keys whose newest version holds a lease, not with the store.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use prost::Message;
 use shoal_proto::authpb::{Role, User};
@@ -22,7 +25,7 @@ use shoal_proto::mvccpb::KeyValue;
 use super::bbolt::{BboltError, Bucket, Db, Item, Source};
 use super::hex;
 use crate::auth::state::{ENABLED, REVISION, ROLE_PREFIX, USER_PREFIX};
-use crate::mvcc::{key_codec, Record, Revision};
+use crate::mvcc::{key_codec, lease_keys, Record, Revision};
 use crate::storage::{columns, StorageError};
 
 /// etcd's revision key: main (8 bytes BE), `_`, sub (8 bytes BE).
@@ -139,8 +142,8 @@ fn compaction<S: Source + ?Sized>(db: &Db<S>, meta: &Bucket, name: &[u8]) -> Res
     Ok(found)
 }
 
-/// Reads every row Shoal's state machine needs from etcd's database `db`,
-/// except `lease_keys`, and hands each to `row`. `progress` is told the
+/// Reads every row Shoal's state machine needs from etcd's database `db`
+/// and hands each to `row`. `progress` is told the
 /// bytes of entries read so far.
 pub fn rows<S: Source + ?Sized>(db: &Db<S>, row: Row<'_>, progress: &mut dyn FnMut(u64)) -> Result<(), ConvertError> {
     let all = db.buckets()?;
@@ -150,12 +153,19 @@ pub fn rows<S: Source + ?Sized>(db: &Db<S>, row: Row<'_>, progress: &mut dyn FnM
     let scheduled = compaction(db, meta, b"scheduledCompactRev")?;
     let mut current_revision = 1;
     let mut read = 0u64;
+    // Key → lease, for the keys whose newest version so far holds one.
+    let mut leased: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
     entries(db, key, &mut |rev_key, value| {
         let (rev, tombstone) = revision_of(rev_key)?;
         let kv = KeyValue::decode(value)
             .map_err(|e| damaged(format!("revision {}_{} holds no mvccpb.KeyValue: {e}", rev.main, rev.sub)))?;
         if kv.key.is_empty() {
             return Err(damaged(format!("revision {}_{} has an empty key", rev.main, rev.sub)));
+        }
+        if !tombstone && kv.lease != 0 {
+            leased.insert(kv.key.clone(), kv.lease);
+        } else if !leased.is_empty() {
+            leased.remove(&kv.key);
         }
         let record = if tombstone {
             Record::tombstone()
@@ -191,6 +201,10 @@ pub fn rows<S: Source + ?Sized>(db: &Db<S>, row: Row<'_>, progress: &mut dyn FnM
             row(columns::LEASES, &lease.id.to_be_bytes(), &lease.ttl.to_be_bytes())?;
             Ok(())
         })?;
+    }
+    let attached: BTreeSet<Vec<u8>> = leased.iter().map(|(key, lease)| lease_keys::entry(*lease, key)).collect();
+    for entry in attached {
+        row(columns::LEASE_KEYS, &entry, &[])?;
     }
     auth_rows(db, &all, row)?;
     Ok(())

@@ -3,7 +3,7 @@
 //! lease, user and role is kept; Raft starts empty, with the new cluster's
 //! members, and the cluster gets an id of its own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,6 @@ use super::from_etcd::{self, ConvertError};
 use super::pipeline::pipelined;
 use super::{bbolt, check_trailer, etcd_digest, open_etcd, BackupError, Format};
 use crate::ids;
-use crate::mvcc::{key_codec, lease_keys, Record};
 use crate::raft::snapshot::{self, PacedFile, SnapshotWriter};
 use crate::raft::{LeaderId, LogId, MemberNode, SnapshotMeta, StoredMembership};
 use crate::storage::{self, columns, StorageError};
@@ -274,9 +273,8 @@ fn shoal_rows(
     Ok(())
 }
 
-/// The rows of a snapshot etcd saved, then the index of keys by lease,
-/// which etcd does not store. The file is read and converted on a thread of
-/// its own while this one writes.
+/// The rows of a snapshot etcd saved, read and converted on a thread of its
+/// own while this one writes them.
 fn etcd_rows(
     file: &Path,
     db: &bbolt::Db<File>,
@@ -285,13 +283,9 @@ fn etcd_rows(
     progress: &mut impl FnMut(&'static str, u64, u64),
 ) -> Result<(), BackupError> {
     let read = AtomicU64::new(0);
-    let mut leased = Leased::default();
     let converted = pipelined(
         |row| from_etcd::rows(db, row, &mut |bytes| read.store(bytes, Ordering::Relaxed)),
         &mut |family, key, value| {
-            if family == columns::KV {
-                leased.note(key, value)?;
-            }
             if sink.put(family, key, value)? {
                 progress("restoring", read.load(Ordering::Relaxed).min(total), total);
             }
@@ -303,36 +297,6 @@ fn etcd_rows(
         ConvertError::NotEtcd(bucket) => BackupError::NotEtcdBackend { path: file.to_path_buf(), bucket },
         ConvertError::Damaged(what) => BackupError::Damaged { path: file.to_path_buf(), what },
     })?;
-    for entry in leased.entries() {
-        sink.put(columns::LEASE_KEYS, &entry, &[])?;
-    }
     sink.flush()?;
     Ok(())
-}
-
-/// The keys whose newest version is live and holds a lease, learned from
-/// versions given in revision order: memory grows with those keys only.
-#[derive(Default)]
-struct Leased(BTreeMap<Vec<u8>, i64>);
-
-impl Leased {
-    fn note(&mut self, version: &[u8], stored: &[u8]) -> Result<(), StorageError> {
-        let record = Record::decode(stored, false).ok_or_else(|| StorageError::corrupt("restored version", "value"))?;
-        let holds_lease = !record.tombstone && record.lease != 0;
-        if !holds_lease && self.0.is_empty() {
-            return Ok(());
-        }
-        let (key, _) = key_codec::decode(version).ok_or_else(|| StorageError::corrupt("restored version", "key"))?;
-        if holds_lease {
-            self.0.insert(key, record.lease);
-        } else {
-            self.0.remove(&key);
-        }
-        Ok(())
-    }
-
-    /// The `lease_keys` rows, in order.
-    fn entries(self) -> BTreeSet<Vec<u8>> {
-        self.0.into_iter().map(|(key, lease)| lease_keys::entry(lease, &key)).collect()
-    }
 }
