@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,8 +14,8 @@ use super::from_etcd::{self, ConvertError};
 use super::pipeline::pipelined;
 use super::{bbolt, check_trailer, etcd_digest, open_etcd, BackupError, Format};
 use crate::ids;
-use crate::raft::snapshot::{self, PacedFile, SnapshotWriter};
-use crate::raft::{LeaderId, LogId, MemberNode, SnapshotMeta, StoredMembership};
+use crate::raft::{checkpoint, snapshot};
+use crate::raft::{LeaderId, LogId, MemberNode, StoredMembership};
 use crate::storage::{self, columns, StorageError};
 use crate::urls;
 
@@ -171,34 +170,29 @@ type MetaRow = (&'static [u8], Vec<u8>);
 /// The new cluster's Raft starts as if it had applied and purged one entry
 /// holding the restored data and its membership, as etcd's restore does:
 /// every member restored from the same file agrees on it, and a member added
-/// later gets the data by snapshot, since no log holds it. Returns the meta
-/// of that snapshot and the `meta` rows that go with it.
-fn seed(members: &BTreeMap<u64, MemberNode>) -> (SnapshotMeta, [MetaRow; 2]) {
+/// later gets the data by snapshot, since no log holds it. Returns the `meta`
+/// rows that say so (the last applied entry first).
+fn seed(members: &BTreeMap<u64, MemberNode>) -> [MetaRow; 2] {
     let first = members.keys().next().copied().unwrap_or(0);
     let seed = LogId::new(LeaderId { term: 1, node_id: first }, 1);
     // Every restored member is a voter.
     let membership = StoredMembership::new(Some(seed), openraft::Membership::from(members.clone()));
-    let rows = [
+    [
         (columns::LAST_APPLIED, storage::encode_bincode(&seed)),
         (columns::LAST_MEMBERSHIP, storage::encode_bincode(&membership)),
-    ];
-    let meta = SnapshotMeta { last_log_id: Some(seed), last_membership: membership };
-    (meta, rows)
+    ]
 }
 
-/// Where restored rows go: the new member's database and, row by row, the
-/// Raft snapshot that a member added later will be sent.
-struct Sink<'a, W: Write> {
+/// Where restored rows go: the new member's database, in batches.
+struct Sink<'a> {
     db: &'a DB,
-    snap: &'a mut SnapshotWriter<W>,
     batch: WriteBatch,
     records: u64,
 }
 
-impl<W: Write> Sink<'_, W> {
+impl Sink<'_> {
     /// Adds one row; returns whether the rows so far were written out.
     fn put(&mut self, family: &'static str, key: &[u8], value: &[u8]) -> Result<bool, StorageError> {
-        self.snap.record(family, key, value)?;
         self.batch.put_cf(storage::cf(self.db, family), key, value);
         self.records += 1;
         if self.batch.size_in_bytes() < BATCH_BYTES {
@@ -213,38 +207,28 @@ impl<W: Write> Sink<'_, W> {
     }
 }
 
-type MemberSink<'a> = Sink<'a, BufWriter<PacedFile>>;
-
-/// Writes the member's database and its Raft snapshot in one pass; `fill`
-/// puts the rows of the data. Returns how many rows it put.
+/// Writes the member's database, then takes its Raft snapshot as a
+/// checkpoint of it (hard links, no second copy of the data); `fill` puts
+/// the rows of the data. Returns how many rows it put.
 fn write_member(
     dir: &Path,
     identity: &Identity,
-    fill: impl FnOnce(&mut MemberSink<'_>) -> Result<(), BackupError>,
+    fill: impl FnOnce(&mut Sink<'_>) -> Result<(), BackupError>,
 ) -> Result<u64, BackupError> {
     let db_dir = dir.join("member").join("db");
     std::fs::create_dir_all(&db_dir).map_err(StorageError::io(&db_dir))?;
     let db = storage::open(&db_dir)?;
-    let (meta, seed_rows) = seed(&identity.members);
-    let (mut failed, mut records) = (None, 0);
-    let written = snapshot::write_file(&dir.join("member").join("snap"), &meta, |snap| {
-        let mut sink = Sink { db: &db, snap, batch: WriteBatch::default(), records: 0 };
-        if let Err(e) = fill(&mut sink) {
-            failed = Some(e);
-            return Err(StorageError::corrupt("restore", "stopped"));
-        }
-        records = sink.records;
-        for (key, value) in &seed_rows {
-            sink.put(columns::META, key, value)?;
-        }
-        sink.flush()
-    });
-    if let Some(e) = failed {
-        return Err(e);
+    let seed_rows = seed(&identity.members);
+    let mut sink = Sink { db: &db, batch: WriteBatch::default(), records: 0 };
+    fill(&mut sink)?;
+    let records = sink.records;
+    for (key, value) in &seed_rows {
+        sink.put(columns::META, key, value)?;
     }
-    written?;
+    sink.flush()?;
     // The data skipped the WAL: on disk once the memtables are flushed.
     storage::flush_all(&db)?;
+    checkpoint::build(&db, &dir.join("member").join("snap"))?;
     let mut ids = WriteBatch::default();
     let state = storage::cf(&db, columns::RAFT_STATE);
     ids.put_cf(state, columns::MEMBER_ID, (identity.member_id as i64).to_be_bytes());
@@ -257,7 +241,7 @@ fn write_member(
 /// The rows of a Shoal snapshot, without the old cluster's Raft state.
 fn shoal_rows(
     file: &Path,
-    sink: &mut MemberSink<'_>,
+    sink: &mut Sink<'_>,
     total: u64,
     progress: &mut impl FnMut(&'static str, u64, u64),
 ) -> Result<(), BackupError> {
@@ -278,7 +262,7 @@ fn shoal_rows(
 fn etcd_rows(
     file: &Path,
     db: &bbolt::Db<File>,
-    sink: &mut MemberSink<'_>,
+    sink: &mut Sink<'_>,
     total: u64,
     progress: &mut impl FnMut(&'static str, u64, u64),
 ) -> Result<(), BackupError> {

@@ -15,7 +15,7 @@
 //! after, and an interrupted install is redone at startup.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -131,15 +131,6 @@ impl<W: Write> SnapshotWriter<W> {
         Ok(SnapshotWriter { out, what: what.to_string() })
     }
 
-    /// Adds one row of state-machine family `family`.
-    pub fn record(&mut self, family: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        let tag = columns::STATE_MACHINE
-            .iter()
-            .position(|f| *f == family)
-            .ok_or_else(|| StorageError::corrupt("snapshot", format!("{family} is not a state-machine family")))?;
-        self.tagged(tag as u8, key, value)
-    }
-
     fn tagged(&mut self, tag: u8, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         let out = &mut self.out;
         out.write_all(&[tag])
@@ -199,54 +190,6 @@ pub fn for_each_row(
         it.status().map_err(StorageError::rocks("snapshot scan"))?;
     }
     Ok(())
-}
-
-/// Bytes a snapshot file is written ahead of the disk before it waits for them.
-const SYNC_EVERY_BYTES: u64 = 8 << 20;
-
-/// A file written in steps of [`SYNC_EVERY_BYTES`], each on disk before the
-/// next: a snapshot of hundreds of megabytes never sits in the page cache
-/// whole, to be flushed in one burst that the Raft log's fsyncs wait behind.
-pub struct PacedFile {
-    file: File,
-    unsynced: u64,
-}
-
-impl Write for PacedFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.unsynced += n as u64;
-        if self.unsynced >= SYNC_EVERY_BYTES {
-            self.file.sync_data()?;
-            self.unsynced = 0;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-/// Creates `dir/<snapshot id>.snap` through a temporary file: `fill` writes
-/// the records. Returns the path.
-pub fn write_file(
-    dir: &Path,
-    meta: &SnapshotMeta,
-    fill: impl FnOnce(&mut SnapshotWriter<BufWriter<PacedFile>>) -> Result<(), StorageError>,
-) -> Result<PathBuf, StorageError> {
-    fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
-    let name = file_name(meta);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let file = PacedFile { file: File::create(&tmp).map_err(StorageError::io(&tmp))?, unsynced: 0 };
-    let mut writer = SnapshotWriter::begin(BufWriter::with_capacity(1 << 20, file), meta, &tmp.to_string_lossy())?;
-    fill(&mut writer)?;
-    let file = writer.finish()?.into_inner().map_err(|e| StorageError::io(&tmp)(e.into_error()))?.file;
-    file.sync_all().map_err(StorageError::io(&tmp))?;
-    let path = file_path(dir, &name);
-    fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
-    storage::sync_dir(dir)?;
-    Ok(path)
 }
 
 /// Where the finished snapshot file named `name` (from [`file_name`]) lives in `dir`.
