@@ -33,23 +33,34 @@ pub struct Plan {
     pub pages: u64,
 }
 
+/// Pages gathered before they go to the output in one write.
+const OUTPUT_BYTES: usize = 1 << 20;
+
 /// Writes the body of a database: pages 3 on, in order.
 pub struct Writer<W: Write> {
     out: W,
+    /// Pages encoded but not yet written to `out`.
+    pending: Vec<u8>,
     next: u64,
 }
 
 impl<W: Write> Writer<W> {
     pub fn new(out: W) -> Writer<W> {
-        Writer { out, next: FIRST_DATA_PAGE }
+        Writer { out, pending: Vec::with_capacity(OUTPUT_BYTES + PAGE_SIZE), next: FIRST_DATA_PAGE }
     }
 
     /// Writes one node as a page (and its overflow pages); returns its id.
     fn page(&mut self, node: &Node) -> io::Result<u64> {
         let id = self.next;
-        let span = node.size.div_ceil(PAGE_SIZE).max(1);
+        let span = node.size().div_ceil(PAGE_SIZE).max(1);
         self.next += span as u64;
-        self.out.write_all(&node.encode(id, span))?;
+        let start = self.pending.len();
+        self.pending.resize(start + span * PAGE_SIZE, 0);
+        node.encode(&mut self.pending[start..], id, span);
+        if self.pending.len() >= OUTPUT_BYTES {
+            self.out.write_all(&self.pending)?;
+            self.pending.clear();
+        }
         Ok(id)
     }
 
@@ -63,6 +74,7 @@ impl<W: Write> Writer<W> {
             root.add(&mut self, name, &header, BUCKET_VALUE)?;
         }
         let root = root.finish(&mut self)?;
+        self.out.write_all(&self.pending)?;
         self.out.flush()?;
         Ok((Plan { root, pages: self.next }, self.out))
     }
@@ -103,62 +115,76 @@ fn meta_page(id: u64, plan: Plan) -> Vec<u8> {
 }
 
 /// One entry of a node: a leaf's key and value (with flags), or a branch's
-/// first key of a child and the child's page.
-struct Entry {
-    key: Vec<u8>,
-    value: Vec<u8>,
+/// first key of a child and the child's page. Keys and values are in the
+/// node's `data`, one after another.
+struct Element {
     flags: u32,
+    key_len: u32,
+    value_len: u32,
     child: u64,
 }
 
 /// A page being filled.
 struct Node {
     leaf: bool,
-    entries: Vec<Entry>,
-    /// Bytes the page needs: header, elements, keys and values.
-    size: usize,
+    elements: Vec<Element>,
+    data: Vec<u8>,
 }
 
 impl Node {
     fn new(leaf: bool) -> Node {
-        Node { leaf, entries: Vec::new(), size: PAGE_HEADER }
+        Node { leaf, elements: Vec::new(), data: Vec::new() }
+    }
+
+    /// Bytes the page needs: header, elements, keys and values.
+    fn size(&self) -> usize {
+        PAGE_HEADER + self.elements.len() * ELEMENT + self.data.len()
     }
 
     fn fits(&self, key: &[u8], value: &[u8]) -> bool {
-        self.entries.is_empty() || self.size + ELEMENT + key.len() + value.len() <= PAGE_SIZE
+        self.elements.is_empty() || self.size() + ELEMENT + key.len() + value.len() <= PAGE_SIZE
     }
 
-    fn push(&mut self, entry: Entry) {
-        self.size += ELEMENT + entry.key.len() + entry.value.len();
-        self.entries.push(entry);
+    /// The key of the first entry.
+    fn first_key(&self) -> &[u8] {
+        self.elements.first().map_or(&[], |e| &self.data[..e.key_len as usize])
     }
 
-    fn encode(&self, id: u64, span: usize) -> Vec<u8> {
-        let mut page = vec![0u8; span * PAGE_SIZE];
-        let count = self.entries.len();
+    fn push(&mut self, key: &[u8], value: &[u8], flags: u32, child: u64) {
+        self.data.extend_from_slice(key);
+        self.data.extend_from_slice(value);
+        self.elements.push(Element { flags, key_len: key.len() as u32, value_len: value.len() as u32, child });
+    }
+
+    fn clear(&mut self) {
+        self.elements.clear();
+        self.data.clear();
+    }
+
+    /// Encodes the node into `page`, zeroed and `span` pages long.
+    fn encode(&self, page: &mut [u8], id: u64, span: usize) {
+        let count = self.elements.len();
         let (flags, overflow) = (if self.leaf { LEAF } else { BRANCH }, (span - 1) as u32);
-        header(&mut page, id, flags, count as u16, overflow);
-        let mut data = PAGE_HEADER + count * ELEMENT;
-        for (i, entry) in self.entries.iter().enumerate() {
+        header(page, id, flags, count as u16, overflow);
+        let data_start = PAGE_HEADER + count * ELEMENT;
+        page[data_start..data_start + self.data.len()].copy_from_slice(&self.data);
+        let mut data = data_start;
+        for (i, entry) in self.elements.iter().enumerate() {
             let at = PAGE_HEADER + i * ELEMENT;
             let pos = (data - at) as u32;
             let element = &mut page[at..at + ELEMENT];
             if self.leaf {
                 element[0..4].copy_from_slice(&entry.flags.to_le_bytes());
                 element[4..8].copy_from_slice(&pos.to_le_bytes());
-                element[8..12].copy_from_slice(&(entry.key.len() as u32).to_le_bytes());
-                element[12..16].copy_from_slice(&(entry.value.len() as u32).to_le_bytes());
+                element[8..12].copy_from_slice(&entry.key_len.to_le_bytes());
+                element[12..16].copy_from_slice(&entry.value_len.to_le_bytes());
             } else {
                 element[0..4].copy_from_slice(&pos.to_le_bytes());
-                element[4..8].copy_from_slice(&(entry.key.len() as u32).to_le_bytes());
+                element[4..8].copy_from_slice(&entry.key_len.to_le_bytes());
                 element[8..16].copy_from_slice(&entry.child.to_le_bytes());
             }
-            page[data..data + entry.key.len()].copy_from_slice(&entry.key);
-            data += entry.key.len();
-            page[data..data + entry.value.len()].copy_from_slice(&entry.value);
-            data += entry.value.len();
+            data += (entry.key_len + entry.value_len) as usize;
         }
-        page
     }
 }
 
@@ -180,29 +206,37 @@ impl Tree {
         if key.is_empty() || u32::try_from(value.len()).is_err() {
             return Err(io::Error::other("a bbolt key is not empty and a value is under 4 GiB"));
         }
-        let entry = Entry { key: key.to_vec(), value: value.to_vec(), flags, child: 0 };
-        self.push(writer, 0, entry)
+        self.push(writer, 0, key, value, flags, 0)
     }
 
-    /// Adds `entry` at `level`, writing the node there out first if full.
-    fn push<W: Write>(&mut self, writer: &mut Writer<W>, level: usize, entry: Entry) -> io::Result<()> {
+    /// Adds an entry at `level`, writing the node there out first if full.
+    fn push<W: Write>(
+        &mut self,
+        writer: &mut Writer<W>,
+        level: usize,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        child: u64,
+    ) -> io::Result<()> {
         if self.levels.len() == level {
             self.levels.push((Node::new(level == 0), 0));
         }
-        if !self.levels[level].0.fits(&entry.key, &entry.value) {
+        if !self.levels[level].0.fits(key, value) {
             self.close(writer, level)?;
         }
-        self.levels[level].0.push(entry);
+        self.levels[level].0.push(key, value, flags, child);
         Ok(())
     }
 
     /// Writes the node at `level` and adds it to the level above.
     fn close<W: Write>(&mut self, writer: &mut Writer<W>, level: usize) -> io::Result<()> {
-        let node = std::mem::replace(&mut self.levels[level].0, Node::new(level == 0));
-        let page = writer.page(&node)?;
-        self.levels[level].1 += 1;
-        let key = node.entries.into_iter().next().map(|e| e.key).unwrap_or_default();
-        self.push(writer, level + 1, Entry { key, value: Vec::new(), flags: 0, child: page })
+        let (node, written) = &mut self.levels[level];
+        let page = writer.page(node)?;
+        *written += 1;
+        let key = node.first_key().to_vec();
+        node.clear();
+        self.push(writer, level + 1, &key, &[], 0, page)
     }
 
     /// Writes what is left; returns the root page.
@@ -218,12 +252,12 @@ impl Tree {
             if top && *written == 0 {
                 // The only node of the highest level is the root; a branch
                 // with one child is left out for the child.
-                return match (node.leaf, node.entries.as_slice()) {
+                return match (node.leaf, node.elements.as_slice()) {
                     (false, [only]) => Ok(only.child),
                     _ => writer.page(node),
                 };
             }
-            if !node.entries.is_empty() {
+            if !node.elements.is_empty() {
                 self.close(writer, level)?;
             }
             level += 1;

@@ -1,9 +1,11 @@
-//! Two cores for one stream of rows: a thread of its own produces them
-//! (reading a store or a file) and hands them, in batches and in order, to
-//! the calling thread, which writes them. Memory is bounded by the batches
-//! in flight.
+//! Two cores for one stream of work: a thread of its own produces batches
+//! (reading a store or a file) and hands them, in order, to the calling
+//! thread, which writes them. Memory is bounded by the batches in flight.
+//!
+//! [`pipelined`] carries rows (family, key, value) batched in one buffer;
+//! [`pipelined_batches`] carries whatever batch its caller builds.
 
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::sync_channel;
 
 use super::from_etcd::Row;
 use crate::storage::StorageError;
@@ -51,33 +53,47 @@ pub fn pipelined<E>(produce: impl FnOnce(Row<'_>) -> Result<(), E> + Send, put: 
 where
     E: From<StorageError> + Send,
 {
-    let (tx, rx) = sync_channel::<Batch>(AHEAD);
-    std::thread::scope(|scope| {
-        let producer = scope.spawn(move || {
+    pipelined_batches(
+        |send| {
             let mut batch = Batch::default();
             produce(&mut |family, key, value| {
                 batch.push(family, key, value);
                 if batch.is_full() {
-                    // Only a writer that stopped drops its end.
-                    tx.send(std::mem::take(&mut batch))
-                        .map_err(|_| StorageError::corrupt("pipeline", "writer stopped"))?;
+                    send(std::mem::take(&mut batch))?;
                 }
                 Ok(())
             })?;
-            let _ = tx.send(batch);
-            Ok(())
+            send(batch).map_err(E::from)
+        },
+        &mut |batch: Batch| batch.each(put),
+    )
+}
+
+/// Hands one batch to the writer; fails once the writer has stopped.
+pub type Handoff<'f, B> = &'f mut dyn FnMut(B) -> Result<(), StorageError>;
+
+/// Runs `produce` on a thread of its own and gives every batch it sends to
+/// `write` on this one, in order. A failure to write is the error returned
+/// (the producer's next send then fails); else the producer's.
+pub fn pipelined_batches<B, E>(
+    produce: impl FnOnce(Handoff<'_, B>) -> Result<(), E> + Send,
+    write: &mut dyn FnMut(B) -> Result<(), StorageError>,
+) -> Result<(), E>
+where
+    B: Send,
+    E: From<StorageError> + Send,
+{
+    let (tx, rx) = sync_channel::<B>(AHEAD);
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || {
+            // Only a writer that stopped drops its end.
+            produce(&mut |batch| tx.send(batch).map_err(|_| StorageError::corrupt("pipeline", "writer stopped")))
         });
-        let written = write_all(rx, put);
+        // Stops (dropping `rx`) at the first failure.
+        let written = rx.iter().try_for_each(&mut *write);
+        drop(rx);
         let produced =
             producer.join().unwrap_or_else(|_| Err(StorageError::corrupt("pipeline", "reader panicked").into()));
         written.map_err(E::from).and(produced)
     })
-}
-
-/// Writes every batch received; stops (dropping `rx`) at the first failure.
-fn write_all(rx: Receiver<Batch>, put: Row<'_>) -> Result<(), StorageError> {
-    for batch in rx.iter() {
-        batch.each(put)?;
-    }
-    Ok(())
 }

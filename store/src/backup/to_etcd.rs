@@ -26,7 +26,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use prost::Message;
@@ -36,7 +36,7 @@ use shoal_proto::peerpb::MemberAttributes;
 
 use super::bbolt_writer::{head, Plan, Tree, Writer};
 use super::from_etcd::{revision_key, Lease};
-use super::pipeline::pipelined;
+use super::pipeline::{pipelined_batches, Handoff};
 use crate::auth::state::{ENABLED, REVISION, ROLE_PREFIX, USER_PREFIX};
 use crate::config::ETCD_CLUSTER_VERSION;
 use crate::mvcc::{key_codec, Record, Revision};
@@ -48,6 +48,9 @@ const BUCKETS: [&str; 10] =
     ["alarm", "auth", "authRoles", "authUsers", "cluster", "key", "lease", "members", "members_removed", "meta"];
 
 const WHAT: &str = "snapshot in etcd's format";
+
+/// Bytes read back from the scratch file at a time.
+const READ_BYTES: usize = 1 << 20;
 
 /// Receives one entry of the bucket being written (or one row read).
 type Put<'f> = &'f mut dyn FnMut(&[u8], &[u8]) -> Result<(), StorageError>;
@@ -61,12 +64,19 @@ fn io(e: std::io::Error) -> StorageError {
 pub fn write<W: Write>(db: &DB, view: &Snapshot<'_>, scratch_dir: &Path, mut out: W) -> Result<W, StorageError> {
     let started = std::time::Instant::now();
     let body = scratch_file(scratch_dir)?;
-    let (plan, body) = lay_out(db, view, Writer::new(BufWriter::with_capacity(1 << 20, body)))?;
-    let mut body = body.into_inner().map_err(|e| io(e.into_error()))?;
+    let (plan, mut body) = lay_out(db, view, Writer::new(body))?;
     let laid_out = started.elapsed();
     out.write_all(&head(plan)).map_err(io)?;
     body.seek(SeekFrom::Start(0)).map_err(io)?;
-    std::io::copy(&mut body, &mut out).map_err(io)?;
+    let mut buf = vec![0u8; READ_BYTES];
+    loop {
+        match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.write_all(&buf[..n]).map_err(io)?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
     tracing::info!(
         pages = plan.pages,
         laid_out_ms = laid_out.as_millis() as u64,
@@ -92,9 +102,7 @@ fn lay_out<W: Write>(db: &DB, view: &Snapshot<'_>, mut writer: Writer<W>) -> Res
         let mut put = |key: &[u8], value: &[u8]| tree.put(&mut writer, key, value).map_err(io);
         if name == "key" {
             // Reading the store and writing pages take a core each.
-            pipelined(|row| versions(db, view, &mut |key, value| row("", key, value)), &mut |_, key, value| {
-                put(key, value)
-            })?;
+            pipelined_batches(|send| versions(db, view, send), &mut |batch: Versions| batch.each(&mut put))?;
         } else {
             entries(db, view, name, &mut put)?;
         }
@@ -124,7 +132,6 @@ fn entries(db: &DB, view: &Snapshot<'_>, bucket: &str, put: Put<'_>) -> Result<(
         "authRoles" => prefixed(db, view, ROLE_PREFIX, put),
         "authUsers" => prefixed(db, view, USER_PREFIX, put),
         "cluster" => put(b"clusterVersion", ETCD_CLUSTER_VERSION.as_bytes()),
-        "key" => versions(db, view, put),
         "lease" => each_row(db, view, columns::LEASES, &mut |id, ttl| {
             let (id, ttl) = (int(id, "lease id")?, int(ttl, "lease ttl")?);
             put(&id.to_be_bytes(), &Lease { id, ttl, remaining_ttl: 0 }.encode_to_vec())
@@ -196,48 +203,84 @@ const STEPS_BEFORE_SEEK: usize = 16;
 
 type KvIterator<'a> = rocksdb::DBRawIteratorWithThreadMode<'a, DB>;
 
-/// Every stored version, in revision order, as etcd's key bucket holds it.
-fn versions(db: &DB, view: &Snapshot<'_>, put: Put<'_>) -> Result<(), StorageError> {
-    versions_by(db, view, LOOKUP_BATCH, put)
+/// Versions in revision order as etcd's key bucket holds them, encoded in
+/// one buffer: each one's revision, whether it is a deletion, and where its
+/// value is in `encoded`.
+#[derive(Default)]
+pub(super) struct Versions {
+    encoded: Vec<u8>,
+    spans: Vec<(Revision, bool, usize, usize)>,
 }
 
-/// [`versions`], looking up `batch` of them at a time.
-pub(super) fn versions_by(db: &DB, view: &Snapshot<'_>, batch_len: usize, put: Put<'_>) -> Result<(), StorageError> {
+impl Versions {
+    /// Calls `put` with each version's key and value, in revision order.
+    pub(super) fn each(&self, put: Put<'_>) -> Result<(), StorageError> {
+        for &(revision, tombstone, start, end) in &self.spans {
+            put(&revision_key(revision, tombstone), &self.encoded[start..end])?;
+        }
+        Ok(())
+    }
+}
+
+/// A revision taken from `revs`, with where its key and the key of its
+/// version in `kv` are in the batch's buffer.
+struct Lookup {
+    revision: Revision,
+    key: std::ops::Range<usize>,
+    wanted: std::ops::Range<usize>,
+}
+
+/// Every stored version, in revision order, as etcd's key bucket holds it.
+fn versions(db: &DB, view: &Snapshot<'_>, send: Handoff<'_, Versions>) -> Result<(), StorageError> {
+    versions_by(db, view, LOOKUP_BATCH, send)
+}
+
+/// [`versions`], looking up `batch_len` of them at a time; each batch is
+/// sent as it is done.
+pub(super) fn versions_by(
+    db: &DB,
+    view: &Snapshot<'_>,
+    batch_len: usize,
+    send: Handoff<'_, Versions>,
+) -> Result<(), StorageError> {
     let mut kv = view.raw_iterator_cf_opt(storage::cf(db, columns::KV), scan_options());
     let mut revs = view.raw_iterator_cf_opt(storage::cf(db, columns::REVS), scan_options());
     revs.seek_to_first();
-    // (revision, key, where its version is in kv), in revision order.
-    let mut batch: Vec<(Revision, Vec<u8>, Vec<u8>)> = Vec::with_capacity(batch_len.min(LOOKUP_BATCH));
-    // The versions as etcd stores them, one after another in key order, and
-    // by position in the batch: (start, end, whether it is a deletion).
-    let mut encoded = Vec::new();
-    let mut spans: Vec<(usize, usize, bool)> = Vec::with_capacity(batch_len.min(LOOKUP_BATCH));
+    let capacity = batch_len.min(LOOKUP_BATCH);
+    let mut batch: Vec<Lookup> = Vec::with_capacity(capacity);
+    let mut keys = Vec::new();
+    let mut by_key: Vec<usize> = Vec::with_capacity(capacity);
     loop {
         batch.clear();
+        keys.clear();
         while let (Some(rev), Some(key), true) = (revs.key(), revs.value(), batch.len() < batch_len) {
             let revision = Revision::from_bytes(rev).ok_or_else(|| StorageError::corrupt("revs", "revision"))?;
-            batch.push((revision, key.to_vec(), key_codec::version_key(key, revision)));
+            let start = keys.len();
+            keys.extend_from_slice(key);
+            let key_end = keys.len();
+            key_codec::version_key_into(&mut keys, key, revision);
+            batch.push(Lookup { revision, key: start..key_end, wanted: key_end..keys.len() });
             revs.next();
         }
         revs.status().map_err(rocks)?;
         if batch.is_empty() {
             return Ok(());
         }
-        let mut by_key: Vec<usize> = (0..batch.len()).collect();
-        by_key.sort_unstable_by(|&a, &b| batch[a].2.cmp(&batch[b].2));
-        encoded.clear();
-        spans.clear();
-        spans.resize(batch.len(), (0, 0, false));
-        for at in by_key {
-            let (revision, key, wanted) = &batch[at];
-            let start = encoded.len();
-            let tombstone = Record::encode_key_value(find(&mut kv, wanted)?, key, revision.main, &mut encoded)
+        by_key.clear();
+        by_key.extend(0..batch.len());
+        by_key.sort_unstable_by(|&a, &b| keys[batch[a].wanted.clone()].cmp(&keys[batch[b].wanted.clone()]));
+        // Encoded in key order, as found; given out in revision order.
+        let mut versions =
+            Versions { encoded: Vec::new(), spans: vec![(Revision::new(0, 0), false, 0, 0); batch.len()] };
+        for &at in &by_key {
+            let Lookup { revision, key, wanted } = &batch[at];
+            let start = versions.encoded.len();
+            let stored = find(&mut kv, &keys[wanted.clone()])?;
+            let tombstone = Record::encode_key_value(stored, &keys[key.clone()], revision.main, &mut versions.encoded)
                 .ok_or_else(|| StorageError::corrupt("kv record", "too short"))?;
-            spans[at] = (start, encoded.len(), tombstone);
+            versions.spans[at] = (*revision, tombstone, start, versions.encoded.len());
         }
-        for ((revision, _, _), &(start, end, tombstone)) in batch.iter().zip(&spans) {
-            put(&revision_key(*revision, tombstone), &encoded[start..end])?;
-        }
+        send(versions)?;
     }
 }
 

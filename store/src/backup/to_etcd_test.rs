@@ -20,12 +20,22 @@ fn key_bucket(t: &TestStore, batch: usize) -> Vec<Entry> {
     let db = t.store.db();
     let view = db.snapshot();
     let mut entries = Vec::new();
-    versions_by(db, &view, batch, &mut |rev_key, value| {
-        let (rev, tombstone) = revision_of(rev_key).expect("a revision key");
-        let kv = KeyValue::decode(value).expect("a KeyValue");
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        entries.push((rev.main, rev.sub, tombstone, text(&kv.key), text(&kv.value), kv.create_revision, kv.version));
-        Ok(())
+    versions_by(db, &view, batch, &mut |versions| {
+        versions.each(&mut |rev_key, value| {
+            let (rev, tombstone) = revision_of(rev_key).expect("a revision key");
+            let kv = KeyValue::decode(value).expect("a KeyValue");
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            entries.push((
+                rev.main,
+                rev.sub,
+                tombstone,
+                text(&kv.key),
+                text(&kv.value),
+                kv.create_revision,
+                kv.version,
+            ));
+            Ok(())
+        })
     })
     .expect("versions");
     entries

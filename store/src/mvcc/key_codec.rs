@@ -78,10 +78,17 @@ pub fn after_prefix(prefix: &[u8]) -> Vec<u8> {
 /// The encoding of one version. A seek to `version_key(key, Revision::new(r, i64::MAX))`
 /// lands on the newest version of `key` at or below main revision `r`.
 pub fn version_key(key: &[u8], rev: Revision) -> Vec<u8> {
-    let mut out = versions_prefix(key);
+    let mut out = Vec::with_capacity(key.len() + 18);
+    version_key_into(&mut out, key, rev);
+    out
+}
+
+/// [`version_key`], appended to `out`.
+pub fn version_key_into(out: &mut Vec<u8>, key: &[u8], rev: Revision) {
+    escape_into(out, key);
+    out.extend_from_slice(&TERMINATOR);
     out.extend_from_slice(&(!(rev.main as u64)).to_be_bytes());
     out.extend_from_slice(&(!(rev.sub as u64)).to_be_bytes());
-    out
 }
 
 /// Splits an encoded version back into the user key and the revision.
