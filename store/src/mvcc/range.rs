@@ -61,7 +61,9 @@ pub fn range(view: &ReadView<'_>, req: &RangeRequest) -> Result<RangeResponse, M
     } else {
         usize::try_from(req.limit).unwrap_or(usize::MAX).saturating_add(1)
     };
-    let with_value = !req.keys_only && !req.count_only;
+    // A sort by value needs the values even when only the keys are answered.
+    let by_value = req.sort_target == SortTarget::Value as i32;
+    let with_value = !req.count_only && (!req.keys_only || by_value);
     let mut count = 0i64;
     let mut kvs: Vec<KeyValue> = Vec::new();
     view.scan(KeyRange::new(&req.key, &req.range_end), rev, with_value, |key, revision, record| {
@@ -85,6 +87,9 @@ pub fn range(view: &ReadView<'_>, req: &RangeRequest) -> Result<RangeResponse, M
     if req.limit > 0 && kvs.len() as i64 > req.limit {
         kvs.truncate(req.limit as usize);
         more = true;
+    }
+    if req.keys_only && with_value {
+        kvs.iter_mut().for_each(|kv| kv.value = Vec::new());
     }
     Ok(RangeResponse {
         header: Some(ResponseHeader { revision: view.current, ..Default::default() }),

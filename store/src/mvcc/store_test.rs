@@ -97,14 +97,16 @@ fn range_limit_count_sort_and_filters() {
     let resp = t.store.range(&RangeRequest { limit: 2, ..prefix("p/") }).expect("range");
     assert_eq!((resp.kvs.len(), resp.more, resp.count), (2, true, 3));
     assert_eq!(resp.kvs[0].key, b"p/a");
-    let resp = t
-        .store
-        .range(&RangeRequest {
+    let by_value_descending = |keys_only: bool| {
+        let sorted = RangeRequest {
+            keys_only,
             sort_target: SortTarget::Value as i32,
             sort_order: SortOrder::Descend as i32,
             ..prefix("p/")
-        })
-        .expect("range");
+        };
+        t.store.range(&sorted).expect("range")
+    };
+    let resp = by_value_descending(false);
     let values: Vec<_> = resp.kvs.iter().map(|kv| kv.value.clone()).collect();
     assert_eq!(values, vec![b"3".to_vec(), b"2".to_vec(), b"1".to_vec()]);
     let resp = t.store.range(&RangeRequest { min_mod_revision: 3, ..prefix("p/") }).expect("range");
@@ -115,6 +117,12 @@ fn range_limit_count_sort_and_filters() {
         t.store.range(&RangeRequest { key: b"p/b".to_vec(), range_end: vec![0], ..Default::default() }).expect("range");
     assert_eq!(resp.count, 3, "from-key covers p/b, p/c and q");
     let resp = t.store.range(&RangeRequest { keys_only: true, ..prefix("p/") }).expect("range");
+    assert!(resp.kvs.iter().all(|kv| kv.value.is_empty()));
+    // Keys only, sorted by the values they are not answered with (as etcd
+    // sorts before it drops the values).
+    let resp = by_value_descending(true);
+    let keys: Vec<_> = resp.kvs.iter().map(|kv| kv.key.clone()).collect();
+    assert_eq!(keys, vec![b"p/a".to_vec(), b"p/b".to_vec(), b"p/c".to_vec()]);
     assert!(resp.kvs.iter().all(|kv| kv.value.is_empty()));
 }
 
