@@ -6,7 +6,9 @@
 #                              iproute2 (the fault suite's network namespaces)
 #                              busybox-static (the agent tests' container image)
 #                              python3 (the web example's server)
-#                              and curl (the JSON gateway tests)
+#                              curl (the JSON gateway tests)
+#                              and Node.js with npm, then the pinned npm client
+#                              packages of tests/clients/node (npm ci)
 #   scripts/prereqs.sh up      what `./dev up` needs: build, plus busybox-static
 #                              and python3 for the examples
 # Installs them with apt-get when running as root on Debian/Ubuntu; otherwise
@@ -15,7 +17,11 @@ set -euo pipefail
 
 want=(libclang-dev)
 case "${1:-build}" in
-test) want+=(protobuf-compiler etcd-server etcd-client iproute2 busybox-static python3 curl) ;;
+test)
+    want+=(protobuf-compiler etcd-server etcd-client iproute2 busybox-static python3 curl)
+    # Any Node.js will do (Debian's, or one installed another way).
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
+    ;;
 up) want+=(busybox-static python3) ;;
 esac
 
@@ -27,7 +33,19 @@ for pkg in "${want[@]}"; do
         missing+=("$pkg")
     fi
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+# The npm clients the tests drive, at the versions package-lock.json pins.
+node_clients() {
+    local dir=tests/clients/node
+    [[ ${1:-} == test && -f $dir/package-lock.json ]] || return 0
+    [[ $dir/node_modules/.package-lock.json -nt $dir/package-lock.json ]] && return 0
+    echo "Installing the npm client packages of $dir ..." >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    node_clients "${1:-build}"
+    exit 0
+fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "Shoal needs these Debian/Ubuntu packages (or your system's equivalents): ${missing[*]}" >&2
@@ -36,7 +54,8 @@ if ! command -v apt-get >/dev/null 2>&1; then
     echo "  iproute2: ip, for the network namespaces of the fault tests;" >&2
     echo "  busybox-static: the root filesystem of the agent tests' containers;" >&2
     echo "  python3: the web server of examples/web.yaml." >&2
-    echo "  curl: the JSON gateway tests speak HTTP with it." >&2
+    echo "  curl: the JSON gateway tests speak HTTP with it;" >&2
+    echo "  nodejs/npm: the npm etcd3 client's tests." >&2
     exit 1
 fi
 if [[ $(id -u) -ne 0 ]]; then
@@ -48,3 +67,4 @@ echo "Installing ${missing[*]} ..." >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq "${missing[@]}" >/dev/null
+node_clients "${1:-build}"

@@ -20,6 +20,7 @@ mod lock_election;
 mod maintenance;
 mod membership;
 mod migration;
+mod node_client;
 mod objects;
 mod observe;
 mod ops_compat;
