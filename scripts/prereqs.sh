@@ -7,8 +7,10 @@
 #                              busybox-static (the agent tests' container image)
 #                              python3 (the web example's server)
 #                              curl (the JSON gateway tests)
-#                              and Node.js with npm, then the pinned npm client
+#                              Node.js with npm, then the pinned npm client
 #                              packages of tests/clients/node (npm ci)
+#                              and python3-venv, then the pinned Python clients
+#                              of tests/clients/python in a venv there
 #   scripts/prereqs.sh up      what `./dev up` needs: build, plus busybox-static
 #                              and python3 for the examples
 # Installs them with apt-get when running as root on Debian/Ubuntu; otherwise
@@ -18,7 +20,7 @@ set -euo pipefail
 want=(libclang-dev)
 case "${1:-build}" in
 test)
-    want+=(protobuf-compiler etcd-server etcd-client iproute2 busybox-static python3 curl)
+    want+=(protobuf-compiler etcd-server etcd-client iproute2 busybox-static python3 python3-venv curl)
     # Any Node.js will do (Debian's, or one installed another way).
     command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
     ;;
@@ -33,17 +35,26 @@ for pkg in "${want[@]}"; do
         missing+=("$pkg")
     fi
 done
-# The npm clients the tests drive, at the versions package-lock.json pins.
-node_clients() {
-    local dir=tests/clients/node
-    [[ ${1:-} == test && -f $dir/package-lock.json ]] || return 0
-    [[ $dir/node_modules/.package-lock.json -nt $dir/package-lock.json ]] && return 0
-    echo "Installing the npm client packages of $dir ..." >&2
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+# The npm and Python clients the tests drive, at the versions their lock
+# files pin; installed again only when a lock file changes.
+client_packages() {
+    [[ ${1:-} == test ]] || return 0
+    local node=tests/clients/node python=tests/clients/python
+    if [[ ! $node/node_modules/.package-lock.json -nt $node/package-lock.json ]]; then
+        echo "Installing the npm client packages of $node ..." >&2
+        (cd "$node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+    if [[ ! $python/.venv/installed -nt $python/requirements.txt ]]; then
+        echo "Installing the Python client packages of $python ..." >&2
+        rm -rf "$python/.venv"
+        python3 -m venv "$python/.venv"
+        "$python/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$python/requirements.txt"
+        touch "$python/.venv/installed"
+    fi
 }
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    node_clients "${1:-build}"
+    client_packages "${1:-build}"
     exit 0
 fi
 
@@ -55,7 +66,8 @@ if ! command -v apt-get >/dev/null 2>&1; then
     echo "  busybox-static: the root filesystem of the agent tests' containers;" >&2
     echo "  python3: the web server of examples/web.yaml." >&2
     echo "  curl: the JSON gateway tests speak HTTP with it;" >&2
-    echo "  nodejs/npm: the npm etcd3 client's tests." >&2
+    echo "  nodejs/npm: the npm etcd3 client's tests;" >&2
+    echo "  python3-venv: the Python clients' tests (aetcd, etcd3gw)." >&2
     exit 1
 fi
 if [[ $(id -u) -ne 0 ]]; then
@@ -67,4 +79,4 @@ echo "Installing ${missing[*]} ..." >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq "${missing[@]}" >/dev/null
-node_clients "${1:-build}"
+client_packages "${1:-build}"

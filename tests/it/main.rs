@@ -24,6 +24,7 @@ mod node_client;
 mod objects;
 mod observe;
 mod ops_compat;
+mod python_clients;
 mod replication;
 mod services;
 mod tls;
