@@ -2,13 +2,14 @@
 //! `etcd-client` crate and the JSON gateway get from Shoal what they get
 //! from etcd 3.4, waits included: a second locker waits for the first, a
 //! second candidate for the leader to resign, and an observer sees each
-//! leader and each value it proclaims.
+//! leader and each value it proclaims. `etcdctl lock` and `etcdctl elect`
+//! print what they print against etcd.
 
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions, LeaderKey, LeaseGrantOptions, LockOptions, ProclaimOptions, ResignOptions};
 use shoal_tests::answers::{assert_same_answers, outcome, outcome_of};
-use shoal_tests::{wait, Cluster, Etcd};
+use shoal_tests::{wait, Cluster, Etcd, Etcdctl};
 
 /// Fixed lease ids, so that keys (`name/<lease in hex>`) match on both.
 const FIRST: i64 = 0x1111;
@@ -173,4 +174,66 @@ async fn a_lock_without_a_lease_gets_one_and_a_waiter_gone_or_expired_leaves_no_
     let expired =
         tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("the waiter answers").expect("task");
     assert_eq!(outcome(expired), "status Unknown: mutex: session is expired");
+}
+
+/// Waits until `count` keys are under `prefix`, read with etcdctl.
+async fn etcdctl_keys_under(ctl: &Etcdctl, prefix: &str, count: usize) {
+    wait::until(Duration::from_secs(10), &format!("{count} keys under {prefix}"), || {
+        let listed = ctl.run(&["get", prefix, "--prefix", "--keys-only"]);
+        let found = listed.stdout.lines().filter(|l| !l.is_empty()).count();
+        std::future::ready((found == count).then_some(()))
+    })
+    .await;
+}
+
+/// Lease ids (in hex, unpadded, ending the keys that `etcdctl lock` and
+/// `elect` print) masked.
+fn masked(text: &str) -> String {
+    let lease = regex::Regex::new(r"/[0-9a-f]{1,16}\b").expect("valid regex");
+    lease.replace_all(text, "/LEASE").into_owned()
+}
+
+/// What `etcdctl lock` and `etcdctl elect` print against `endpoints`, step
+/// by step: a command run under the lock, a second locker that waits until
+/// the holder is interrupted, then a leader, an observer, and a second
+/// candidate that takes over when the leader is interrupted.
+async fn etcdctl_transcript(endpoints: &str) -> Vec<String> {
+    let ctl = Etcdctl::new(endpoints);
+    let mut log = Vec::new();
+    let under_lock = ctl.run(&["lock", "job", "--", "sh", "-c", "echo rev=$ETCD_LOCK_REV key=$ETCD_LOCK_KEY"]);
+    log.push(format!("{} {}", masked(&under_lock.stdout), under_lock.success));
+    let holder = ctl.background(&["lock", "job"]);
+    log.push(masked(&holder.wait_for("the lock to be held", |o| o.contains('\n')).await));
+    let second = ctl.background(&["lock", "job", "echo", "the second has it"]);
+    etcdctl_keys_under(&ctl, "job/", 2).await;
+    log.push(format!("second while the first holds: {:?}", second.output()));
+    holder.interrupt();
+    log.push(masked(&second.exit().await));
+    log.push(format!("holder: {}", masked(&holder.exit().await)));
+    log.push(format!("{:?}", ctl.run(&["get", "job/", "--prefix", "--keys-only"])));
+
+    let leader = ctl.background(&["elect", "pick", "p1"]);
+    log.push(masked(&leader.wait_for("p1 to lead", |o| o.contains("p1\n")).await));
+    let observer = ctl.background(&["elect", "--listen", "pick"]);
+    log.push(masked(&observer.wait_for("the observer to see p1", |o| o.contains("p1\n")).await));
+    let candidate = ctl.background(&["elect", "pick", "p2"]);
+    etcdctl_keys_under(&ctl, "pick/", 2).await;
+    log.push(format!("candidate while p1 leads: {:?}", candidate.output()));
+    leader.interrupt();
+    log.push(masked(&candidate.wait_for("p2 to lead", |o| o.contains("p2\n")).await));
+    log.push(masked(&observer.wait_for("the observer to see p2", |o| o.contains("p2\n")).await));
+    log.push(format!("leader: {}", masked(&leader.exit().await)));
+    candidate.interrupt();
+    log.push(format!("candidate: {}", masked(&candidate.exit().await)));
+    etcdctl_keys_under(&ctl, "pick/", 0).await;
+    observer.finish("the observer", |_| true).await;
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_lock_and_elect_print_what_they_print_against_etcd() {
+    let (etcd, cluster) = tokio::join!(Etcd::start(), Cluster::start(3));
+    let expected = etcdctl_transcript(&etcd.client_url).await;
+    let got = etcdctl_transcript(&cluster.endpoints_csv()).await;
+    assert_same_answers(&got, &expected);
 }

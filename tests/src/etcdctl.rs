@@ -74,7 +74,8 @@ impl Etcdctl {
     }
 }
 
-/// A long-running `etcdctl watch`, killed (by pid) when dropped.
+/// A long-running etcdctl (`watch`, `lock`, `elect`), killed (by pid) when
+/// dropped.
 pub struct WatchProcess {
     process: crate::process::Process,
     output: std::path::PathBuf,
@@ -89,17 +90,28 @@ impl WatchProcess {
 
     /// Waits until the output satisfies `done`, then stops etcdctl and returns the output.
     pub async fn finish(mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        self.wait_for(what, done).await;
+        self.process.kill();
+        self.output()
+    }
+
+    /// Waits until the output satisfies `done` (within 20 s); returns it.
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             let text = self.output();
             if done(&text) {
-                break;
+                return text;
             }
             assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; got:\n{text}");
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        self.process.kill();
-        self.output()
+    }
+
+    /// Interrupts etcdctl as Ctrl-C would: `lock` and `elect` then give up
+    /// what they hold.
+    pub fn interrupt(&self) {
+        self.process.signal(nix::sys::signal::Signal::SIGINT);
     }
 
     /// Waits for etcdctl to exit on its own (a canceled watch), then returns the output.
@@ -116,11 +128,18 @@ impl WatchProcess {
 impl Etcdctl {
     /// Starts `etcdctl watch <args>` in the background.
     pub fn watch(&self, args: &[&str]) -> WatchProcess {
+        let mut all = vec!["watch"];
+        all.extend_from_slice(args);
+        self.background(&all)
+    }
+
+    /// Starts `etcdctl <args>` in the background.
+    pub fn background(&self, args: &[&str]) -> WatchProcess {
         let dir = tempfile::tempdir().expect("temp dir");
-        let output = dir.path().join("watch.out");
+        let output = dir.path().join("etcdctl.out");
         let binary =
             std::path::PathBuf::from(std::env::var("ETCDCTL_BIN").unwrap_or_else(|_| "/usr/bin/etcdctl".into()));
-        let mut all = vec![format!("--endpoints={}", self.endpoints), "watch".to_string()];
+        let mut all = vec![format!("--endpoints={}", self.endpoints)];
         all.extend(args.iter().map(|s| s.to_string()));
         let process = crate::process::Process::spawn(&binary, &all, output.clone());
         WatchProcess { process, output, _dir: dir }
