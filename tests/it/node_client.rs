@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use shoal_tests::answers::assert_same_answers;
+use shoal_tests::answers::{assert_same_answers, script_answers};
 use shoal_tests::{Cluster, Etcd};
 
 fn client_dir() -> PathBuf {
@@ -21,16 +21,9 @@ fn run_script(endpoints: &str) -> Vec<String> {
         dir.join("node_modules").join("etcd3").exists(),
         "the etcd3 package is missing: run scripts/prereqs.sh test (./dev test does)"
     );
-    let output = Command::new("node")
-        .arg("script.mjs")
-        .arg(endpoints)
-        .current_dir(&dir)
-        .output()
-        .expect("run node (scripts/prereqs.sh test installs it)");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the script failed against {endpoints}:\n{stdout}\n{stderr}");
-    stdout.lines().map(str::to_owned).collect()
+    let mut node = Command::new("node");
+    node.arg("script.mjs").arg(endpoints).current_dir(&dir);
+    script_answers(&mut node, &format!("the npm etcd3 script against {endpoints} (node from scripts/prereqs.sh test)"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use shoal_tests::answers::assert_same_answers;
+use shoal_tests::answers::{assert_same_answers, script_answers};
 use shoal_tests::{Cluster, Etcd};
 
 fn client_dir() -> PathBuf {
@@ -22,12 +22,9 @@ fn run_script(script: &str, client_url: &str) -> Vec<String> {
         .trim_start_matches("http://")
         .rsplit_once(':')
         .unwrap_or_else(|| panic!("a client URL with a port: {client_url}"));
-    let output =
-        Command::new(&python).arg(script).args([host, port]).current_dir(&dir).output().expect("run the venv's python");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{script} failed against {client_url}:\n{stdout}\n{stderr}");
-    stdout.lines().map(str::to_owned).collect()
+    let mut run = Command::new(&python);
+    run.arg(script).args([host, port]).current_dir(&dir);
+    script_answers(&mut run, &format!("{script} against {client_url}"))
 }
 
 /// Runs `script` against etcd and a 3-member Shoal, each fresh, and

@@ -30,3 +30,13 @@ pub fn assert_same_answers(got: &[String], expected: &[String]) {
     }
     assert_eq!(got.len(), expected.len(), "etcd 3.4 gave a different number of answers");
 }
+
+/// Runs a client's script, which prints one answer per line, and returns
+/// the lines; the test fails, with all it printed, if the script does.
+pub fn script_answers(script: &mut std::process::Command, what: &str) -> Vec<String> {
+    let output = script.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{what} failed:\n{stdout}\n{stderr}");
+    stdout.lines().map(str::to_owned).collect()
+}

@@ -76,13 +76,13 @@ impl Etcdctl {
 
 /// A long-running etcdctl (`watch`, `lock`, `elect`), killed (by pid) when
 /// dropped.
-pub struct WatchProcess {
+pub struct BackgroundEtcdctl {
     process: crate::process::Process,
     output: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
-impl WatchProcess {
+impl BackgroundEtcdctl {
     /// What it has printed so far (stdout and stderr, interleaved).
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.output).unwrap_or_default()
@@ -114,7 +114,8 @@ impl WatchProcess {
         self.process.signal(nix::sys::signal::Signal::SIGINT);
     }
 
-    /// Waits for etcdctl to exit on its own (a canceled watch), then returns the output.
+    /// Waits for etcdctl to exit on its own (a canceled watch, an interrupted
+    /// lock or election), then returns the output.
     pub async fn exit(mut self) -> String {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while self.process.exited().is_none() {
@@ -127,14 +128,14 @@ impl WatchProcess {
 
 impl Etcdctl {
     /// Starts `etcdctl watch <args>` in the background.
-    pub fn watch(&self, args: &[&str]) -> WatchProcess {
+    pub fn watch(&self, args: &[&str]) -> BackgroundEtcdctl {
         let mut all = vec!["watch"];
         all.extend_from_slice(args);
         self.background(&all)
     }
 
     /// Starts `etcdctl <args>` in the background.
-    pub fn background(&self, args: &[&str]) -> WatchProcess {
+    pub fn background(&self, args: &[&str]) -> BackgroundEtcdctl {
         let dir = tempfile::tempdir().expect("temp dir");
         let output = dir.path().join("etcdctl.out");
         let binary =
@@ -142,6 +143,6 @@ impl Etcdctl {
         let mut all = vec![format!("--endpoints={}", self.endpoints)];
         all.extend(args.iter().map(|s| s.to_string()));
         let process = crate::process::Process::spawn(&binary, &all, output.clone());
-        WatchProcess { process, output, _dir: dir }
+        BackgroundEtcdctl { process, output, _dir: dir }
     }
 }

@@ -26,7 +26,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use prost::Message;
@@ -68,15 +68,8 @@ pub fn write<W: Write>(db: &DB, view: &Snapshot<'_>, scratch_dir: &Path, mut out
     let laid_out = started.elapsed();
     out.write_all(&head(plan)).map_err(io)?;
     body.seek(SeekFrom::Start(0)).map_err(io)?;
-    let mut buf = vec![0u8; READ_BYTES];
-    loop {
-        match body.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.write_all(&buf[..n]).map_err(io)?,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io(e)),
-        }
-    }
+    // io::copy hands a BufReader's own buffer to `out`: 1 MiB reads, no second buffer.
+    std::io::copy(&mut BufReader::with_capacity(READ_BYTES, body), &mut out).map_err(io)?;
     tracing::info!(
         pages = plan.pages,
         laid_out_ms = laid_out.as_millis() as u64,
@@ -206,7 +199,6 @@ type KvIterator<'a> = rocksdb::DBRawIteratorWithThreadMode<'a, DB>;
 /// Versions in revision order as etcd's key bucket holds them, encoded in
 /// one buffer: each one's revision, whether it is a deletion, and where its
 /// value is in `encoded`.
-#[derive(Default)]
 pub(super) struct Versions {
     encoded: Vec<u8>,
     spans: Vec<(Revision, bool, usize, usize)>,
