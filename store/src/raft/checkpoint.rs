@@ -59,7 +59,9 @@ pub fn build(db: &DB, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageErro
         .map_err(StorageError::io(&meta_path))?;
     storage::sync_dir(&building)?;
     let path = dir.join(format!("{}.{SUFFIX}", snapshot::file_name(&meta)));
+    let changing = snapshot::changing_dir();
     fs::rename(&building, &path).map_err(StorageError::io(&path))?;
+    drop(changing);
     storage::sync_dir(dir)?;
     tracing::info!(
         checkpoint_ms = (linked - started).as_millis() as u64,

@@ -113,3 +113,38 @@ async fn a_checkpoint_cut_short_is_removed_at_startup() {
     assert!(snap_entries(&snap_dir).is_empty(), "{:?}", snap_entries(&snap_dir));
     assert!(sm.get_current_snapshot().await.expect("current").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_snapshot_reads_whole_while_newer_ones_replace_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = storage::open(&dir.path().join("db")).expect("db");
+    let snap_dir = dir.path().join("snap");
+    let (mut sm, _kv) = StateMachine::open(db, snap_dir.clone()).expect("open");
+    sm.apply(stream::iter(vec![Ok((put_entry(1, "k1"), None))])).await.expect("apply");
+    sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
+
+    // A reader lists and reads the directory while each newer snapshot
+    // removes the one before it: it finds one whole every time.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (done, snap_dir) = (done.clone(), snap_dir.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                match snapshot::latest(&snap_dir) {
+                    Ok(Some(_)) => reads += 1,
+                    Ok(None) => return Err("no snapshot found".to_string()),
+                    Err(e) => return Err(format!("after {reads} reads: {e}")),
+                }
+            }
+            Ok(reads)
+        })
+    };
+    for i in 2..=40 {
+        sm.apply(stream::iter(vec![Ok((put_entry(i, &format!("k{i}")), None))])).await.expect("apply");
+        sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().expect("reader thread").expect("every read finds a whole snapshot");
+    assert!(reads > 0);
+}

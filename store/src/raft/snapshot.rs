@@ -17,6 +17,7 @@
 use std::fs::{self, File};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rocksdb::{WriteBatch, DB};
@@ -29,6 +30,16 @@ const END: u8 = 0xFF;
 const SUFFIX: &str = "snap";
 /// Flush a batch into RocksDB at this size while installing.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;
+
+/// Held while a snapshot is put in place or taken away, and while the
+/// newest is looked up: a directory listing races with renames, and could
+/// otherwise miss both the snapshot going and the one coming.
+static DIR_CHANGES: Mutex<()> = Mutex::new(());
+
+/// Holds off lookups of the newest snapshot until it is dropped.
+pub fn changing_dir() -> MutexGuard<'static, ()> {
+    DIR_CHANGES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A snapshot on disk; what openraft passes around as snapshot data.
 #[derive(Debug, Clone)]
@@ -202,7 +213,24 @@ pub fn is_snapshot(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()) == Some(SUFFIX) && path.is_file() || checkpoint::is_checkpoint(path)
 }
 
-/// Removes a snapshot file or a checkpoint directory.
+/// Takes a snapshot file or a checkpoint directory out of the directory, at
+/// once: a directory is renamed to a `.tmp` name, never seen with its meta
+/// file already deleted. Returns what is left to delete, out of the lock.
+fn take_away(path: &Path) -> Option<PathBuf> {
+    if !path.is_dir() {
+        let _ = fs::remove_file(path);
+        return None;
+    }
+    let doomed = path.with_extension("removing.tmp");
+    match fs::rename(path, &doomed) {
+        Ok(()) => Some(doomed),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove an old snapshot");
+            None
+        }
+    }
+}
+
 fn remove(path: &Path) {
     let _ = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
 }
@@ -211,16 +239,17 @@ fn remove(path: &Path) {
 /// written or received (`.tmp`) are left alone.
 pub fn remove_older(dir: &Path, keep: &Path) {
     let Ok(kept) = read_meta(keep) else { return };
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path == keep || !is_snapshot(&path) {
-            continue;
-        }
-        if read_meta(&path).map_or(true, |meta| meta.last_log_id < kept.last_log_id) {
-            remove(&path);
-        }
-    }
+    let doomed: Vec<PathBuf> = {
+        let _changing = changing_dir();
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        let older = entries.flatten().map(|e| e.path()).filter(|path| {
+            path != keep
+                && is_snapshot(path)
+                && read_meta(path).map_or(true, |meta| meta.last_log_id < kept.last_log_id)
+        });
+        older.collect::<Vec<_>>().iter().filter_map(|path| take_away(path)).collect()
+    };
+    doomed.iter().for_each(|path| remove(path));
 }
 
 /// Removes what a crash left half-written in `dir`.
@@ -239,11 +268,13 @@ pub fn remove_partial(dir: &Path) {
 pub fn place(from: &Path, to: &Path) -> Result<(), StorageError> {
     let dir = to.parent().ok_or_else(|| StorageError::corrupt("snapshot path", "no directory"))?;
     if from.parent() == Some(dir) {
+        let _changing = changing_dir();
         fs::rename(from, to).map_err(StorageError::io(to))?;
     } else {
         let tmp = to.with_extension("copy.tmp");
         fs::copy(from, &tmp).map_err(StorageError::io(&tmp))?;
         File::open(&tmp).and_then(|f| f.sync_all()).map_err(StorageError::io(&tmp))?;
+        let _changing = changing_dir();
         fs::rename(&tmp, to).map_err(StorageError::io(to))?;
     }
     storage::sync_dir(dir)
@@ -322,6 +353,7 @@ const LATEST_SCANS: usize = 8;
 /// directory is listed again to find what superseded it.
 pub fn latest(dir: &Path) -> Result<Option<(SnapshotMeta, PathBuf)>, StorageError> {
     let mut scans = 0;
+    let _changing = changing_dir();
     loop {
         let Ok(entries) = fs::read_dir(dir) else {
             return Ok(None);
