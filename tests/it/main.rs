@@ -25,6 +25,7 @@ mod objects;
 mod observe;
 mod ops_compat;
 mod python_clients;
+mod raw_api;
 mod replication;
 mod services;
 mod tls;

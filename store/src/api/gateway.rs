@@ -138,6 +138,7 @@ pub async fn handle(node: &Arc<Node>, path: &str, headers: &HeaderMap, body: &[u
         "/v3/maintenance/hash" => unary!(maintenance, hash, body, headers),
         "/v3/maintenance/hashkv" => unary!(maintenance, hash_kv, body, headers),
         "/v3/maintenance/transfer-leadership" => unary!(maintenance, move_leader, body, headers),
+        "/v3/maintenance/downgrade" => unary!(maintenance, downgrade, body, headers),
         "/v3/maintenance/snapshot" => server_stream!(maintenance, snapshot, body, headers),
         "/v3/auth/enable" => unary!(auth, auth_enable, body, headers),
         "/v3/auth/disable" => unary!(auth, auth_disable, body, headers),

@@ -1,5 +1,5 @@
 //! `etcdserverpb.Maintenance`: Status, Alarm, Defragment, Hash, HashKV,
-//! MoveLeader and Snapshot. Downgrade is answered as Unimplemented.
+//! MoveLeader, Snapshot and Downgrade (see `downgrade`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,16 +7,16 @@ use std::time::Instant;
 use shoal_proto::etcdserverpb::alarm_request::AlarmAction;
 use shoal_proto::etcdserverpb::maintenance_server::Maintenance;
 use shoal_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
-    SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use shoal_proto::peerpb::{internal_request, internal_response, InternalRequest};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
-use super::{access, blocking, unpack};
+use super::{access, blocking, downgrade, unpack};
 use crate::backup;
 use crate::config::ETCD_SERVER_VERSION;
 use crate::server::{quota, Node};
@@ -164,5 +164,11 @@ impl Maintenance for MaintenanceService {
         access::maintenance_admin(&self.node, &request).await?;
         self.node.move_leader(request.get_ref().target_id).await?;
         Ok(Response::new(MoveLeaderResponse { header: Some(self.node.header(self.node.kv.current_revision())) }))
+    }
+
+    async fn downgrade(&self, request: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+        // etcd 3.6 keeps it to root under auth, with the gRPC errors of the KV API.
+        access::admin(&self.node, &request).await?;
+        downgrade::answer(&self.node, request.get_ref()).await.map(Response::new)
     }
 }

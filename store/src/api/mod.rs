@@ -7,6 +7,7 @@ pub mod access;
 pub mod auth;
 pub mod cluster;
 pub mod concurrency;
+pub mod downgrade;
 pub mod election;
 pub mod gateway;
 pub mod in_process;
