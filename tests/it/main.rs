@@ -14,6 +14,7 @@ mod etcdctl_compat;
 mod examples;
 mod faults;
 mod gateway;
+mod kube_apiserver;
 mod lease;
 mod lease_compat;
 mod lock_election;

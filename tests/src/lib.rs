@@ -16,6 +16,7 @@
 //! - [`up`]: `shoal up` on ports and node addresses of its own, cleaned up with its containers.
 //! - [`etcd`]: a single-member etcd 3.4, the reference for output comparisons.
 //! - [`etcdctl`]: running etcdctl 3.4 and normalizing what differs between clusters.
+//! - [`kube_storage`]: the calls kube-apiserver's etcd3 storage layer makes.
 //! - [`watch_check`]: etcd's watch guarantees, checked against the complete event log.
 //! - [`wait`]: waiting on observable state with a deadline, never a bare sleep.
 
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod etcd;
 pub mod etcdctl;
+pub mod kube_storage;
 pub mod linearizability;
 pub mod netns;
 pub mod ports;
