@@ -13,6 +13,7 @@
 //! - [`raft`]: openraft types, the log store (its own WAL segment files), the state machine, snapshots, the peer network client.
 //! - [`server`]: a running member — identity, proposing and forwarding writes, read index, peer service.
 //! - [`api`]: the etcd gRPC services as thin handlers over the server; Lock and Election built from in-process KV, lease and watch calls.
+//! - [`failpoints`]: storage faults injected by the fault tests (debug builds with the `failpoints` feature only).
 //! - [`error`]: every client-visible error with etcd's gRPC code and message, in one table.
 //! - [`tls`]: rustls server and client configurations from etcd's TLS flags, reloaded when the files change.
 //! - [`backup`]: snapshot backups: the Maintenance.Snapshot stream, offline status and restore, and a reader of etcd's (bbolt) snapshots.
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod error;
+pub mod failpoints;
 pub mod ids;
 pub mod lease;
 pub mod metrics;

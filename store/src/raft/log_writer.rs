@@ -13,8 +13,10 @@
 //! before an append that Raft issued ahead of it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use openraft::storage::IOFlushed;
 
@@ -162,6 +164,20 @@ pub fn start(wal: Wal, pending: Arc<Pending>) -> Result<Sender<Job>, StorageErro
     Ok(tx)
 }
 
+/// When the log write in progress began, in microseconds since `EPOCH`
+/// (plus one), or 0 when none is. One member runs per process.
+static WRITING_SINCE: AtomicU64 = AtomicU64::new(0);
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// How long the log write in progress has taken so far; None when the
+/// writer is idle. A leader whose disk stalls hands leadership on.
+pub fn stalled_for() -> Option<Duration> {
+    match WRITING_SINCE.load(Ordering::Acquire) {
+        0 => None,
+        since => Some(EPOCH.elapsed().saturating_sub(Duration::from_micros(since - 1))),
+    }
+}
+
 /// Most jobs folded into one write.
 const MAX_GROUP: usize = 4096;
 
@@ -177,6 +193,16 @@ fn run(mut wal: Wal, pending: &Pending, rx: Receiver<Job>) {
         }
         write_group(&mut wal, pending, jobs, &mut ops);
     }
+}
+
+/// After a failed write or fsync the log's state on disk is unknown (the
+/// kernel may have dropped the dirty pages it could not write), so the
+/// member stops at once, as etcd does, before anyone is told: nothing it
+/// has not made durable is acknowledged, and its peers serve on. A restart
+/// reads back what is really on disk and catches up from the leader.
+fn fail_stop(error: &StorageError) -> ! {
+    tracing::error!(%error, "raft log write failed; stopping this member so that nothing unsynced is acknowledged");
+    std::process::exit(1);
 }
 
 fn write_group(wal: &mut Wal, pending: &Pending, jobs: Vec<Job>, ops: &mut Vec<Op>) {
@@ -208,7 +234,12 @@ fn write_group(wal: &mut Wal, pending: &Pending, jobs: Vec<Job>, ops: &mut Vec<O
         }
     }
     // Durability first: the whole group is synced before anyone is told.
+    WRITING_SINCE.store(EPOCH.elapsed().as_micros() as u64 + 1, Ordering::Release);
     let result = wal.write(ops);
+    WRITING_SINCE.store(0, Ordering::Release);
+    if let Err(e) = &result {
+        fail_stop(e);
+    }
     if result.is_ok() {
         pending.lock().written(&written);
         for id in &written {

@@ -91,12 +91,34 @@ pub async fn route(request: Request<Incoming>, node: Arc<Node>) -> Response<Body
             answer(StatusCode::OK, "application/json", body)
         }
         (Method::POST, p) if p.starts_with("/v3/") => gateway(request, node).await,
+        (Method::PUT, p) if crate::failpoints::ENABLED && p.starts_with(FAILPOINTS) => set_failpoint(request).await,
         (Method::GET, p) if p.starts_with("/v3/") => {
             answer(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "Method Not Allowed\n")
         }
         (Method::GET, _) => answer(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "404 page not found\n"),
         _ => answer(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "Method Not Allowed\n"),
     }
+}
+
+const FAILPOINTS: &str = "/debug/failpoints/";
+
+/// `PUT /debug/failpoints/<point>` with the action as the body (`off`
+/// clears it); served only by builds with failpoints.
+async fn set_failpoint(request: Request<Incoming>) -> Response<Body> {
+    let name = request.uri().path().trim_start_matches(FAILPOINTS).to_string();
+    let body = match http_body_util::Limited::new(request.into_body(), 1024).collect().await {
+        Ok(body) => String::from_utf8_lossy(&body.to_bytes()).trim().to_string(),
+        Err(e) => return answer(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", format!("{e}\n")),
+    };
+    let action = match body.as_str() {
+        "off" => None,
+        text => match text.parse() {
+            Ok(action) => Some(action),
+            Err(e) => return answer(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", format!("{e}\n")),
+        },
+    };
+    crate::failpoints::set(&name, action);
+    answer(StatusCode::NO_CONTENT, "text/plain; charset=utf-8", "")
 }
 
 /// Reads the body (no larger than the gRPC limit) and hands it to the gateway.

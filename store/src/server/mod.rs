@@ -8,6 +8,7 @@ mod authority;
 mod batcher;
 mod bootstrap;
 mod coalesce;
+mod disk_space;
 mod forward_stream;
 mod grpc_metrics;
 pub mod http;
@@ -240,6 +241,8 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
         config.auto_compaction_check_interval,
         stop_rx.clone(),
     ));
+    let disk_watch = tokio::spawn(disk_space::watch(node.clone(), member_dir.clone(), stop_rx.clone()));
+    let stall_watch = tokio::spawn(upkeep::leave_a_stalled_disk(node.clone(), stop_rx.clone()));
     let promoter =
         config.auto_promote_learners.then(|| tokio::spawn(upkeep::auto_promote(node.clone(), stop_rx.clone())));
     let syncer_stop = Arc::new(AtomicBool::new(false));
@@ -260,6 +263,8 @@ pub async fn run(config: MemberConfig, shutdown: impl Future<Output = ()>) -> Re
     let _ = stop_tx.send(true);
     publisher.abort();
     compactor.abort();
+    disk_watch.abort();
+    stall_watch.abort();
     if let Some(promoter) = promoter {
         promoter.abort();
     }

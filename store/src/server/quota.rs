@@ -103,21 +103,27 @@ impl Node {
         if cost == 0 || self.backend_size.get(&self.db) + cost < quota {
             return Ok(());
         }
-        let alarm =
-            AlarmRequest { action: AlarmAction::Activate as i32, member_id: self.id, alarm: AlarmType::Nospace as i32 };
         if !self.kv.alarms().no_space() {
             tracing::warn!(quota, "backend quota exceeded; raising the NOSPACE alarm");
-            let raised = self
-                .propose(InternalRequest {
-                    request: Some(internal_request::Request::Alarm(alarm)),
-                    auth_revision: 0,
-                    ..Default::default()
-                })
-                .await;
-            if let Err(e) = raised {
-                tracing::warn!(error = %e, "could not raise the NOSPACE alarm");
-            }
+            self.raise_no_space().await;
         }
         Err(EtcdError::NoSpace)
+    }
+
+    /// Raises this member's NOSPACE alarm through Raft: from then on every
+    /// member refuses writes that add data, until it is disarmed.
+    pub async fn raise_no_space(&self) {
+        let alarm =
+            AlarmRequest { action: AlarmAction::Activate as i32, member_id: self.id, alarm: AlarmType::Nospace as i32 };
+        let raised = self
+            .propose(InternalRequest {
+                request: Some(internal_request::Request::Alarm(alarm)),
+                auth_revision: 0,
+                ..Default::default()
+            })
+            .await;
+        if let Err(e) = raised {
+            tracing::warn!(error = %e, "could not raise the NOSPACE alarm");
+        }
     }
 }

@@ -148,6 +148,40 @@ pub async fn auto_promote(node: Arc<Node>, stop: watch::Receiver<bool>) {
     }
 }
 
+/// How often a leader checks its own log writes.
+const DISK_CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// A leader whose log write has stalled for longer than an election
+/// timeout hands leadership to the most caught-up voter: its followers
+/// still commit without it (two of three fsyncs are a quorum), but every
+/// proposal and reply waits on the leader, and a follower with a healthy
+/// disk serves better. The stalled member goes on as a follower.
+pub async fn leave_a_stalled_disk(node: Arc<Node>, stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(DISK_CHECK_EVERY);
+    loop {
+        tokio::select! {
+            _ = stopped(stop.clone()) => return,
+            _ = tick.tick() => {}
+        }
+        let Some(stalled) = crate::raft::log_writer::stalled_for() else { continue };
+        if stalled < node.election_timeout || !leads(&node) {
+            continue;
+        }
+        let metrics = node.metrics();
+        let matched = |id: &u64| metrics.replication.as_ref().and_then(|r| r.get(id).cloned().flatten());
+        let voters = metrics.membership_config.membership().voter_ids().filter(|id| *id != node.id);
+        let Some(target) = voters.max_by_key(|id| matched(id).map(|m| m.index)) else { continue };
+        tracing::warn!(
+            stalled_ms = stalled.as_millis() as u64,
+            target = format_args!("{target:x}"),
+            "raft log write stalled; handing leadership on"
+        );
+        if let Err(e) = node.move_leader(target).await {
+            tracing::warn!(error = %e, "could not hand leadership on");
+        }
+    }
+}
+
 /// Resolves once this member has been removed from the cluster: it was in
 /// the membership and no longer is, or a peer says so (a removed follower
 /// may never receive the entry that removes it).

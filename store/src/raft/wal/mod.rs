@@ -225,9 +225,11 @@ impl Wal {
             return Ok(());
         }
         let path = segment::path(&self.dir, self.seq);
-        self.file.write_all_at(&self.buf, self.len).map_err(StorageError::io(&path))?;
+        crate::failpoints::io("wal-write")
+            .and_then(|()| self.file.write_all_at(&self.buf, self.len))
+            .map_err(StorageError::io(&path))?;
         let started = std::time::Instant::now();
-        self.file.sync_data().map_err(StorageError::io(&path))?;
+        crate::failpoints::io("wal-fsync").and_then(|()| self.file.sync_data()).map_err(StorageError::io(&path))?;
         crate::metrics::WAL_FSYNC.observe(started.elapsed());
         self.len += self.buf.len() as u64;
         self.buf.clear();
