@@ -29,6 +29,7 @@ mod python_clients;
 mod raw_api;
 mod replication;
 mod services;
+mod storage_faults;
 mod tls;
 mod up;
 mod version;

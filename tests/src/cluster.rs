@@ -1,6 +1,7 @@
 //! A Shoal cluster of real `shoal` processes on loopback.
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use etcd_client::Client;
@@ -335,6 +336,17 @@ impl Cluster {
     /// Graceful stop (SIGTERM) of member `i`; returns whether it exited cleanly.
     pub fn stop(&mut self, i: usize) -> bool {
         self.members[i].process.take().is_some_and(|mut p| p.terminate(Duration::from_secs(20)))
+    }
+
+    /// Sets the storage failpoint `point` of member `i` to `action` (`off`
+    /// clears it), through its client port; see `store/src/failpoints.rs`.
+    pub fn failpoint(&self, i: usize, point: &str, action: &str) {
+        let url = format!("{}/debug/failpoints/{point}", self.members[i].client_url);
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-X", "PUT", "-d", action, &url])
+            .output()
+            .expect("run curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "204", "setting {point}={action} on member {i}");
     }
 
     /// Status of member `i`, if it answers.

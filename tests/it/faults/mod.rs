@@ -1,7 +1,8 @@
 //! Faults on real processes: kill -9 and restart, SIGSTOP pauses long enough
-//! for elections, and network partitions between members' namespaces, all
-//! while clients run a recorded register workload (read, write, and
-//! compare-and-swap through Txn). Afterwards the history must be
+//! for elections, network partitions between members' namespaces, and disk
+//! faults through the members' failpoints (a stalled or failing fsync, a
+//! full disk), all while clients run a recorded register workload (read,
+//! write, and compare-and-swap through Txn). Afterwards the history must be
 //! linearizable, every acknowledged write still visible or overwritten, and
 //! the members must agree on HashKV.
 //!
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client, ConnectOptions};
 use futures::FutureExt;
 use nix::sys::signal::Signal;
 use shoal_tests::linearizability::{self, Input, Operation, Output};
@@ -52,7 +53,7 @@ async fn inject(cluster: &mut Cluster, rng: &mut Rng, membership: &mut Membershi
     let leader = current_leader(cluster).await.unwrap_or(running[0]);
     let followers: Vec<usize> = running.iter().copied().filter(|i| *i != leader).collect();
     let follower = followers[rng.below(followers.len() as u64) as usize];
-    match rng.below(9) {
+    match rng.below(12) {
         0 => {
             cluster.kill(follower);
             tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
@@ -106,8 +107,46 @@ async fn inject(cluster: &mut Cluster, rng: &mut Rng, membership: &mut Membershi
             net.heal_all();
             "split every member from every other (no quorum)"
         }
+        8 => {
+            cluster.failpoint(leader, "wal-fsync", &format!("sleep({})", 1500 + rng.below(1500)));
+            tokio::time::sleep(Duration::from_millis(2000 + rng.below(2000))).await;
+            cluster.failpoint(leader, "wal-fsync", "off");
+            "stall the leader's fsync"
+        }
+        9 => {
+            cluster.failpoint(follower, "wal-fsync", "eio");
+            assert!(!cluster.wait_exit(follower).await, "a member whose fsync fails exits with an error");
+            cluster.restart(follower);
+            "fail a follower's fsync (it exits) and restart it"
+        }
+        10 => {
+            let full = running[rng.below(running.len() as u64) as usize];
+            cluster.failpoint(full, "disk-free", "return(0)");
+            tokio::time::sleep(Duration::from_millis(1500 + rng.below(1500))).await;
+            cluster.failpoint(full, "disk-free", "off");
+            disarm_alarms(cluster).await;
+            "fill a member's disk, free it and disarm"
+        }
         _ => membership.change(cluster).await,
     }
+}
+
+/// Disarms every alarm, as an operator does once the disk has space again.
+async fn disarm_alarms(cluster: &Cluster) {
+    let disarmed = retry(|| async {
+        let options = ConnectOptions::new().with_timeout(Duration::from_secs(2));
+        let mut client = Client::connect(cluster.endpoints(), Some(options)).await.ok()?;
+        let alarms = client.alarm(AlarmAction::Get, AlarmType::None, None).await.ok()?;
+        for alarm in alarms.alarms() {
+            let mut member = AlarmOptions::new();
+            member.with_member(alarm.member_id());
+            client.alarm(AlarmAction::Deactivate, alarm.alarm(), Some(member)).await.ok()?;
+        }
+        let left = client.alarm(AlarmAction::Get, AlarmType::None, None).await.ok()?;
+        left.alarms().is_empty().then_some(())
+    })
+    .await;
+    assert!(disarmed.is_some(), "the alarms could not be disarmed");
 }
 
 /// `count` members of `from`, chosen at random.
