@@ -23,7 +23,7 @@ async fn a_member_whose_fsync_fails_exits_and_the_others_serve_on() {
     let failing = cluster.other_than(&[leader]);
     let mut client = cluster.member_client(leader).await;
     client.put("before", "1", None).await.expect("put");
-    cluster.failpoint(failing, "wal-fsync", "eio");
+    cluster.failpoint(failing, "wal-fsync", "eio").await;
 
     // Writes go on through the other two; the failing member's next append
     // stops it before it acknowledges anything.
@@ -49,7 +49,7 @@ async fn a_full_disk_raises_nospace_and_the_cluster_recovers_once_it_is_freed() 
     let full_id = cluster.member_id(full).await.expect("member id");
     let mut client = cluster.client().await;
     client.put("kept", "1", None).await.expect("put");
-    cluster.failpoint(full, "disk-free", "return(0)");
+    cluster.failpoint(full, "disk-free", "return(0)").await;
 
     wait::until(Duration::from_secs(20), "the NOSPACE alarm", || async {
         let alarms = cluster.client().await.alarm(AlarmAction::Get, AlarmType::None, None).await.ok()?;
@@ -67,7 +67,7 @@ async fn a_full_disk_raises_nospace_and_the_cluster_recovers_once_it_is_freed() 
     client.delete("kept", None).await.expect("deletes go on");
 
     // Space freed and the alarm disarmed: writes work again.
-    cluster.failpoint(full, "disk-free", "off");
+    cluster.failpoint(full, "disk-free", "off").await;
     let mut disarm = AlarmOptions::new();
     disarm.with_member(full_id);
     client.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(disarm)).await.expect("disarm");
@@ -143,7 +143,7 @@ async fn a_leader_whose_disk_stalls_hands_leadership_on() {
     let stalled = cluster.leader().await;
     let stalled_id = cluster.member_id(stalled).await.expect("member id");
     let healthy = cluster.other_than(&[stalled]);
-    cluster.failpoint(stalled, "wal-fsync", "sleep(3000)");
+    cluster.failpoint(stalled, "wal-fsync", "sleep(3000)").await;
 
     let mut client = cluster.member_client(healthy).await;
     let writer = tokio::spawn(async move {
@@ -160,7 +160,7 @@ async fn a_leader_whose_disk_stalls_hands_leadership_on() {
     let logs = cluster.log_tails(usize::MAX);
     assert!(logs.contains("raft log write stalled; handing leadership on"), "{logs}");
 
-    cluster.failpoint(stalled, "wal-fsync", "off");
+    cluster.failpoint(stalled, "wal-fsync", "off").await;
     wait::until(Duration::from_secs(30), "the stalled member to catch up", || async {
         (serializable_keys(&cluster, stalled, "k/").await? == 20).then_some(())
     })

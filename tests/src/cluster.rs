@@ -340,13 +340,16 @@ impl Cluster {
 
     /// Sets the storage failpoint `point` of member `i` to `action` (`off`
     /// clears it), through its client port; see `store/src/failpoints.rs`.
-    pub fn failpoint(&self, i: usize, point: &str, action: &str) {
+    /// A member restarted a moment ago may not listen yet: this waits for it.
+    pub async fn failpoint(&self, i: usize, point: &str, action: &str) {
         let url = format!("{}/debug/failpoints/{point}", self.members[i].client_url);
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-X", "PUT", "-d", action, &url])
-            .output()
-            .expect("run curl");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "204", "setting {point}={action} on member {i}");
+        let put = || {
+            let args = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "-X", "PUT", "-d", action];
+            let out = Command::new("curl").args(args).arg(&url).output().expect("run curl");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let what = format!("member {i} to take {point}={action}");
+        wait::until(Duration::from_secs(30), &what, || async { (put() == "204").then_some(()) }).await;
     }
 
     /// Status of member `i`, if it answers.

@@ -108,22 +108,22 @@ async fn inject(cluster: &mut Cluster, rng: &mut Rng, membership: &mut Membershi
             "split every member from every other (no quorum)"
         }
         8 => {
-            cluster.failpoint(leader, "wal-fsync", &format!("sleep({})", 1500 + rng.below(1500)));
+            cluster.failpoint(leader, "wal-fsync", &format!("sleep({})", 1500 + rng.below(1500))).await;
             tokio::time::sleep(Duration::from_millis(2000 + rng.below(2000))).await;
-            cluster.failpoint(leader, "wal-fsync", "off");
+            cluster.failpoint(leader, "wal-fsync", "off").await;
             "stall the leader's fsync"
         }
         9 => {
-            cluster.failpoint(follower, "wal-fsync", "eio");
+            cluster.failpoint(follower, "wal-fsync", "eio").await;
             assert!(!cluster.wait_exit(follower).await, "a member whose fsync fails exits with an error");
             cluster.restart(follower);
             "fail a follower's fsync (it exits) and restart it"
         }
         10 => {
             let full = running[rng.below(running.len() as u64) as usize];
-            cluster.failpoint(full, "disk-free", "return(0)");
+            cluster.failpoint(full, "disk-free", "return(0)").await;
             tokio::time::sleep(Duration::from_millis(1500 + rng.below(1500))).await;
-            cluster.failpoint(full, "disk-free", "off");
+            cluster.failpoint(full, "disk-free", "off").await;
             disarm_alarms(cluster).await;
             "fill a member's disk, free it and disarm"
         }
