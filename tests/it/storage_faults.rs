@@ -166,3 +166,54 @@ async fn a_leader_whose_disk_stalls_hands_leadership_on() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_stops_on_a_failed_fsync_does_not_lead_again_in_its_term() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let term = cluster.status(leader).await.and_then(|s| s.header().map(|h| h.raft_term())).expect("term");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (mut client, stop) = (cluster.client().await, stop.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                if client.put(format!("w/{i:05}"), "v", None).await.is_ok() {
+                    acked.push(format!("w/{i:05}"));
+                }
+            }
+            acked
+        })
+    };
+    cluster.failpoint(leader, "wal-fsync", "eio").await;
+    assert!(!cluster.wait_exit(leader).await, "the leader exits on the failed fsync");
+    cluster.restart(leader);
+    // Whoever leads now, it leads in a newer term than the one the stopped
+    // leader held: resuming that term could reuse an index it had sent out.
+    let (now_leading, now_term) = wait::until(Duration::from_secs(30), "a leader after the restart", || async {
+        for i in 0..3 {
+            let Some(status) = cluster.status(i).await else { continue };
+            let Some(header) = status.header() else { continue };
+            if status.leader() == header.member_id() {
+                return Some((header.member_id(), header.raft_term()));
+            }
+        }
+        None
+    })
+    .await;
+    assert!(now_term > term, "leader {now_leading:x} leads in term {now_term}, the stopped leader's was {term}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = writer.await.expect("writer");
+    let mut client = cluster.client().await;
+    let revision = client.put("w/last", "v", None).await.expect("put").header().map_or(0, |h| h.revision());
+    let hashes = cluster.hashes_at(0..3, revision).await;
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "members agree at revision {revision}: {hashes:?}");
+    let stored = client.get("w/", Some(GetOptions::new().with_prefix().with_keys_only())).await.expect("get");
+    let stored: std::collections::HashSet<String> =
+        stored.kvs().iter().map(|kv| kv.key_str().unwrap_or("").to_string()).collect();
+    let lost: Vec<&String> = acked.iter().filter(|k| !stored.contains(*k)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}

@@ -104,6 +104,13 @@ fn raft_config(config: &MemberConfig) -> Result<openraft::Config, ServerError> {
         install_snapshot_timeout: 30_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
         max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
+        // A restarted leader campaigns for a new term, as etcd's members
+        // restart as followers. Resuming in its old term is unsafe here: it
+        // may have sent followers entries it never wrote itself (lost with
+        // the process), and leading on in that term could put another entry
+        // at the same term and index; nor is its commit index or state
+        // machine durable enough to be trusted without an election.
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
