@@ -1,5 +1,5 @@
 //! Liveness and readiness probes, one task per probed container instance:
-//! exec (inside the container's namespaces) or tcp, every `periodSeconds`,
+//! exec, tcp or HTTP GET (inside the container's namespaces), every `periodSeconds`,
 //! each attempt bounded by `timeoutSeconds`. `failureThreshold` failures in
 //! a row fail the probe, `successThreshold` successes pass it. A failed
 //! liveness probe stops the container (the sync restarts it, as its
@@ -22,24 +22,103 @@ pub enum Kind {
 }
 
 /// What a probe runs, as arguments to the runtime's probe command:
-/// `-- COMMAND...` or `--tcp HOST:PORT`; None for a probe that cannot run
-/// (an unknown named port), which fails. A tcp probe dials `host` (the
-/// pod's address) unless it names its own. HTTP probes are not run here.
+/// `-- COMMAND...`, `--tcp HOST:PORT` or `--http HOST:PORT PATH [HEADER...]`
+/// (each header `Name: value`); None for a probe that cannot run (an
+/// unknown named port, an HTTPS probe), which fails. tcp and HTTP probes
+/// dial `host` (the pod's address) unless they name their own.
 pub fn arguments(probe: &Probe, container: &Container, host: &str) -> Option<Vec<String>> {
     if let Some(exec) = &probe.exec {
         return Some(std::iter::once("--".to_string()).chain(exec.command.iter().cloned()).collect());
     }
+    if let Some(http) = &probe.http_get {
+        if http.scheme.as_deref().is_some_and(|s| s != "HTTP") {
+            return None;
+        }
+        let target = target(&http.port, http.host.as_deref(), container, host)?;
+        let path = http.path.as_deref().filter(|p| !p.is_empty()).unwrap_or("/");
+        let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+        let headers = http.http_headers.iter().map(|h| format!("{}: {}", h.name, h.value));
+        return Some(["--http".to_string(), target, path].into_iter().chain(headers).collect());
+    }
     let tcp = probe.tcp_socket.as_ref()?;
-    let port = match &tcp.port {
+    Some(vec!["--tcp".into(), target(&tcp.port, tcp.host.as_deref(), container, host)?])
+}
+
+/// `HOST:PORT` of a tcp or HTTP probe: its port by number or by the
+/// container's port name, on its own host or the pod's.
+fn target(port: &IntOrString, own_host: Option<&str>, container: &Container, pod_host: &str) -> Option<String> {
+    let port = match port {
         IntOrString::Int(port) => *port,
         IntOrString::String(name) => container.ports.iter().find(|p| p.name.as_deref() == Some(name))?.container_port,
     };
-    let host = tcp.host.as_deref().filter(|h| !h.is_empty()).unwrap_or(host);
-    let target = match host.parse::<std::net::IpAddr>() {
+    let host = own_host.filter(|h| !h.is_empty()).unwrap_or(pod_host);
+    Some(match host.parse::<std::net::IpAddr>() {
         Ok(ip) => std::net::SocketAddr::new(ip, u16::try_from(port).ok()?).to_string(),
         Err(_) => format!("{host}:{port}"),
+    })
+}
+
+/// The User-Agent kubelet's probes send.
+const USER_AGENT: &str = "kube-probe/1.31";
+
+/// An HTTP probe from its `--http` arguments (`HOST:PORT PATH [HEADER...]`):
+/// a GET, passing on a 2xx or 3xx status as kubelet's does. Blocking; each
+/// step is bounded by `timeout`. The error says why it failed.
+pub fn http_probe(args: &[String], timeout: Duration) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let (Some(target), Some(path)) = (args.first(), args.get(1)) else {
+        return Err("usage: --http HOST:PORT PATH [HEADER...]".into());
     };
-    Some(vec!["--tcp".into(), target])
+    let address = tcp_target(target).ok_or_else(|| format!("bad address {target:?}"))?;
+    let mut headers: Vec<(String, String)> = vec![
+        ("Host".into(), target.clone()),
+        ("User-Agent".into(), USER_AGENT.into()),
+        ("Accept".into(), "*/*".into()),
+    ];
+    for header in &args[2..] {
+        let (name, value) = header.split_once(':').ok_or_else(|| format!("bad header {header:?}"))?;
+        let (name, value) = (name.trim().to_string(), value.trim().to_string());
+        // A probe's own Host, User-Agent or Accept replaces the default.
+        match headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            Some(existing) if ["host", "user-agent", "accept"].contains(&name.to_ascii_lowercase().as_str()) => {
+                existing.1 = value;
+            }
+            _ => headers.push((name, value)),
+        }
+    }
+    let mut request = format!("GET {path} HTTP/1.1\r\n");
+    for (name, value) in &headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, timeout).map_err(|e| format!("dial {address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| e.to_string())?;
+    stream.write_all(request.as_bytes()).map_err(|e| format!("send to {address}: {e}"))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("read from {address}: {e}")),
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    let status = line
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| format!("no HTTP status line from {address}: {:?}", line.lines().next().unwrap_or("")))?;
+    if (200..400).contains(&status) {
+        Ok(status)
+    } else {
+        Err(format!("HTTP probe failed with statuscode: {status}"))
+    }
 }
 
 /// The address a `--tcp` argument names: `HOST:PORT`, or a bare port on 127.0.0.1.
@@ -67,6 +146,10 @@ async fn attempt<R: Runtime>(runtime: &R, pid: u32, args: &[String], timeout: Du
 /// A probe on the host (for runtimes whose containers share it).
 async fn host_attempt(args: &[String], timeout: Duration) -> bool {
     match args.first().map(String::as_str) {
+        Some("--http") => {
+            let args = args[1..].to_vec();
+            matches!(tokio::task::spawn_blocking(move || http_probe(&args, timeout)).await, Ok(Ok(_)))
+        }
         Some("--tcp") => {
             let Some(address) = args.get(1).and_then(|a| tcp_target(a)) else { return false };
             matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await, Ok(Ok(_)))
@@ -116,7 +199,7 @@ pub async fn run<R: Runtime>(sync: Arc<PodSync<R>>, runtime: Arc<R>, probing: Pr
         }
         let passed = match &args {
             Some(args) => attempt(runtime.as_ref(), pid, args, timeout).await,
-            None => probe.http_get.is_some(),
+            None => false,
         };
         if passed {
             failures = 0;
@@ -141,3 +224,7 @@ pub async fn run<R: Runtime>(sync: Arc<PodSync<R>>, runtime: Arc<R>, probing: Pr
         tokio::time::sleep(period).await;
     }
 }
+
+#[cfg(test)]
+#[path = "probe_test.rs"]
+mod tests;

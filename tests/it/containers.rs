@@ -293,6 +293,29 @@ async fn a_failing_liveness_probe_restarts_and_readiness_flips_ready() {
     let pid = running_pid(&running).expect("pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).expect("kill");
     until_pod(&api, "readiness", "not Ready once the server is gone", 30, |p| !p.is_ready()).await;
+
+    // Ready only while GET /ready answers 2xx: an HTTP probe, run in the pod's network.
+    let pod = create(
+        &api,
+        "http-readiness",
+        json!({"hostNetwork": false, "containers": [{
+            "name": "main", "image": root.to_str(),
+            "command": ["httpd", "-f", "-p", "8080", "-h", "/tmp"],
+            "ports": [{"name": "web", "containerPort": 8080}],
+            "readinessProbe": {
+                "httpGet": {"path": "/ready", "port": "web", "httpHeaders": [{"name": "X-Probe", "value": "1"}]},
+                "periodSeconds": 1, "failureThreshold": 1
+            }
+        }]}),
+    )
+    .await;
+    let running = until_pod(&api, "http-readiness", "the server to run", 30, |p| running_pid(p).is_some()).await;
+    let tmp = agent.data_dir.join("pods").join(&pod.metadata.uid).join("tmp");
+    assert!(!running.is_ready(), "not Ready while GET /ready is 404");
+    std::fs::write(tmp.join("ready"), "ok").expect("serve /ready");
+    until_pod(&api, "http-readiness", "Ready once GET /ready is 200", 30, Pod::is_ready).await;
+    std::fs::remove_file(tmp.join("ready")).expect("remove /ready");
+    until_pod(&api, "http-readiness", "not Ready once GET /ready is 404 again", 30, |p| !p.is_ready()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,12 +210,14 @@ async fn service_ports_conflict_follow_readiness_and_close_when_deleted() {
     assert!(layout.agents.iter().all(|a| a.pid().is_some_and(alive)), "no proxy crashed");
     assert!(proxies.iter().all(|p| listening(*p)), "the first Service is still served");
 
-    // A pod whose readiness probe fails leaves the endpoints.
+    // A pod whose HTTP readiness probe fails (GET /ready turns 404) leaves the endpoints.
     let mut web = web_deployment("probe", 1);
-    let probe = serde_json::json!({"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1, "failureThreshold": 1});
+    let probe =
+        serde_json::json!({"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1});
     web.spec.template.spec.containers[0].readiness_probe = Some(serde_json::from_value(probe).expect("probe"));
     let command = &mut web.spec.template.spec.containers[0].command;
-    command[2] = format!("touch /tmp/ready && {}", command[2]);
+    command[2] =
+        command[2].replace("hostname > /tmp/www/index.html", "hostname > /tmp/www/index.html && touch /tmp/www/ready");
     layout.api::<Deployment>().create(&web).await.expect("deployment");
     let pod = wait::until(Duration::from_secs(60), "the probe pod in the endpoints", || async {
         let ready = ready_pods(&pods, "probe").await;
@@ -228,7 +230,7 @@ async fn service_ports_conflict_follow_readiness_and_close_when_deleted() {
     })
     .await;
     let agent = layout.agents.iter().find(|a| Some(&a.node) == pod.spec.node_name.as_ref()).expect("its agent");
-    let flag = agent.data_dir.join("pods").join(&pod.metadata.uid).join("tmp/ready");
+    let flag = agent.data_dir.join("pods").join(&pod.metadata.uid).join("tmp/www/ready");
     std::fs::remove_file(&flag).expect("remove the readiness flag");
     let removed = Instant::now();
     wait::until(Duration::from_secs(10), "the pod to leave the endpoints", || async {

@@ -299,6 +299,11 @@ fn quantities(map: &BTreeMap<String, String>, field: &str, errors: &mut FieldErr
     parsed
 }
 
+/// The schemes an HTTP probe may use, as Kubernetes lists them.
+const SCHEMES: [&str; 2] = ["HTTP", "HTTPS"];
+const HEADER_NAME: &str = "a valid HTTP header must consist of alphanumeric characters or '-' \
+     (e.g. 'X-Header-Name', regex used for validation is '[-A-Za-z0-9]+')";
+
 fn probe(probe: &Probe, at: &str, errors: &mut FieldErrors) {
     let handlers = [probe.exec.is_some(), probe.http_get.is_some(), probe.tcp_socket.is_some()];
     match handlers.iter().filter(|h| **h).count() {
@@ -318,6 +323,18 @@ fn probe(probe: &Probe, at: &str, errors: &mut FieldErrors) {
     ] {
         if let Some(v) = value.filter(|v| *v < 0) {
             errors.invalid(format!("{at}.{name}"), v, NON_NEGATIVE);
+        }
+    }
+    if let Some(http) = &probe.http_get {
+        let scheme = http.scheme.as_deref().unwrap_or("HTTP");
+        if !SCHEMES.contains(&scheme) {
+            errors.not_supported(format!("{at}.httpGet.scheme"), scheme, &SCHEMES);
+        }
+        for header in &http.http_headers {
+            let valid = !header.name.is_empty() && header.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !valid {
+                errors.invalid(format!("{at}.httpGet.httpHeaders"), &header.name, HEADER_NAME);
+            }
         }
     }
     let port = probe.http_get.as_ref().map(|h| &h.port).or(probe.tcp_socket.as_ref().map(|t| &t.port));

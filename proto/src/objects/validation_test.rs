@@ -109,6 +109,29 @@ fn pod_spec_rules() {
 }
 
 #[test]
+fn http_probes_need_a_known_scheme_and_header_names() {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{
+            "name": "a", "command": ["x"],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080, "scheme": "FTP",
+                "httpHeaders": [{"name": "X-Good", "value": "1"}, {"name": "Bad Header", "value": "2"}]}},
+            "livenessProbe": {"httpGet": {"port": 0}}
+        }]}
+    }))
+    .expect("decodes");
+    let text = validate(&pod).expect_err("invalid").to_string();
+    for part in [
+        "spec.containers[0].readinessProbe.httpGet.scheme: Unsupported value: \"FTP\": supported values: \"HTTP\", \"HTTPS\"",
+        "spec.containers[0].readinessProbe.httpGet.httpHeaders: Invalid value: \"Bad Header\": a valid HTTP header must consist of alphanumeric characters or '-'",
+        "spec.containers[0].livenessProbe.port: Invalid value: 0: must be between 1 and 65535, inclusive",
+    ] {
+        assert!(text.contains(part), "{part}\n in {text}");
+    }
+    assert!(!text.contains("X-Good"), "{text}");
+}
+
+#[test]
 fn a_pod_needs_containers_with_an_image_or_a_command() {
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).expect("decodes");
     assert_eq!(
