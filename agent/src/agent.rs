@@ -200,13 +200,18 @@ impl<R: Runtime> Agent<R> {
         let grace = Duration::from_secs(pod.spec.grace_period().max(0) as u64);
         for (name, id, pid) in self.sync.running(&pod.metadata.uid) {
             let Some(container) = pod.spec.containers.iter().find(|c| c.name == name) else { continue };
+            // The startup probe first: the others wait on what it marks.
             for (kind, label, probe) in [
+                (Kind::Startup, "startup", &container.startup_probe),
                 (Kind::Liveness, "liveness", &container.liveness_probe),
                 (Kind::Readiness, "readiness", &container.readiness_probe),
             ] {
                 let Some(probe) = probe.clone() else { continue };
                 if !self.probing.lock().unwrap_or_else(|p| p.into_inner()).insert((id.clone(), label)) {
                     continue;
+                }
+                if kind == Kind::Startup {
+                    self.sync.set_starting(&id, true);
                 }
                 // A host-network pod's address is the node's; an isolated one has only loopback.
                 let host = if pod.spec.host_network() { self.address.clone() } else { "127.0.0.1".into() };

@@ -3,7 +3,9 @@
 //! each attempt bounded by `timeoutSeconds`. `failureThreshold` failures in
 //! a row fail the probe, `successThreshold` successes pass it. A failed
 //! liveness probe stops the container (the sync restarts it, as its
-//! restart policy says); readiness decides the Ready condition.
+//! restart policy says); readiness decides the Ready condition. A startup
+//! probe runs first, alone, until it passes once: the others wait, the
+//! container is not ready, and failing it stops the container as liveness does.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -19,6 +21,8 @@ use crate::sync::PodSync;
 pub enum Kind {
     Liveness,
     Readiness,
+    /// Passes once, then ends; failing restarts the container, as liveness does.
+    Startup,
 }
 
 /// What a probe runs, as arguments to the runtime's probe command:
@@ -168,6 +172,9 @@ async fn host_attempt(args: &[String], timeout: Duration) -> bool {
     }
 }
 
+/// How often the other probes look whether the startup probe has passed.
+const STARTING_POLL: Duration = Duration::from_millis(100);
+
 /// One probe of one container instance.
 pub struct Probing {
     pub id: String,
@@ -186,6 +193,14 @@ pub struct Probing {
 /// Probes until the container instance stops running.
 pub async fn run<R: Runtime>(sync: Arc<PodSync<R>>, runtime: Arc<R>, probing: Probing) {
     let Probing { id, pid, kind, probe, container, host, grace } = probing;
+    let running = || matches!(runtime.state(&id), Run::Running { pid: p, .. } if p == pid);
+    // The other probes begin once the startup probe has passed.
+    while kind != Kind::Startup && sync.is_starting(&id) {
+        if !running() {
+            return;
+        }
+        tokio::time::sleep(STARTING_POLL).await;
+    }
     let args = arguments(&probe, &container, &host);
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
     tokio::time::sleep(Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64)).await;
@@ -194,7 +209,10 @@ pub async fn run<R: Runtime>(sync: Arc<PodSync<R>>, runtime: Arc<R>, probing: Pr
     let successes_to_pass = probe.success_threshold.unwrap_or(1).max(1);
     let (mut failures, mut successes) = (0, 0);
     loop {
-        if !matches!(runtime.state(&id), Run::Running { pid: p, .. } if p == pid) {
+        if !running() {
+            if kind == Kind::Startup {
+                sync.set_starting(&id, false);
+            }
             return;
         }
         let passed = match &args {
@@ -207,15 +225,25 @@ pub async fn run<R: Runtime>(sync: Arc<PodSync<R>>, runtime: Arc<R>, probing: Pr
             if kind == Kind::Readiness && successes >= successes_to_pass {
                 sync.set_ready(&id, true);
             }
+            if kind == Kind::Startup {
+                // Passed once: it stays put (so it is not started again)
+                // until this instance stops.
+                sync.set_starting(&id, false);
+                while running() {
+                    tokio::time::sleep(period).await;
+                }
+                return;
+            }
         } else {
             successes = 0;
             failures += 1;
             if failures >= failures_to_fail {
                 match kind {
                     Kind::Readiness => sync.set_ready(&id, false),
-                    Kind::Liveness => {
-                        tracing::info!(container = %id, failures, "liveness probe failed; restarting the container");
+                    Kind::Liveness | Kind::Startup => {
+                        tracing::info!(container = %id, failures, probe = ?kind, "probe failed; restarting the container");
                         runtime.stop(&id, grace).await;
+                        sync.set_starting(&id, false);
                         return;
                     }
                 }

@@ -44,6 +44,8 @@ pub struct PodSync<R> {
     /// Readiness probe results by container id; a container without an
     /// entry has not passed its probe yet.
     ready: Mutex<HashMap<String, bool>>,
+    /// Containers whose startup probe has not passed yet, by id.
+    starting: Mutex<std::collections::HashSet<String>>,
 }
 
 fn restarts_after(policy: &str, code: i32) -> bool {
@@ -56,7 +58,14 @@ fn restarts_after(policy: &str, code: i32) -> bool {
 
 impl<R: Runtime> PodSync<R> {
     pub fn new(runtime: Arc<R>, base_backoff: Duration, ports: Arc<Ports>) -> PodSync<R> {
-        PodSync { runtime, base_backoff, ports, tracked: Mutex::new(HashMap::new()), ready: Mutex::new(HashMap::new()) }
+        PodSync {
+            runtime,
+            base_backoff,
+            ports,
+            tracked: Mutex::new(HashMap::new()),
+            ready: Mutex::new(HashMap::new()),
+            starting: Mutex::new(std::collections::HashSet::new()),
+        }
     }
 
     /// Takes over the containers the runtime already has (after an agent
@@ -90,6 +99,21 @@ impl<R: Runtime> PodSync<R> {
     /// Records a readiness probe's verdict on container `id`.
     pub fn set_ready(&self, id: &str, ready: bool) {
         self.ready.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), ready);
+    }
+
+    /// Marks container `id` as starting (true) or started (false): while it
+    /// starts, its other probes wait and it is not ready.
+    pub fn set_starting(&self, id: &str, starting: bool) {
+        let mut set = self.starting.lock().unwrap_or_else(|p| p.into_inner());
+        if starting {
+            set.insert(id.to_string());
+        } else {
+            set.remove(id);
+        }
+    }
+
+    pub fn is_starting(&self, id: &str) -> bool {
+        self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
     }
 
     fn is_ready(&self, id: &str) -> bool {
@@ -235,8 +259,9 @@ impl<R: Runtime> PodSync<R> {
                 (Run::Gone, Some(last)) if t.waiting.is_some() => last.clone(),
                 _ => run,
             };
+            let started = t.id.as_deref().is_none_or(|id| !self.is_starting(id));
             let probed_ready =
-                container.readiness_probe.is_none() || t.id.as_deref().is_some_and(|id| self.is_ready(id));
+                started && (container.readiness_probe.is_none() || t.id.as_deref().is_some_and(|id| self.is_ready(id)));
             seen.push(Seen {
                 name: container.name.clone(),
                 probed_ready,

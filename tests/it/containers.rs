@@ -13,6 +13,24 @@ use shoal_tests::cluster::shoalctl_binary;
 use shoal_tests::control_plane::store;
 use shoal_tests::{wait, Cluster};
 
+/// A one-member store, an agent for node n1, a client, and a busybox root.
+struct OneNode {
+    cluster: Cluster,
+    agent: Agent,
+    api: Api<Pod>,
+    root: std::path::PathBuf,
+}
+
+impl OneNode {
+    async fn start() -> OneNode {
+        let cluster = Cluster::start(1).await;
+        let agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
+        let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
+        let root = busybox_rootfs(cluster.dir());
+        OneNode { cluster, agent, api, root }
+    }
+}
+
 /// Creates pod `name` on node n1 with `spec` (nodeName is filled in).
 async fn create(api: &Api<Pod>, name: &str, mut spec: Value) -> Pod {
     spec["nodeName"] = json!("n1");
@@ -55,10 +73,7 @@ async fn a_container_is_pid_one_with_its_own_hostname_and_sees_only_its_image() 
     if !can_run_containers() {
         return;
     }
-    let cluster = Cluster::start(1).await;
-    let _agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
-    let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
-    let root = busybox_rootfs(cluster.dir());
+    let OneNode { cluster, agent: _agent, api, root } = OneNode::start().await;
     let script = "echo pid=$$; echo host=$(hostname); echo procs=$(ls /proc | grep -c '^[0-9]'); \
                   ls /work /var/tmp 2>&1 | head -1; touch /root-write 2>&1 || echo root-read-only; \
                   touch /tmp/x && echo tmp-writable";
@@ -162,10 +177,7 @@ async fn a_memory_hog_is_oom_killed_and_a_fork_bomb_is_held_by_the_pids_limit() 
     if !can_run_containers() {
         return;
     }
-    let cluster = Cluster::start(1).await;
-    let agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
-    let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
-    let root = busybox_rootfs(cluster.dir());
+    let OneNode { cluster, agent, api, root } = OneNode::start().await;
     create(
         &api,
         "hog",
@@ -256,10 +268,7 @@ async fn a_failing_liveness_probe_restarts_and_readiness_flips_ready() {
     if !can_run_containers() {
         return;
     }
-    let cluster = Cluster::start(1).await;
-    let agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
-    let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
-    let root = busybox_rootfs(cluster.dir());
+    let OneNode { cluster: _cluster, agent, api, root } = OneNode::start().await;
     // Healthy for a while, then not.
     create(
         &api,
@@ -319,14 +328,62 @@ async fn a_failing_liveness_probe_restarts_and_readiness_flips_ready() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_startup_probe_holds_the_other_probes_and_restarts_a_container_that_never_starts() {
+    if !can_run_containers() {
+        return;
+    }
+    let OneNode { cluster: _cluster, agent, api, root } = OneNode::start().await;
+    // The liveness probe would restart it at its first failure; while the
+    // startup probe (which counts its tries) has not passed, it does not run.
+    let pod = create(
+        &api,
+        "slow-start",
+        json!({"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": root.to_str(),
+            "command": ["sleep", "600"],
+            "startupProbe": {"exec": {"command": ["sh", "-c", "echo try >> /tmp/tries; test -f /tmp/started"]},
+                             "periodSeconds": 1, "failureThreshold": 60},
+            "livenessProbe": {"exec": {"command": ["test", "-f", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 1}
+        }]}),
+    )
+    .await;
+    let tmp = agent.data_dir.join("pods").join(&pod.metadata.uid).join("tmp");
+    let tries = || std::fs::read_to_string(tmp.join("tries")).map(|t| t.lines().count()).unwrap_or(0);
+    wait::until(Duration::from_secs(30), "the startup probe to fail three times", || async {
+        (tries() >= 3).then_some(())
+    })
+    .await;
+    let starting = api.get("default", "slow-start").await.expect("get");
+    assert_eq!(container(&starting).restart_count, 0, "the liveness probe waited for the startup probe");
+    assert!(!starting.is_ready(), "not ready before it has started");
+    std::fs::write(tmp.join("alive"), "").expect("alive");
+    std::fs::write(tmp.join("started"), "").expect("started");
+    until_pod(&api, "slow-start", "Ready once started", 30, Pod::is_ready).await;
+    // Started, the liveness probe now runs.
+    std::fs::remove_file(tmp.join("alive")).expect("remove");
+
+    until_pod(&api, "slow-start", "a restart by the liveness probe", 30, |p| container(p).restart_count >= 1).await;
+
+    // A startup probe that never passes restarts the container.
+    create(
+        &api,
+        "never-starts",
+        json!({"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": root.to_str(),
+            "command": ["sleep", "600"],
+            "startupProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2}
+        }]}),
+    )
+    .await;
+    until_pod(&api, "never-starts", "a restart by the startup probe", 30, |p| container(p).restart_count >= 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_pod_specs_fail_with_a_clear_reason_and_nothing_crashes() {
     if !can_run_containers() {
         return;
     }
-    let cluster = Cluster::start(1).await;
-    let agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
-    let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
-    let root = busybox_rootfs(cluster.dir());
+    let OneNode { cluster: _cluster, agent, api, root } = OneNode::start().await;
     let cases = [
         ("no-command", json!({"name": "main", "image": root.to_str()}), "CreateContainerError", "has no command"),
         (

@@ -276,10 +276,19 @@ fn container_spec(container: &Container, at: &str, errors: &mut FieldErrors) {
             );
         }
     }
-    for (name, probe) in [("livenessProbe", &container.liveness_probe), ("readinessProbe", &container.readiness_probe)]
-    {
-        if let Some(probe) = probe {
-            self::probe(probe, &format!("{at}.{name}"), errors);
+    let probes = [
+        ("livenessProbe", &container.liveness_probe),
+        ("readinessProbe", &container.readiness_probe),
+        ("startupProbe", &container.startup_probe),
+    ];
+    for (name, probe) in probes {
+        let Some(probe) = probe else { continue };
+        self::probe(probe, &format!("{at}.{name}"), errors);
+        // Only readiness may ask for more than one success in a row.
+        if name != "readinessProbe" {
+            if let Some(n) = probe.success_threshold.filter(|n| *n != 1) {
+                errors.invalid(format!("{at}.{name}.successThreshold"), n, "must be 1");
+            }
         }
     }
 }

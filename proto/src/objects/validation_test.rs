@@ -109,14 +109,15 @@ fn pod_spec_rules() {
 }
 
 #[test]
-fn http_probes_need_a_known_scheme_and_header_names() {
+fn probes_need_a_known_scheme_header_names_and_one_success_to_start() {
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "p"},
         "spec": {"containers": [{
             "name": "a", "command": ["x"],
             "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080, "scheme": "FTP",
                 "httpHeaders": [{"name": "X-Good", "value": "1"}, {"name": "Bad Header", "value": "2"}]}},
-            "livenessProbe": {"httpGet": {"port": 0}}
+            "livenessProbe": {"httpGet": {"port": 0}},
+            "startupProbe": {"exec": {"command": ["true"]}, "successThreshold": 2}
         }]}
     }))
     .expect("decodes");
@@ -125,6 +126,7 @@ fn http_probes_need_a_known_scheme_and_header_names() {
         "spec.containers[0].readinessProbe.httpGet.scheme: Unsupported value: \"FTP\": supported values: \"HTTP\", \"HTTPS\"",
         "spec.containers[0].readinessProbe.httpGet.httpHeaders: Invalid value: \"Bad Header\": a valid HTTP header must consist of alphanumeric characters or '-'",
         "spec.containers[0].livenessProbe.port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        "spec.containers[0].startupProbe.successThreshold: Invalid value: 2: must be 1",
     ] {
         assert!(text.contains(part), "{part}\n in {text}");
     }
