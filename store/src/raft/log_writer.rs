@@ -237,22 +237,20 @@ fn write_group(wal: &mut Wal, pending: &Pending, jobs: Vec<Job>, ops: &mut Vec<O
     WRITING_SINCE.store(EPOCH.elapsed().as_micros() as u64 + 1, Ordering::Release);
     let result = wal.write(ops);
     WRITING_SINCE.store(0, Ordering::Release);
-    if let Err(e) = &result {
-        fail_stop(e);
+    if let Err(e) = result {
+        fail_stop(&e);
     }
-    if result.is_ok() {
-        pending.lock().written(&written);
-        for id in &written {
-            stages::stamp(id.index, Stamp::Fsynced);
-        }
-        if !written.is_empty() {
-            stages::FSYNC_BATCH_ENTRIES.observe_count(written.len() as u64);
-        }
+    pending.lock().written(&written);
+    for id in &written {
+        stages::stamp(id.index, Stamp::Fsynced);
+    }
+    if !written.is_empty() {
+        stages::FSYNC_BATCH_ENTRIES.observe_count(written.len() as u64);
     }
     for done in appended {
-        done.io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        done.io_completed(Ok(()));
     }
     for done in waiting {
-        let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| StorageError::corrupt("raft log write", e)));
+        let _ = done.send(Ok(()));
     }
 }

@@ -344,27 +344,16 @@ pub fn read_meta(path: &Path) -> Result<SnapshotMeta, StorageError> {
     open_reader(path).map(|(meta, _)| meta)
 }
 
-/// Rescans of a snapshot directory whose files keep being replaced.
-const LATEST_SCANS: usize = 8;
-
-/// The newest snapshot in `dir`, if any. A snapshot being built removes the
-/// older ones when it is in place, possibly between this listing the
-/// directory and reading them: one that vanished was superseded, and the
-/// directory is listed again to find what superseded it.
+/// The newest snapshot in `dir`, if any. The directory is read under the
+/// lock that puts snapshots in place and takes them away, so the listing is
+/// of one moment; one gone by the time it is read is skipped all the same.
 pub fn latest(dir: &Path) -> Result<Option<(SnapshotMeta, PathBuf)>, StorageError> {
-    let mut scans = 0;
     let _changing = changing_dir();
-    loop {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return Ok(None);
-        };
-        let listed = entries.flatten().map(|e| e.path()).filter(|p| is_snapshot(p));
-        let (best, vanished) = newest(listed)?;
-        scans += 1;
-        if !vanished || scans >= LATEST_SCANS {
-            return Ok(best);
-        }
-    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(None);
+    };
+    let listed = entries.flatten().map(|e| e.path()).filter(|p| is_snapshot(p));
+    Ok(newest(listed)?.0)
 }
 
 /// The newest of the snapshots at `paths`, and whether one of them was gone
