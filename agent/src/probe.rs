@@ -21,7 +21,8 @@ use crate::sync::PodSync;
 pub enum Kind {
     Liveness,
     Readiness,
-    /// Passes once, then ends; failing restarts the container, as liveness does.
+    /// Runs until it passes once, then rests until the instance stops;
+    /// failing restarts the container, as liveness does.
     Startup,
 }
 

@@ -72,7 +72,7 @@ async fn one_apiserver(endpoints: Vec<String>) -> Vec<String> {
     let mut watch = s.watch("/registry/", start).await.expect("watch");
     let created = next_response(&mut watch).await;
     log.push(format!("watch created {} canceled {}", created.created(), created.canceled()));
-    let current = s.client.get("x", None).await.expect("get").header().map_or(0, |h| h.revision());
+    let current = s.revision().await.expect("revision");
     let mut events = Vec::new();
     while events.last().is_none_or(|(rev, _)| *rev < current) {
         let response = next_response(&mut watch).await;
@@ -102,7 +102,7 @@ async fn one_apiserver(endpoints: Vec<String>) -> Vec<String> {
     let leases = s.client.leases().await.expect("leases");
     let granted = s.client.lease_time_to_live(leases.leases()[0].id(), None).await.expect("ttl").granted_ttl();
     log.push(format!("{} lease granted {granted} s", leases.leases().len()));
-    let now = s.client.get("x", None).await.expect("get").header().map_or(0, |h| h.revision());
+    let now = s.revision().await.expect("revision");
     let mut expiring = s.watch("/registry/events/", now).await.expect("watch");
     next_response(&mut expiring).await;
     log.push(format!("short event: {:?}", s.create(&event(2), b"brief", Some(2)).await));
@@ -243,7 +243,7 @@ async fn history(
 
 async fn twenty_writers(endpoints: Vec<String>) -> Outcome {
     let mut s = KubeStorage::connect(&endpoints).await.expect("connect");
-    let start = s.client.get("x", None).await.expect("get").header().map_or(0, |h| h.revision());
+    let start = s.revision().await.expect("revision");
     let mut watch = s.watch("/registry/", start).await.expect("watch");
     assert!(next_response(&mut watch).await.created());
     let (end, end_seen) = tokio::sync::watch::channel(0);

@@ -111,6 +111,11 @@ impl KubeStorage {
         self.client.status().await.map(|s| s.db_size())
     }
 
+    /// The store's current revision (a linearizable read's header).
+    pub async fn revision(&mut self) -> Result<i64> {
+        self.client.get("/registry/health", None).await.map(|r| r.header().map_or(0, |h| h.revision()))
+    }
+
     pub async fn get(&mut self, key: &str) -> Result<Option<Object>> {
         self.client.get(key, None).await.map(|r| object_of(&r))
     }

@@ -7,14 +7,14 @@
 //! needs a whole segment's space. Once space is freed, `alarm disarm`
 //! lifts it; disarmed while the disk is still full, it is raised again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::next_tick;
 use super::node::Node;
-use super::stopped;
 use crate::raft::wal::SEGMENT_BYTES;
 
 /// Free bytes below which the alarm is raised: one Raft log segment.
@@ -22,7 +22,7 @@ pub const RESERVE_BYTES: u64 = SEGMENT_BYTES;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Bytes free for this process on the file system holding `dir`.
-fn free_bytes(dir: &PathBuf) -> Option<u64> {
+fn free_bytes(dir: &Path) -> Option<u64> {
     if let Some(injected) = crate::failpoints::value("disk-free") {
         return Some(injected);
     }
@@ -33,11 +33,7 @@ fn free_bytes(dir: &PathBuf) -> Option<u64> {
 /// Checks the disk every second until told to stop.
 pub async fn watch(node: Arc<Node>, dir: PathBuf, stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
-    loop {
-        tokio::select! {
-            _ = stopped(stop.clone()) => return,
-            _ = tick.tick() => {}
-        }
+    while next_tick(&mut tick, &stop).await {
         let probe = dir.clone();
         let free = tokio::task::spawn_blocking(move || free_bytes(&probe)).await.ok().flatten();
         let Some(free) = free.filter(|free| *free < RESERVE_BYTES) else { continue };

@@ -303,6 +303,14 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
+/// Waits for the next tick of `tick`: true, or false once `stop` says so.
+async fn next_tick(tick: &mut tokio::time::Interval, stop: &watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = stopped(stop.clone()) => false,
+        _ = tick.tick() => true,
+    }
+}
+
 fn peer_routes(node: Arc<Node>, snap_dir: std::path::PathBuf) -> tonic::service::Routes {
     let service = PeerServer::new(peer_service::PeerService::new(node, snap_dir))
         .max_decoding_message_size(usize::MAX)
@@ -359,11 +367,8 @@ fn reloading(files: Option<&TlsFiles>, urls: &[String]) -> Result<Option<Arc<tls
 /// Sends progress notifications to idle watchers that asked for them.
 async fn tick_progress(hub: Arc<WatchHub>, every: Duration, stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            _ = stopped(stop.clone()) => return,
-            _ = tick.tick() => hub.progress_tick(),
-        }
+    while next_tick(&mut tick, &stop).await {
+        hub.progress_tick();
     }
 }
 

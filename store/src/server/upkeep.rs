@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::node::Node;
-use super::stopped;
+use super::{next_tick, stopped};
 use crate::api::unpack;
 use crate::config::AutoCompaction;
 use crate::error::EtcdError;
@@ -125,11 +125,7 @@ async fn by_revision(node: &Node, keep: i64, every: Duration) {
 /// Promotes learners once they have caught up, while this member leads.
 pub async fn auto_promote(node: Arc<Node>, stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(PROMOTE_EVERY);
-    loop {
-        tokio::select! {
-            _ = stopped(stop.clone()) => return,
-            _ = tick.tick() => {}
-        }
+    while next_tick(&mut tick, &stop).await {
         if !leads(&node) {
             continue;
         }
@@ -158,11 +154,7 @@ const DISK_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// disk serves better. The stalled member goes on as a follower.
 pub async fn leave_a_stalled_disk(node: Arc<Node>, stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(DISK_CHECK_EVERY);
-    loop {
-        tokio::select! {
-            _ = stopped(stop.clone()) => return,
-            _ = tick.tick() => {}
-        }
+    while next_tick(&mut tick, &stop).await {
         let Some(stalled) = crate::raft::log_writer::stalled_for() else { continue };
         if stalled < node.election_timeout || !leads(&node) {
             continue;
