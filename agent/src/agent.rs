@@ -17,6 +17,7 @@ use shoal_proto::objects::{Node, Pod};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::net::PodNetwork;
 use crate::ports::Ports;
 use crate::probe::{self, Kind, Probing};
 use crate::runtime::linux::LinuxRuntime;
@@ -50,10 +51,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .context("cannot reach the store")?;
     let exe = std::env::current_exe().context("cannot find the agent's own binary")?;
     let scope = format!("shoal-agent-{}", config.node_name);
-    let runtime = Arc::new(LinuxRuntime::new(&data_dir, &scope, config.container_log_max_bytes, exe));
+    let network = Arc::new(PodNetwork::new(&data_dir, config.pod_cidr, config.pod_bridge.clone()));
+    match network.set_up() {
+        Ok(()) => tracing::info!(cidr = %config.pod_cidr, bridge = %config.pod_bridge, "pod network ready"),
+        // Pods on the host's network still run; the others wait, saying why.
+        Err(e) => tracing::error!(error = %e, "cannot set up the pod network"),
+    }
+    let runtime = Arc::new(LinuxRuntime::new(&data_dir, &scope, config.container_log_max_bytes, exe, network.clone()));
     let ports = Arc::new(Ports::new(config.address, config.port_range.clone()));
     let sync = Arc::new(PodSync::new(runtime.clone(), config.restart_backoff, ports.clone()));
-    sync.adopt(runtime.list());
+    let listed = runtime.list();
+    network.sweep(&listed.iter().map(|c| c.pod_uid.clone()).collect());
+    sync.adopt(listed);
 
     if let Some(addr) = config.metrics_addr {
         shoal_client::metrics::serve(addr).await.context("cannot bind --metrics-addr")?;
@@ -68,7 +77,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::new(store.clone());
     let mut shutdown_wait = shutdown.clone();
     loop {
-        match node::register(&nodes, &described).await {
+        let registered = match node::cidr_taken(&nodes, &described).await {
+            Ok(Some(taken)) => anyhow::bail!("{taken}"),
+            Ok(None) => node::register(&nodes, &described).await,
+            Err(e) => Err(e),
+        };
+        match registered {
             Ok(_) => break,
             Err(e) => tracing::warn!(error = %e, "cannot register the node yet"),
         }
@@ -109,6 +123,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     if config.stop_pods_on_exit {
         agent.stop_everything().await;
+        network.tear_down();
     }
     Ok(())
 }
@@ -168,7 +183,8 @@ impl<R: Runtime> Agent<R> {
             }
             let (seen, _) = tokio::task::block_in_place(|| self.sync.sync(&pod));
             self.probe(&pod);
-            let status = status_of(&pod, &seen, &self.address);
+            let pod_ip = self.runtime.pod_ip(&pod.metadata.uid).map(|ip| ip.to_string());
+            let status = status_of(&pod, &seen, &self.address, pod_ip);
             if pod.status.as_ref() != Some(&status) {
                 self.write_status(&pod, status).await;
             }
@@ -213,8 +229,11 @@ impl<R: Runtime> Agent<R> {
                 if kind == Kind::Startup {
                     self.sync.set_starting(&id, true);
                 }
-                // A host-network pod's address is the node's; an isolated one has only loopback.
-                let host = if pod.spec.host_network() { self.address.clone() } else { "127.0.0.1".into() };
+                // Probes go to the pod's address, as the kubelet's do.
+                let host = match self.runtime.pod_ip(&pod.metadata.uid) {
+                    Some(ip) => ip.to_string(),
+                    None => self.address.clone(),
+                };
                 let mut container = container.clone();
                 container.ports = self.sync.ports(&pod.metadata.uid, &name);
                 let probing = Probing { id: id.clone(), pid, kind, probe, container, host, grace };

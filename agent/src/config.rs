@@ -49,6 +49,14 @@ pub struct Cli {
     /// Node ports handed to containers that declare `containerPort: 0`.
     #[arg(long, default_value = "20000-32000")]
     pub port_range: String,
+    /// The addresses this node gives its pods (those without hostNetwork):
+    /// the first is the bridge's, the pods' gateway.
+    #[arg(long, default_value = "10.88.0.0/24")]
+    pub pod_cidr: String,
+    /// The bridge the pods' veth pairs are plugged into (default: `shoal`
+    /// and the pod CIDR's network in hex, e.g. shoal0a580000).
+    #[arg(long)]
+    pub pod_bridge: Option<String>,
     /// Serve every Service's port at --address, forwarding to its endpoints.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub proxy: bool,
@@ -81,6 +89,8 @@ pub struct Config {
     pub logs_port: u16,
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub port_range: std::ops::RangeInclusive<u16>,
+    pub pod_cidr: crate::net::cidr::Cidr,
+    pub pod_bridge: String,
     pub proxy: bool,
     pub stop_pods_on_exit: bool,
     pub container_log_max_bytes: u64,
@@ -120,6 +130,13 @@ impl Cli {
         if self.heartbeat_ttl < Duration::from_secs(2) {
             return Err("--heartbeat-ttl must be at least 2s".into());
         }
+        let pod_cidr: crate::net::cidr::Cidr = self.pod_cidr.parse().map_err(|e| format!("--pod-cidr {e}"))?;
+        let pod_bridge = self.pod_bridge.clone().unwrap_or_else(|| crate::net::PodNetwork::default_bridge(&pod_cidr));
+        if pod_bridge.is_empty() || pod_bridge.len() > 15 || pod_bridge.contains(['/', ':', ' ']) {
+            return Err(format!(
+                "--pod-bridge {pod_bridge:?} is not an interface name (1-15 bytes, no '/', ':' or space)"
+            ));
+        }
         Ok(Config {
             node_name,
             endpoints,
@@ -134,6 +151,8 @@ impl Cli {
             logs_port: self.logs_port,
             metrics_addr: self.metrics_addr,
             port_range: crate::ports::parse_range(&self.port_range)?,
+            pod_cidr,
+            pod_bridge,
             proxy: self.proxy,
             stop_pods_on_exit: self.stop_pods_on_exit,
             container_log_max_bytes,

@@ -9,7 +9,9 @@
 //! - [`node`]: registering the Node and the heartbeat Lease.
 //! - [`runtime`]: the container runtime behind a trait: the real one
 //!   (namespaces, cgroups, images, a supervisor per container) and a fake.
-//! - [`probe`]: liveness and readiness probes.
+//! - [`net`]: the pod network: addresses from the node's pod CIDR, a
+//!   network namespace per pod on a veth pair into the node's bridge.
+//! - [`probe`]: startup, liveness and readiness probes.
 //! - [`logs`]: the container logs endpoint.
 //! - [`ports`]: node ports for containers that ask for one.
 //! - [`proxy`]: the node proxy: every Service's port at the node's address.
@@ -20,6 +22,7 @@ pub mod agent;
 pub mod config;
 pub mod host;
 pub mod logs;
+pub mod net;
 pub mod node;
 pub mod ports;
 pub mod probe;

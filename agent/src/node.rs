@@ -15,6 +15,7 @@ use shoal_proto::objects::{time, Condition, Lease, Node, ObjectMeta};
 
 use crate::config::Config;
 use crate::host;
+use crate::net::cidr::Cidr;
 
 /// What this node offers: the flags, else the host.
 pub fn resources(config: &Config) -> BTreeMap<String, String> {
@@ -44,6 +45,11 @@ pub fn describe(config: &Config, address: &str) -> Node {
             labels: [("kubernetes.io/hostname".to_string(), config.node_name.clone())].into(),
             ..Default::default()
         },
+        spec: shoal_proto::objects::node::NodeSpec {
+            pod_cidr: Some(config.pod_cidr.to_string()),
+            pod_cidrs: vec![config.pod_cidr.to_string()],
+            ..Default::default()
+        },
         status: Some(status),
         ..Default::default()
     }
@@ -59,6 +65,23 @@ fn ready() -> Condition {
     }
 }
 
+/// Why `node` cannot join: another Node already gives its pods addresses
+/// from an overlapping CIDR (two bridges on one network would each answer
+/// for the other's pods).
+pub async fn cidr_taken(api: &Api<Node>, node: &Node) -> Result<Option<String>, shoal_client::Error> {
+    let Some(mine) = node.spec.pod_cidr.as_deref().and_then(|c| c.parse::<Cidr>().ok()) else { return Ok(None) };
+    let others = api.list(None).await?.items;
+    Ok(others.iter().filter(|other| other.metadata.name != node.metadata.name).find_map(|other| {
+        let theirs = other.spec.pod_cidr.as_deref()?.parse::<Cidr>().ok()?;
+        mine.overlaps(&theirs).then(|| {
+            format!(
+                "--pod-cidr {mine} overlaps node {:?}'s pod CIDR {theirs}: give each node a network of its own",
+                other.metadata.name
+            )
+        })
+    }))
+}
+
 /// Creates the Node, or brings an existing one's status and the agent's
 /// annotations up to date (its spec — taints, cordon — belongs to the
 /// operator and the controllers).
@@ -72,6 +95,9 @@ pub async fn register(api: &Api<Node>, node: &Node) -> Result<Node, shoal_client
                 for (key, value) in &node.metadata.annotations {
                     current.metadata.annotations.insert(key.clone(), value.clone());
                 }
+                // The pod CIDR is the agent's flag, not the operator's edit.
+                current.spec.pod_cidr = node.spec.pod_cidr.clone();
+                current.spec.pod_cidrs = node.spec.pod_cidrs.clone();
                 let status = current.status.get_or_insert_with(Default::default);
                 status.capacity = fresh.capacity.clone();
                 status.allocatable = fresh.allocatable.clone();

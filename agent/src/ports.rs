@@ -1,5 +1,5 @@
-//! Node ports for containers. Pods share the node's network, so a
-//! container that declares `containerPort: 0` is given a free port from the
+//! Node ports for the containers of pods on the host's network, where
+//! ports collide: a container that declares `containerPort: 0` is given a free port from the
 //! node's range (`--port-range`), as Nomad gives dynamic ports. A port is
 //! the pod's until the pod is removed: a restarted container gets the same
 //! one, and so does a container adopted after an agent restart.

@@ -3,7 +3,7 @@
 
 use shoal_proto::objects::meta::set_condition;
 use shoal_proto::objects::pod::{
-    ContainerState, ContainerStatus, PodStatus, StateRunning, StateTerminated, StateWaiting,
+    ContainerState, ContainerStatus, PodIp, PodStatus, StateRunning, StateTerminated, StateWaiting,
 };
 use shoal_proto::objects::{Condition, Pod};
 
@@ -89,11 +89,15 @@ pub fn phase(seen: &[Seen]) -> &'static str {
 }
 
 /// The status to write for `pod`, keeping what others set (PodScheduled).
-pub fn compute(pod: &Pod, seen: &[Seen], host_ip: &str, now: &str) -> PodStatus {
+pub fn compute(pod: &Pod, seen: &[Seen], host_ip: &str, pod_ip: Option<String>, now: &str) -> PodStatus {
     let mut status = pod.status.clone().unwrap_or_default();
     status.phase = Some(phase(seen).into());
     status.host_ip = Some(host_ip.into());
-    status.pod_ip.get_or_insert_with(|| host_ip.into());
+    // A pod on the host's network has the node's address; one with a
+    // network of its own has none until its network is made.
+    let pod_ip = if pod.spec.host_network() { Some(host_ip.to_string()) } else { pod_ip.or(status.pod_ip.take()) };
+    status.pod_ips = pod_ip.iter().map(|ip| PodIp { ip: ip.clone() }).collect();
+    status.pod_ip = pod_ip;
     if status.start_time.is_none() {
         status.start_time = Some(now.into());
     }

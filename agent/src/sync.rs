@@ -216,6 +216,8 @@ impl<R: Runtime> PodSync<R> {
                 }
                 let ports = match &t.ports {
                     Some(ports) => Ok(ports.clone()),
+                    // A pod with an address of its own takes no port of the node's.
+                    None if !pod.spec.host_network() => Ok(container.ports.clone()),
                     None => self.ports.allocate(&uid, &container.ports).map_err(|message| crate::runtime::StartError {
                         reason: "CreateContainerError".into(),
                         message,
@@ -284,9 +286,15 @@ impl<R: Runtime> PodSync<R> {
     }
 }
 
-/// The status to write for `pod` after a sync.
-pub fn status_of(pod: &Pod, seen: &[Seen], host_ip: &str) -> shoal_proto::objects::pod::PodStatus {
-    crate::status::compute(pod, seen, host_ip, &time::now())
+/// The status to write for `pod` after a sync; `pod_ip` is its own
+/// address, None for a pod on the host's network.
+pub fn status_of(
+    pod: &Pod,
+    seen: &[Seen],
+    host_ip: &str,
+    pod_ip: Option<String>,
+) -> shoal_proto::objects::pod::PodStatus {
+    crate::status::compute(pod, seen, host_ip, pod_ip, &time::now())
 }
 
 #[cfg(test)]

@@ -187,9 +187,9 @@ async fn allocate_ports(context: &Context, service: &Arc<Service>) -> Result<(),
 pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
     type Addresses = (Vec<EndpointAddress>, Vec<EndpointAddress>);
     let mut groups: BTreeMap<Vec<EndpointPort>, Addresses> = BTreeMap::new();
-    // A pod with a network of its own has only loopback: nobody else can reach it.
-    for pod in pods.iter().filter(|p| p.is_active() && p.spec.host_network() && selects(service, p)) {
-        let Some(ip) = pod.status.as_ref().and_then(|s| s.host_ip.clone()).filter(|ip| !ip.is_empty()) else {
+    for pod in pods.iter().filter(|p| p.is_active() && selects(service, p)) {
+        // Its own address, or the node's for a pod on the host's network.
+        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty()) else {
             continue;
         };
         let ports: Vec<EndpointPort> = service
@@ -245,7 +245,8 @@ mod tests {
                 "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "labels": {"app": "web"}},
                 "spec": {"nodeName": "n1", "containers": [{"name": "c", "command": ["x"], "ports": [{"name": "http", "containerPort": 0}]}]},
                 "status": {
-                    "hostIP": ip,
+                    "hostIP": "127.0.0.9",
+                    "podIP": ip,
                     "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
                     "containerStatuses": [{"name": "c", "ports": [{"name": "http", "containerPort": port}]}]
                 }
@@ -265,14 +266,14 @@ mod tests {
     #[test]
     fn named_target_ports_find_each_pods_allocated_port() {
         let pods = vec![
-            pod("b", "127.0.0.3", 20001, true),
-            pod("a", "127.0.0.2", 20001, true),
-            pod("c", "127.0.0.2", 20002, false),
+            pod("b", "10.88.1.3", 20001, true),
+            pod("a", "10.88.1.2", 20001, true),
+            pod("c", "10.88.1.4", 20002, false),
         ];
         let subsets = subsets(&service(json!("http")), &pods);
         assert_eq!(subsets.len(), 2, "{subsets:?}");
         let ips: Vec<&str> = subsets[0].addresses.iter().map(|a| a.ip.as_str()).collect();
-        assert_eq!(ips, ["127.0.0.2", "127.0.0.3"], "sorted, so that equal sets compare equal");
+        assert_eq!(ips, ["10.88.1.2", "10.88.1.3"], "sorted, so that equal sets compare equal");
         assert_eq!(subsets[0].ports[0].port, 20001);
         assert!(subsets[1].addresses.is_empty());
         assert_eq!(subsets[1].not_ready_addresses[0].target_ref.as_ref().map(|r| r.name.as_str()), Some("c"));
@@ -281,7 +282,7 @@ mod tests {
     #[test]
     fn pods_without_the_port_an_address_or_a_match_are_left_out() {
         let mut unplaced = pod("u", "", 20001, true).as_ref().clone();
-        unplaced.status.as_mut().expect("status").host_ip = None;
+        unplaced.status.as_mut().expect("status").pod_ip = None;
         let mut other = pod("o", "127.0.0.2", 20001, true).as_ref().clone();
         other.metadata.labels.insert("app".into(), "db".into());
         let pods = vec![Arc::new(unplaced), Arc::new(other)];

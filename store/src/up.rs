@@ -3,7 +3,10 @@
 //! plane — `shoal-controllers`, and two `shoal-agent`s as two nodes — when
 //! they sit next to `shoal`. The nodes share this machine, so each has a
 //! loopback address of its own (node-1 on 127.0.0.2, node-2 on 127.0.0.3):
-//! their containers' ports and their Service listeners never collide. Everything is supervised: a process that dies
+//! their Service listeners never collide. Each node gives its pods
+//! addresses from a pod CIDR of its own (node-1 10.88.1.0/24, node-2
+//! 10.88.2.0/24), on a bridge of its own; the host routes between them.
+//! Everything is supervised: a process that dies
 //! is restarted with backoff; Ctrl-C stops them all cleanly, the
 //! containers too (the agents stop them before they exit). A second run on
 //! the same `--data-dir` resumes the same cluster, and the agents start the
@@ -35,6 +38,10 @@ pub struct UpArgs {
     /// containers and Services: node-1 on the first, node-2 on the second...
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.2,127.0.0.3")]
     pub node_addresses: Vec<std::net::IpAddr>,
+    /// The nodes' pod CIDRs, one per node address (default: 10.88.N.0/24
+    /// for node-N).
+    #[arg(long, value_delimiter = ',')]
+    pub pod_cidrs: Vec<String>,
 }
 
 const MEMBERS: [(&str, u16, u16); 3] = [("infra1", 2379, 2380), ("infra2", 22379, 22380), ("infra3", 32379, 32380)];
@@ -179,6 +186,7 @@ fn agents(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
         .enumerate()
         .map(|(i, address)| {
             let (name, node) = (format!("agent-{}", i + 1), format!("node-{}", i + 1));
+            let pod_cidr = args.pod_cidrs.get(i).cloned().unwrap_or_else(|| format!("10.88.{}.0/24", i + 1));
             let flags = vec![
                 "--endpoints".into(),
                 endpoints(members),
@@ -188,6 +196,8 @@ fn agents(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
                 "--stop-pods-on-exit".into(),
                 "--address".into(),
                 address.to_string(),
+                "--pod-cidr".into(),
+                pod_cidr,
                 "--data-dir".into(),
                 args.data_dir.join(&name).to_string_lossy().into_owned(),
                 "--log-level".into(),
@@ -259,6 +269,13 @@ async fn supervise(args: UpArgs) -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the shoal executable: {e}"))?;
+    if !args.pod_cidrs.is_empty() && args.pod_cidrs.len() != args.node_addresses.len() {
+        return Err(format!(
+            "--pod-cidrs has {} networks for {} --node-addresses: give one per node",
+            args.pod_cidrs.len(),
+            args.node_addresses.len()
+        ));
+    }
     std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let mut members = members(&args, &exe)?;
     let mut control_plane: Vec<Member> =

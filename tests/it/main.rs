@@ -25,6 +25,7 @@ mod node_client;
 mod objects;
 mod observe;
 mod ops_compat;
+mod pod_network;
 mod python_clients;
 mod raw_api;
 mod replication;

@@ -1,7 +1,7 @@
 //! Services on real processes: two agents as two nodes, each with a
 //! loopback address of its own (the `shoal up` layout), the controllers,
-//! and busybox web servers on ports their nodes give them. All traffic
-//! stays on loopback.
+//! and busybox web servers in pods with addresses of their own. All
+//! traffic stays on this machine.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use shoal_agent::net::cidr::Cidr;
 use shoal_client::Api;
 use shoal_proto::objects::service::PORTS_ALLOCATED;
 use shoal_proto::objects::{Deployment, Endpoints, Pod, Service};
@@ -89,14 +90,18 @@ async fn a_service_reaches_every_ready_pod_through_each_nodes_proxy() {
         (ready.len() == 3 && ready_endpoints(&endpoints, "web").await == 3).then_some(ready)
     })
     .await;
-    // Three pods on two nodes: two share a node, on ports their node told apart.
-    let mut by_node: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    // Three pods on two nodes, each at an address of its own from its node's pod CIDR.
+    let nodes = layout.api::<shoal_proto::objects::Node>();
+    let mut addresses = BTreeSet::new();
     for pod in ready.values() {
-        let given = &pod.status.as_ref().expect("status").container_statuses[0].ports;
-        assert_eq!(given.len(), 1, "the allocated port is in the status: {given:?}");
-        by_node.entry(pod.spec.node_name.clone().expect("bound")).or_default().insert(given[0].container_port);
+        let ip: std::net::Ipv4Addr =
+            pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).expect("podIP").parse().expect("an IPv4 address");
+        let node = nodes.get("", pod.spec.node_name.as_deref().expect("bound")).await.expect("node");
+        let cidr: Cidr = node.spec.pod_cidr.as_deref().expect("podCIDR").parse().expect("a CIDR");
+        assert!(cidr.contains(ip), "{ip} is in its node's pod CIDR {cidr}");
+        addresses.insert(ip);
     }
-    assert!(by_node.values().any(|ports| ports.len() == 2), "two pods share a node: {by_node:?}");
+    assert_eq!(addresses.len(), 3, "three addresses: {addresses:?}");
 
     // Through the proxy of each node (once it has seen the Endpoints), 30
     // requests reach all three pods.

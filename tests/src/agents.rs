@@ -73,6 +73,9 @@ impl Agent {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if !extra.contains(&"--pod-cidr") {
+            args.extend(["--pod-cidr".to_string(), pod_cidr()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = dir.join(format!("agent-{node}.log"));
         let process = Some(Process::spawn(&agent_binary(), &args, log.clone()));
@@ -127,8 +130,19 @@ impl Drop for Agent {
     }
 }
 
+/// A pod CIDR no other agent on this machine has: 10.64.0.0/24 to
+/// 10.79.160.0/24, one per test port held (tests run in parallel
+/// processes, and two bridges on one network would answer for each
+/// other's pods). Away from the partition harness's 10.100.0.0 and up,
+/// `shoal up`'s 10.88.0.0/16 and the Service range 10.96.0.0/16.
+pub fn pod_cidr() -> String {
+    let slot = crate::ports::free_port() - 61000;
+    format!("10.{}.{}.0/24", 64 + slot / 256, slot % 256)
+}
+
 /// Kills every container the agent whose data dir is `data_dir` started,
-/// by the pids it recorded, and removes their cgroups.
+/// by the pids it recorded, removes their cgroups, and takes their pod
+/// networks and the node's bridge apart.
 pub fn kill_containers(data_dir: &Path) {
     let records = records(data_dir);
     for record in &records {
@@ -145,4 +159,5 @@ pub fn kill_containers(data_dir: &Path) {
             }
         }
     }
+    shoal_agent::net::remove_all(&data_dir.join("net"));
 }

@@ -19,11 +19,11 @@ pub fn node_addresses() -> [String; 2] {
 }
 
 /// A Deployment of `replicas` busybox web servers labelled `app: name`,
-/// each on a port its node gives it (named `http`), answering `GET /` with
-/// its pod name, Ready once it accepts connections (probed every second).
+/// each on port 8080 (named `http`) of its own pod address, answering
+/// `GET /` with its pod name, Ready once it accepts connections (probed
+/// every second).
 pub fn web_deployment(name: &str, replicas: i32) -> Deployment {
-    let serve = "mkdir -p /tmp/www && hostname > /tmp/www/index.html \
-                 && exec busybox httpd -f -p \"$SHOAL_NODE_IP:$PORT\" -h /tmp/www";
+    let serve = "mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec busybox httpd -f -p 8080 -h /tmp/www";
     serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {
@@ -37,7 +37,7 @@ pub fn web_deployment(name: &str, replicas: i32) -> Deployment {
                     "containers": [{
                         "name": "web",
                         "command": ["/bin/sh", "-c", serve],
-                        "ports": [{"name": "http", "containerPort": 0}],
+                        "ports": [{"name": "http", "containerPort": 8080}],
                         "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1, "failureThreshold": 1},
                         "resources": {"requests": {"cpu": "10m", "memory": "8Mi"}}
                     }]

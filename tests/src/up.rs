@@ -56,6 +56,8 @@ impl Up {
             offset.to_string(),
             "--node-addresses".into(),
             nodes.join(","),
+            "--pod-cidrs".into(),
+            format!("{},{}", crate::agents::pod_cidr(), crate::agents::pod_cidr()),
         ];
         let endpoints = CLIENT_PORTS.map(|p| format!("http://127.0.0.1:{}", p + offset)).join(",");
         let mut up = Up { process: None, root: root.into(), data_dir, offset, endpoints, nodes, args, runs: 0 };

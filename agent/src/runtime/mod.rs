@@ -22,7 +22,8 @@ pub struct ContainerSpec {
     pub hostname: String,
     /// The restart count this instance starts with.
     pub restarts: i32,
-    /// Whether the container shares the node's network.
+    /// Whether the container shares the node's network; else it joins its
+    /// pod's own network namespace.
     pub host_network: bool,
     /// The container's ports, each 0 replaced by the port the node gave it.
     pub ports: Vec<ContainerPort>,
@@ -81,8 +82,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// Forgets an exited container.
     fn remove(&self, id: &str);
 
-    /// Forgets what is left of a pod once all its containers are removed.
+    /// Forgets what is left of a pod (its network too) once all its
+    /// containers are removed.
     fn remove_pod(&self, _pod_uid: &str) {}
+
+    /// The address of a pod with a network of its own.
+    fn pod_ip(&self, _pod_uid: &str) -> Option<std::net::IpAddr> {
+        None
+    }
 
     /// Every container the runtime knows.
     fn list(&self) -> Vec<Listed>;

@@ -57,7 +57,7 @@ pub fn refuse(pod: &Pod, node: &Node, usage: &Usage) -> Option<String> {
     if let Some(taint) = repelling {
         return Some(format!("node(s) had untolerated taint {{{}: {}}}", taint.key, taint.value));
     }
-    // Pods share the node's network: two that need one fixed port cannot share a node.
+    // Pods on the node's network: two that need one fixed port cannot share a node.
     if pod.spec.fixed_ports().iter().any(|p| usage.ports.contains(p)) {
         return Some(NODE_PORTS.into());
     }
@@ -174,8 +174,7 @@ mod tests {
     #[test]
     fn two_pods_that_need_one_fixed_port_never_share_a_node() {
         let n = node("n", "2", "4Gi", json!({}));
-        let ports =
-            |port: i32| json!({"containers": [{"name": "c", "command": ["x"], "ports": [{"containerPort": port}]}]});
+        let ports = |port: i32| json!({"hostNetwork": true, "containers": [{"name": "c", "command": ["x"], "ports": [{"containerPort": port}]}]});
         let fixed = pod(ports(8080));
         let mut used = Usage::default();
         assert_eq!(refuse(&fixed, &n, &used), None);
@@ -185,5 +184,8 @@ mod tests {
         used.add(&dynamic.spec);
         assert_eq!(refuse(&dynamic, &n, &used), None, "ports the node allocates never collide");
         assert_eq!(refuse(&pod(ports(8081)), &n, &used), None);
+        let own_network =
+            pod(json!({"containers": [{"name": "c", "command": ["x"], "ports": [{"containerPort": 8080}]}]}));
+        assert_eq!(refuse(&own_network, &n, &used), None, "a pod with its own address takes no node port");
     }
 }

@@ -29,6 +29,11 @@ pub struct NodeSpec {
     pub unschedulable: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<Taint>,
+    /// The addresses this node gives its pods (Kubernetes spells it `podCIDR`).
+    #[serde(default, rename = "podCIDR", skip_serializing_if = "Option::is_none")]
+    pub pod_cidr: Option<String>,
+    #[serde(default, rename = "podCIDRs", skip_serializing_if = "Vec::is_empty")]
+    pub pod_cidrs: Vec<String>,
 }
 
 /// Repels pods that do not tolerate it.

@@ -39,8 +39,8 @@ pub struct PodSpec {
     /// The node the scheduler bound the pod to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
-    /// Whether the pod shares the node's network (Shoal's default), or gets
-    /// a network namespace of its own with only loopback (`false`).
+    /// Whether the pod shares the node's network, or gets a network of its
+    /// own with an address from the node's pod CIDR (`false`, the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_network: Option<bool>,
 }
@@ -55,9 +55,9 @@ impl PodSpec {
         self.termination_grace_period_seconds.unwrap_or(30)
     }
 
-    /// Whether the pod shares the node's network (the default).
+    /// Whether the pod shares the node's network (not the default).
     pub fn host_network(&self) -> bool {
-        self.host_network.unwrap_or(true)
+        self.host_network.unwrap_or(false)
     }
 }
 
@@ -240,10 +240,20 @@ pub struct PodStatus {
     pub host_ip: Option<String>,
     #[serde(default, rename = "podIP", alias = "podIp", skip_serializing_if = "Option::is_none")]
     pub pod_ip: Option<String>,
+    /// The pod's addresses; the first is `podIP`.
+    #[serde(default, rename = "podIPs", alias = "podIps", skip_serializing_if = "Vec::is_empty")]
+    pub pod_ips: Vec<PodIp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub container_statuses: Vec<ContainerStatus>,
+}
+
+/// One of a pod's addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodIp {
+    pub ip: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -349,9 +359,13 @@ impl ContainerPort {
 }
 
 impl PodSpec {
-    /// The fixed ports the pod's containers listen on, as `port/protocol`:
-    /// no two pods that share one may share a node.
+    /// The fixed ports the pod's containers take on the node's network, as
+    /// `port/protocol`: no two pods that share one may share a node. A pod
+    /// with a network of its own takes none.
     pub fn fixed_ports(&self) -> Vec<String> {
+        if !self.host_network() {
+            return Vec::new();
+        }
         let ports = self.containers.iter().flat_map(|c| c.ports.iter());
         ports.filter(|p| p.container_port > 0).map(|p| format!("{}/{}", p.container_port, p.protocol())).collect()
     }

@@ -1,8 +1,8 @@
 //! Service (a stable port in front of the pods a selector picks) and
 //! Endpoints (where those pods can be reached right now, kept by the
-//! endpoints controller). Pods share their node's network, so an endpoint
-//! is a node address plus the port the pod was given there; the node proxy
-//! listens on each Service port at every node's address and forwards there.
+//! endpoints controller). An endpoint is a pod's address (the node's, for a
+//! pod on the host's network) and its port; the node proxy listens on each
+//! Service port at every node's address and forwards there.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,9 +1,10 @@
 //! The container's first process before it becomes the container's
 //! command (`shoal-agent init DIR`, started by the supervisor as PID 1 of a
-//! new PID namespace). It joins the container's cgroups, makes its mount,
-//! UTS and IPC (and maybe network) namespaces, names the host, makes the container's filesystem (the host's, or the image's
-//! with pivot_root, a fresh /proc and a minimal /dev), and executes the
-//! command. What goes wrong before the command runs is written to the
+//! new PID namespace). It joins the container's cgroups and its pod's
+//! network namespace (unless the pod uses the host's network), makes its
+//! mount, UTS and IPC namespaces, names the host, makes the container's
+//! filesystem (the host's, or the image's with pivot_root, a fresh /proc and
+//! a minimal /dev), and executes the command. What goes wrong before the command runs is written to the
 //! record's `error` file.
 
 use std::fs::{self, File};
@@ -13,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{setns, unshare, CloneFlags};
 
 use super::cgroup;
 use super::record::{Launch, Record};
@@ -41,21 +42,16 @@ pub fn run(dir: &Path) -> i32 {
 
 fn prepare(launch: &Launch) -> Result<(), String> {
     cgroup::join(&launch.cgroups)?;
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if launch.isolated_network {
-        flags |= CloneFlags::CLONE_NEWNET;
+    if let Some(netns) = &launch.netns {
+        let file = File::open(netns).map_err(|e| format!("cannot open the pod's network {}: {e}", netns.display()))?;
+        setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| format!("cannot join the pod's network: {e}"))?;
     }
+    let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     unshare(flags).map_err(|e| format!("cannot create the container's namespaces: {e}"))?;
     let none: Option<&str> = None;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| format!("cannot make the mounts private: {e}"))?;
     nix::unistd::sethostname(&launch.hostname).map_err(|e| format!("cannot set the hostname: {e}"))?;
-    if launch.isolated_network {
-        let up = Command::new("ip").args(["link", "set", "lo", "up"]).status();
-        if !up.is_ok_and(|s| s.success()) {
-            return Err("cannot bring up the loopback interface (is iproute2 installed?)".into());
-        }
-    }
     match &launch.rootfs {
         None => {
             bind(&launch.tmp_dir, Path::new("/tmp"))?;

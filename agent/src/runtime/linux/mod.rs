@@ -1,6 +1,7 @@
 //! The real runtime: each container is a process in new PID, mount, UTS and
-//! IPC namespaces (and optionally network), limited by cgroups, started and
-//! watched over by a supervisor process that outlives the agent.
+//! IPC namespaces, in its pod's network namespace (or the host's network),
+//! limited by cgroups, started and watched over by a supervisor process
+//! that outlives the agent.
 //!
 //! The agent's data dir holds:
 //! - `containers/<id>/`: each container's [`record`];
@@ -26,6 +27,7 @@ use shoal_proto::objects::quantity::Quantity;
 use shoal_proto::objects::time;
 
 use super::{ContainerSpec, Listed, Run, Runtime, StartError};
+use crate::net::PodNetwork;
 use cgroup::{Cgroups, Limits};
 use record::{Exit, Launch, Record};
 
@@ -37,6 +39,7 @@ pub struct LinuxRuntime {
     cgroups: Option<Cgroups>,
     log_max_bytes: u64,
     exe: PathBuf,
+    network: std::sync::Arc<PodNetwork>,
 }
 
 fn create_error(message: impl Into<String>) -> StartError {
@@ -46,8 +49,14 @@ fn create_error(message: impl Into<String>) -> StartError {
 impl LinuxRuntime {
     /// A runtime keeping its state in `data_dir`, with its cgroups under
     /// `scope` in the agent's own; `exe` is the agent binary (for the
-    /// supervisor and the probes).
-    pub fn new(data_dir: &Path, scope: &str, log_max_bytes: u64, exe: PathBuf) -> LinuxRuntime {
+    /// supervisor and the probes); pods get their networks from `network`.
+    pub fn new(
+        data_dir: &Path,
+        scope: &str,
+        log_max_bytes: u64,
+        exe: PathBuf,
+        network: std::sync::Arc<PodNetwork>,
+    ) -> LinuxRuntime {
         let cgroups = match Cgroups::detect(scope) {
             Ok(cgroups) => Some(cgroups),
             Err(e) => {
@@ -55,7 +64,7 @@ impl LinuxRuntime {
                 None
             }
         };
-        LinuxRuntime { data_dir: data_dir.to_path_buf(), cgroups, log_max_bytes, exe }
+        LinuxRuntime { data_dir: data_dir.to_path_buf(), cgroups, log_max_bytes, exe, network }
     }
 
     fn record(&self, id: &str) -> Record {
@@ -101,6 +110,14 @@ impl LinuxRuntime {
         }
         let limits = Self::limits(spec)?;
         let rootfs = image::resolve(container.image.as_deref(), &self.data_dir.join("images"))?;
+        let network = match spec.host_network {
+            true => None,
+            false => Some(self.network.attach(&spec.pod_uid).map_err(|e| StartError {
+                // The container waits, as it does in Kubernetes while its pod's sandbox cannot be made.
+                reason: "ContainerCreating".into(),
+                message: format!("cannot set up the pod's network: {e}"),
+            })?),
+        };
         let tmp_dir = self.data_dir.join("pods").join(&spec.pod_uid).join("tmp");
         fs::create_dir_all(&tmp_dir).map_err(|e| create_error(format!("cannot create the pod's /tmp: {e}")))?;
         let made = match &self.cgroups {
@@ -120,6 +137,7 @@ impl LinuxRuntime {
             // The node's variables first: the container's own env may override them.
             env: crate::ports::environment(&spec.ports, &spec.node_ip)
                 .into_iter()
+                .chain(network.as_ref().map(|n| ("SHOAL_POD_IP".to_string(), n.ip.to_string())))
                 .chain(container.env.iter().map(|e| (e.name.clone(), e.value.clone())))
                 .collect(),
             ports: spec.ports.clone(),
@@ -127,7 +145,7 @@ impl LinuxRuntime {
             rootfs,
             read_only_root: container.read_only_root(),
             tmp_dir,
-            isolated_network: !spec.host_network,
+            netns: network.map(|n| n.netns),
             cgroups: made.paths,
             memory_cgroup: made.memory,
             log: Self::logs_dir(&self.data_dir, &spec.pod_uid, &container.name).join(format!("{}.log", spec.restarts)),
@@ -248,6 +266,7 @@ impl Runtime for LinuxRuntime {
     }
 
     fn remove_pod(&self, pod_uid: &str) {
+        self.network.detach(pod_uid);
         let _ = fs::remove_dir_all(self.data_dir.join("logs").join(pod_uid));
         let _ = fs::remove_dir_all(self.data_dir.join("pods").join(pod_uid));
     }
@@ -266,6 +285,10 @@ impl Runtime for LinuxRuntime {
                 })
             })
             .collect()
+    }
+
+    fn pod_ip(&self, pod_uid: &str) -> Option<std::net::IpAddr> {
+        self.network.address_of(pod_uid).map(std::net::IpAddr::V4)
     }
 
     fn exec_probe(&self, pid: u32) -> Option<Command> {

@@ -39,8 +39,9 @@ pub struct Launch {
     pub read_only_root: bool,
     /// Mounted on the container's /tmp (shared by the pod's containers).
     pub tmp_dir: PathBuf,
-    /// A network namespace with only loopback, instead of the host's network.
-    pub isolated_network: bool,
+    /// The pod's network namespace to join; None shares the host's network.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
     /// The container's cgroups, one per hierarchy (cgroup v1) or one (v2).
     pub cgroups: Vec<PathBuf>,
     /// The memory cgroup, for telling an OOM kill.
