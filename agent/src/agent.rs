@@ -94,7 +94,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(node = %config.node_name, logs = %logs_address, "registered");
     tokio::spawn(node::heartbeat(store.clone(), config.node_name.clone(), config.heartbeat_ttl, shutdown.clone()));
     if config.proxy {
-        tokio::spawn(crate::proxy::run(store.clone(), config.address, ports, shutdown.clone()));
+        tokio::spawn(crate::proxy::run(store.clone(), config.address, ports, network.clone(), shutdown.clone()));
     }
 
     let api: Api<Pod> = Api::new(store.clone());

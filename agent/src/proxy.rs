@@ -1,8 +1,18 @@
 //! The node proxy, the part kube-proxy plays in Kubernetes. It watches
-//! Services and Endpoints and, for every port of every Service the
-//! endpoints controller gave its ports, listens at the node's address and
-//! forwards each TCP connection to one of the Service's ready endpoints,
+//! Services and Endpoints and, for every port of every Service, listens at
+//! the Service's cluster IP (and, for a NodePort Service whose ports the
+//! endpoints controller gave it, at the node's address too) and forwards
+//! each TCP connection to one of the Service's ready endpoints,
 //! round-robin, skipping endpoints that refuse.
+//!
+//! It is a proxy in user space rather than DNAT rules: it needs no
+//! netfilter tools or modules, the host's and the pods' connections take
+//! the same path (a pod reaches a cluster IP through its bridge and the
+//! host), and a pod that calls its own Service needs no hairpin NAT. A
+//! cluster IP is made an address of this host by a `local` route for it
+//! alone (`ip route replace local IP/32 dev lo table local`), added while
+//! the Service is served and removed after; the listener takes
+//! `SO_REUSEPORT`, so that two nodes on one machine both serve it.
 //!
 //! It runs inside the agent: one process per node that already knows the
 //! node's address and the store. The price is that an agent restart cuts
@@ -10,8 +20,8 @@
 //! each listener reads the current endpoints per connection and connections
 //! live in tasks of their own.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +29,11 @@ use std::time::Duration;
 use shoal_client::informer::{Informer, Shutdown};
 use shoal_client::{Api, ObjectKey, Store};
 use shoal_proto::objects::{Endpoints, Service};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::net::PodNetwork;
 use crate::ports::Ports;
 
 /// How long a connection to one endpoint may take before the next is tried.
@@ -32,6 +43,9 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// A Service port: the Service and the port's name.
 type Owner = (ObjectKey, String);
+
+/// Where the proxy listens: a cluster IP's port, or a node port.
+type Listen = SocketAddr;
 
 struct Listening {
     owner: Owner,
@@ -45,13 +59,16 @@ pub struct Proxy {
     ports: Arc<Ports>,
     services: Informer<Service>,
     endpoints: Informer<Endpoints>,
-    listening: BTreeMap<u16, Listening>,
-    /// Ports that could not be bound, with why (logged once each).
-    failed: HashMap<u16, String>,
+    listening: BTreeMap<Listen, Listening>,
+    /// Addresses that could not be bound, with why (logged once each).
+    failed: HashMap<Listen, String>,
+    /// Cluster IPs made local to this host.
+    routed: BTreeSet<Ipv4Addr>,
+    network: Arc<PodNetwork>,
 }
 
 /// Runs the proxy for the node at `address` until `shutdown`.
-pub async fn run(store: Store, address: IpAddr, ports: Arc<Ports>, shutdown: Shutdown) {
+pub async fn run(store: Store, address: IpAddr, ports: Arc<Ports>, network: Arc<PodNetwork>, shutdown: Shutdown) {
     let (services, _a) = Informer::spawn(Api::<Service>::new(store.clone()), None, None, shutdown.clone());
     let (endpoints, _b) = Informer::spawn(Api::<Endpoints>::new(store), None, None, shutdown.clone());
     let (mut service_changes, mut endpoint_changes) = (services.subscribe(), endpoints.subscribe());
@@ -60,7 +77,17 @@ pub async fn run(store: Store, address: IpAddr, ports: Arc<Ports>, shutdown: Shu
         _ = async { services.synced().await; endpoints.synced().await } => {}
         _ = shutdown.changed() => return,
     }
-    let mut proxy = Proxy { address, ports, services, endpoints, listening: BTreeMap::new(), failed: HashMap::new() };
+    let mut proxy = Proxy {
+        address,
+        ports,
+        services,
+        endpoints,
+        listening: BTreeMap::new(),
+        failed: HashMap::new(),
+        // An earlier run's routes: the first reconcile removes those no longer wanted.
+        routed: network.service_routes().into_iter().collect(),
+        network,
+    };
     let mut retry = tokio::time::interval(RETRY);
     loop {
         proxy.reconcile().await;
@@ -74,56 +101,95 @@ pub async fn run(store: Store, address: IpAddr, ports: Arc<Ports>, shutdown: Shu
     for (_, listening) in std::mem::take(&mut proxy.listening) {
         listening.task.abort();
     }
+    for ip in std::mem::take(&mut proxy.routed) {
+        proxy.network.unroute_service(ip);
+    }
 }
 
 impl Proxy {
-    /// Which Service port each node port serves: only Services that hold
-    /// their ports; should two claim one port anyway, the first by name wins.
-    fn wanted(&self) -> BTreeMap<u16, Owner> {
+    /// Which Service port each address serves: every Service's ports at
+    /// its cluster IP, and a NodePort Service's at the node's address when
+    /// it holds them; should two claim one node port anyway, the first by
+    /// name wins.
+    fn wanted(&self) -> BTreeMap<Listen, Owner> {
         let mut services = self.services.read(|c| c.list(None));
         services.sort_by_key(|s| ObjectKey::of(s.as_ref()));
         let mut wanted = BTreeMap::new();
-        for service in services.iter().filter(|s| s.ports_allocated() && s.metadata.deletion_timestamp.is_none()) {
+        for service in services.iter().filter(|s| s.metadata.deletion_timestamp.is_none()) {
             let key = ObjectKey::of(service.as_ref());
+            let node_port = service.spec.is_node_port() && service.ports_allocated();
             for port in service.spec.ports.iter().filter(|p| p.protocol() == "TCP") {
                 let Ok(number) = u16::try_from(port.port) else { continue };
-                wanted.entry(number).or_insert_with(|| (key.clone(), port.name().to_string()));
+                let owner = (key.clone(), port.name().to_string());
+                if let Some(ip) = service.spec.cluster_ip() {
+                    wanted.entry(SocketAddr::from((ip, number))).or_insert_with(|| owner.clone());
+                }
+                if node_port {
+                    wanted.entry(SocketAddr::new(self.address, number)).or_insert(owner);
+                }
             }
         }
         wanted
     }
 
-    async fn reconcile(&mut self) {
-        let wanted = self.wanted();
-        self.ports.reserve(wanted.keys().copied().collect());
-        let gone: Vec<u16> =
-            self.listening.iter().filter(|(port, l)| wanted.get(port) != Some(&l.owner)).map(|(p, _)| *p).collect();
-        for port in gone {
-            if let Some(listening) = self.listening.remove(&port) {
-                listening.task.abort();
-                let _ = listening.task.await;
-                tracing::info!(port, service = %listening.owner.0, "closed the service port");
+    /// Makes this host answer for the cluster IPs in `wanted`, and stop
+    /// answering for the others.
+    fn route(&mut self, wanted: &BTreeMap<Listen, Owner>) {
+        let ips: BTreeSet<Ipv4Addr> = wanted
+            .keys()
+            .filter_map(|at| match at.ip() {
+                IpAddr::V4(ip) if at.ip() != self.address => Some(ip),
+                _ => None,
+            })
+            .collect();
+        for gone in self.routed.difference(&ips).copied().collect::<Vec<_>>() {
+            self.network.unroute_service(gone);
+            self.routed.remove(&gone);
+        }
+        for ip in ips {
+            if !self.routed.contains(&ip) {
+                match self.network.route_service(ip) {
+                    Ok(()) => {
+                        self.routed.insert(ip);
+                    }
+                    Err(e) => tracing::warn!(%ip, error = %e, "cannot make the cluster IP local"),
+                }
             }
         }
-        self.failed.retain(|port, _| wanted.contains_key(port));
-        for (port, owner) in wanted {
-            if self.listening.contains_key(&port) {
+    }
+
+    async fn reconcile(&mut self) {
+        let wanted = self.wanted();
+        let node_ports = wanted.keys().filter(|at| at.ip() == self.address).map(SocketAddr::port).collect();
+        self.ports.reserve(node_ports);
+        let gone: Vec<Listen> =
+            self.listening.iter().filter(|(at, l)| wanted.get(at) != Some(&l.owner)).map(|(at, _)| *at).collect();
+        for at in gone {
+            if let Some(listening) = self.listening.remove(&at) {
+                listening.task.abort();
+                let _ = listening.task.await;
+                tracing::info!(%at, service = %listening.owner.0, "closed the service port");
+            }
+        }
+        self.route(&wanted);
+        self.failed.retain(|at, _| wanted.contains_key(at));
+        for (at, owner) in wanted {
+            if self.listening.contains_key(&at) {
                 continue;
             }
-            match TcpListener::bind((self.address, port)).await {
+            match listen(at) {
                 Ok(listener) => {
-                    self.failed.remove(&port);
-                    tracing::info!(port, service = %owner.0, "serving the service port");
+                    self.failed.remove(&at);
+                    tracing::info!(%at, service = %owner.0, "serving the service port");
                     let (endpoints, receiver) = watch::channel(Vec::new());
-                    let own = SocketAddr::new(self.address, port);
-                    let task = tokio::spawn(serve(listener, own, receiver));
-                    self.listening.insert(port, Listening { owner, endpoints, task });
+                    let task = tokio::spawn(serve(listener, at, receiver));
+                    self.listening.insert(at, Listening { owner, endpoints, task });
                 }
                 Err(e) => {
                     let why = e.to_string();
-                    if self.failed.get(&port) != Some(&why) {
-                        tracing::warn!(port, service = %owner.0, error = %why, "cannot listen on the service port");
-                        self.failed.insert(port, why);
+                    if self.failed.get(&at) != Some(&why) {
+                        tracing::warn!(%at, service = %owner.0, error = %why, "cannot listen on the service port");
+                        self.failed.insert(at, why);
                     }
                 }
             }
@@ -140,6 +206,16 @@ impl Proxy {
             });
         }
     }
+}
+
+/// A listener at `at`, sharing the port with other processes' listeners
+/// (another node's proxy on this machine) that also ask to.
+fn listen(at: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if at.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(at)?;
+    socket.listen(1024)
 }
 
 /// Accepts connections at `own` and forwards each to an endpoint (never to

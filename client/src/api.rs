@@ -128,6 +128,18 @@ fn op(request: request_op::Request) -> RequestOp {
     RequestOp { request: Some(request) }
 }
 
+fn put_op(key: &str, value: Vec<u8>) -> RequestOp {
+    op(request_op::Request::RequestPut(PutRequest { key: key.as_bytes().to_vec(), value, ..Default::default() }))
+}
+
+/// A key written in the same transaction as an object, which must not
+/// exist yet: what the object takes for its own (a cluster IP, say).
+#[derive(Clone, Debug)]
+pub struct Claim {
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
 fn get_op(key: &str) -> RequestOp {
     op(request_op::Request::RequestRange(RangeRequest { key: key.as_bytes().to_vec(), ..Default::default() }))
 }
@@ -216,6 +228,12 @@ impl<K: Object> Api<K> {
     /// uid, the creation time, generation 1, the default namespace, and a
     /// name from `generateName`.
     pub async fn create(&self, object: &K) -> Result<K> {
+        self.create_claiming(object, None).await
+    }
+
+    /// [`Api::create`], writing `claim` in the same transaction; fails with
+    /// [`Error::Claimed`] when its key exists.
+    pub async fn create_claiming(&self, object: &K, claim: Option<&Claim>) -> Result<K> {
         let mut object = object.clone();
         object.set_type();
         let meta = object.meta_mut();
@@ -225,7 +243,10 @@ impl<K: Object> Api<K> {
         if K::NAMESPACED {
             meta.namespace = Some(meta.namespace_or_default().to_string());
         }
-        meta.uid = new_uid();
+        // A create that claims a key keeps the uid its caller gave: the claim names it.
+        if claim.is_none() || meta.uid.is_empty() {
+            meta.uid = new_uid();
+        }
         meta.creation_timestamp = Some(time::now());
         meta.deletion_timestamp = None;
         meta.deletion_grace_period_seconds = None;
@@ -234,18 +255,24 @@ impl<K: Object> Api<K> {
         validate(&object)?;
         let key = object.key_of();
         let value = serde_json::to_vec(&object).map_err(|e| Error::Connect(e.to_string()))?;
-        let txn = TxnRequest {
-            compare: self.with_fence(vec![compare(&key, CompareTarget::Create, TargetUnion::CreateRevision(0))]),
-            success: vec![op(request_op::Request::RequestPut(PutRequest {
-                key: key.clone().into_bytes(),
-                value,
-                ..Default::default()
-            }))],
-            failure: self.fence_probe(vec![get_op(&key)]),
-        };
+        let mut compares = vec![compare(&key, CompareTarget::Create, TargetUnion::CreateRevision(0))];
+        let mut success = vec![put_op(&key, value)];
+        if let Some(claim) = claim {
+            compares.push(compare(&claim.key, CompareTarget::Create, TargetUnion::CreateRevision(0)));
+            success.push(put_op(&claim.key, claim.value.clone()));
+        }
+        let txn =
+            TxnRequest { compare: self.with_fence(compares), success, failure: self.fence_probe(vec![get_op(&key)]) };
         let response = self.txn(txn).await?;
         if !response.succeeded {
             self.check_fence(&response)?;
+            let exists = response.responses.first().is_some_and(|r| match &r.response {
+                Some(response_op::Response::ResponseRange(range)) => !range.kvs.is_empty(),
+                _ => false,
+            });
+            if let (Some(claim), false) = (claim, exists) {
+                return Err(Error::Claimed { key: claim.key.clone() });
+            }
             // A retried request whose first attempt did land finds its own object.
             let ours = response.responses.first().and_then(|r| match &r.response {
                 Some(response_op::Response::ResponseRange(range)) => {
@@ -280,6 +307,12 @@ impl<K: Object> Api<K> {
     /// with `object`, without reading it first: a conflict when the store
     /// holds a newer version. For writers that act on a watch cache.
     pub async fn update_from(&self, object: &K, current: &K) -> Result<K> {
+        self.update_claiming(object, current, None).await
+    }
+
+    /// [`Api::update_from`], writing `claim` in the same transaction; fails
+    /// with [`Error::Claimed`] when its key exists.
+    pub async fn update_claiming(&self, object: &K, current: &K, claim: Option<&Claim>) -> Result<K> {
         let Some(current_revision) = current.meta().revision() else {
             return Err(Error::conflict::<K>(&current.meta().name));
         };
@@ -296,23 +329,27 @@ impl<K: Object> Api<K> {
         validate(&object)?;
         let key = object.key_of();
         let value = serde_json::to_vec(&object).map_err(|e| Error::Connect(e.to_string()))?;
-        let txn = TxnRequest {
-            compare: self.with_fence(vec![compare(
-                &key,
-                CompareTarget::Mod,
-                TargetUnion::ModRevision(current_revision),
-            )]),
-            success: vec![op(request_op::Request::RequestPut(PutRequest {
-                key: key.into_bytes(),
-                value,
-                ..Default::default()
-            }))],
-            failure: self.fence_probe(vec![]),
-        };
+        let mut compares = vec![compare(&key, CompareTarget::Mod, TargetUnion::ModRevision(current_revision))];
+        let mut success = vec![put_op(&key, value)];
+        let mut failure = Vec::new();
+        if let Some(claim) = claim {
+            compares.push(compare(&claim.key, CompareTarget::Create, TargetUnion::CreateRevision(0)));
+            success.push(put_op(&claim.key, claim.value.clone()));
+            failure.push(get_op(&claim.key));
+        }
+        let txn = TxnRequest { compare: self.with_fence(compares), success, failure: self.fence_probe(failure) };
         let response = self.txn(txn).await?;
         if !response.succeeded {
             self.check_fence(&response)?;
-            return Err(Error::conflict::<K>(&object.meta().name));
+            let claimed = claim.is_some()
+                && response.responses.first().is_some_and(|r| match &r.response {
+                    Some(response_op::Response::ResponseRange(range)) => !range.kvs.is_empty(),
+                    _ => false,
+                });
+            return Err(match claim {
+                Some(claim) if claimed => Error::Claimed { key: claim.key.clone() },
+                _ => Error::conflict::<K>(&object.meta().name),
+            });
         }
         object.meta_mut().resource_version = Some(revision_of(&response).to_string());
         Ok(object)

@@ -21,6 +21,9 @@ pub enum Error {
     /// (someone wrote it without going through this client).
     #[error("{key}: {reason}")]
     Malformed { key: String, reason: String },
+    /// A key the write claims for the object is already someone else's.
+    #[error("{key} is already claimed")]
+    Claimed { key: String },
     /// This component lost its leadership; the write was refused.
     #[error("not the leader any more: {component}")]
     Fenced { component: String },

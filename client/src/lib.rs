@@ -11,6 +11,7 @@
 //! - [`cache`]: an informer's local copy, indexed by namespace, label and node.
 //! - [`informer`]: list at R, watch from R+1, resume, relist when compacted.
 //! - [`queue`]: the de-duplicating work queue with per-key backoff.
+//! - [`service_ips`]: Services' cluster IPs, each given out once.
 //! - [`election`]: leader election on a lease-backed key, with fencing.
 //! - [`metrics`]: the control plane's own metrics, served on `--metrics-addr`.
 //! - [`signals`]: when a control-plane process must stop.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod informer;
 pub mod metrics;
 pub mod queue;
+pub mod service_ips;
 pub mod signals;
 pub mod store;
 pub mod tls;

@@ -44,6 +44,10 @@ pub struct Cli {
     /// Serve the controllers' own Prometheus metrics (`/metrics`) at this address.
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Services' cluster IPs come from this range; recorded in the store
+    /// the first time, and the recorded one holds from then on.
+    #[arg(long, default_value = shoal_client::service_ips::DEFAULT_RANGE)]
+    pub service_cluster_ip_range: String,
 }
 
 /// The validated configuration.
@@ -60,6 +64,7 @@ pub struct Config {
     pub disrupted_eviction_interval: Duration,
     pub workers: usize,
     pub identity: String,
+    pub service_cluster_ip_range: shoal_proto::objects::cidr::Cidr,
 }
 
 impl Cli {
@@ -98,6 +103,10 @@ impl Cli {
             disrupted_eviction_interval: self.disrupted_eviction_interval,
             workers: self.workers.max(1),
             identity,
+            service_cluster_ip_range: self
+                .service_cluster_ip_range
+                .parse()
+                .map_err(|e| format!("--service-cluster-ip-range {e}"))?,
         })
     }
 }

@@ -1,7 +1,9 @@
 //! The endpoints controller. For each Service it
-//! - decides whether the Service may have its ports: a node port serves one
-//!   Service, so the first to hold it keeps it, and a later one asking for
-//!   it gets `PortsAllocated=False` (reason `PortConflict`) in its status;
+//! - gives it a cluster IP if it has none (it was written without one), and
+//!   gives back the addresses of Services that are gone;
+//! - decides whether a NodePort Service may have its ports: a node port
+//!   serves one Service, so the first to hold it keeps it, and a later one
+//!   asking for it gets `PortsAllocated=False` (reason `PortConflict`);
 //! - keeps `/registry/endpoints/<ns>/<name>` equal to where the matching
 //!   pods can be reached: each pod's node address with the port its
 //!   container was given, ready pods in `addresses`, the others in
@@ -85,8 +87,12 @@ pub fn start(context: Arc<Context>) -> Running {
     })
 }
 
-/// The node ports a Service asks for, as `port/protocol`.
+/// The node ports a Service asks for, as `port/protocol` (a NodePort
+/// Service's; others take none).
 fn claims(service: &Service) -> Vec<String> {
+    if !service.spec.is_node_port() {
+        return Vec::new();
+    }
     service.spec.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol())).collect()
 }
 
@@ -97,6 +103,8 @@ fn selects(service: &Service, pod: &Pod) -> bool {
 
 async fn reconcile(context: &Context, key: &ObjectKey) -> Result<Action, shoal_client::Error> {
     let Some(service) = context.informers.services.get(key) else {
+        let services = context.informers.services.read(|c| c.list(None));
+        shoal_client::service_ips::release_unused(context.services.store(), &services).await?;
         if let Some(endpoints) = context.informers.endpoints.get(key) {
             ignore_gone(context.endpoints.delete(&key.namespace, &key.name, endpoints.metadata.revision()).await)?;
         }
@@ -105,7 +113,16 @@ async fn reconcile(context: &Context, key: &ObjectKey) -> Result<Action, shoal_c
     if service.metadata.deletion_timestamp.is_some() {
         return Ok(Action::Done);
     }
-    allocate_ports(context, &service).await?;
+    match shoal_client::service_ips::assign(&context.services, &service).await {
+        // The Service comes back through the watch, with its address.
+        Ok(Some(_)) => return Ok(Action::Done),
+        Ok(None) => {}
+        Err(shoal_client::Error::Invalid(e)) => tracing::warn!(service = %key, error = %e, "no cluster IP"),
+        Err(e) => return Err(e),
+    }
+    if service.spec.is_node_port() {
+        allocate_ports(context, &service).await?;
+    }
     if service.spec.selector.is_empty() {
         return Ok(Action::Done);
     }
@@ -153,6 +170,7 @@ async fn allocate_ports(context: &Context, service: &Arc<Service>) -> Result<(),
         c.list(None)
             .iter()
             .filter(|o| o.metadata.deletion_timestamp.is_none() && ObjectKey::of(o.as_ref()) != me)
+            .filter(|o| o.spec.is_node_port())
             .filter(|o| precedence(o) < ours)
             .map(|o| (ObjectKey::of(o.as_ref()), claims(o)))
             .collect()

@@ -32,6 +32,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(addr) = config.metrics_addr {
         shoal_client::metrics::serve(addr).await?;
     }
+    record_service_range(&store, &config, &mut shutdown).await;
     let (informers, informer_tasks) = Informers::start(&store, &shutdown);
     let election = Election::new(store.clone(), &component(&config), &config.identity, config.lease_duration);
     loop {
@@ -76,6 +77,26 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
         task.abort();
     }
     Ok(())
+}
+
+/// Records `--service-cluster-ip-range` as the cluster's, unless one is
+/// recorded (then that one holds, and a different flag is logged).
+async fn record_service_range(store: &Store, config: &Config, shutdown: &mut Shutdown) {
+    let wanted = config.service_cluster_ip_range;
+    loop {
+        match shoal_client::service_ips::record_range(store, wanted).await {
+            Ok(recorded) if recorded == wanted => return,
+            Ok(recorded) => {
+                tracing::warn!(%recorded, flag = %wanted, "the cluster's Service range is the one recorded, not --service-cluster-ip-range");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot record the Service range yet"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 fn start(context: &Arc<Context>) -> Vec<Running> {

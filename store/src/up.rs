@@ -42,6 +42,10 @@ pub struct UpArgs {
     /// for node-N).
     #[arg(long, value_delimiter = ',')]
     pub pod_cidrs: Vec<String>,
+    /// Services' cluster IPs come from this range (the controllers'
+    /// `--service-cluster-ip-range`).
+    #[arg(long, default_value = "10.96.0.0/16")]
+    pub service_cluster_ip_range: String,
 }
 
 const MEMBERS: [(&str, u16, u16); 3] = [("infra1", 2379, 2380), ("infra2", 22379, 22380), ("infra3", 32379, 32380)];
@@ -167,6 +171,8 @@ fn controllers(args: &UpArgs, exe: &Path, members: &[Member]) -> Vec<Member> {
                 endpoints(members),
                 "--identity".into(),
                 name.into(),
+                "--service-cluster-ip-range".into(),
+                args.service_cluster_ip_range.clone(),
                 "--log-level".into(),
                 args.log_level.clone(),
             ];
@@ -255,9 +261,8 @@ fn banner(members: &[Member], control_plane: &[Member], args: &UpArgs) {
         println!("  shoalctl --endpoints={endpoints} apply -f examples/web.yaml");
         println!("  shoalctl --endpoints={endpoints} get pods -o wide");
         println!("  shoalctl --endpoints={endpoints} get endpoints web");
-        if let Some(first) = args.node_addresses.first() {
-            println!("  curl http://{first}:8080/    (the web Service, through node-1's proxy)");
-        }
+        println!("  shoalctl --endpoints={endpoints} get svc web    (its CLUSTER-IP)");
+        println!("  curl http://CLUSTER-IP:8080/    (the web Service, through the node proxies)");
     }
     println!();
     println!("Ctrl-C stops the cluster; running `shoal up` again on the same --data-dir resumes it.");

@@ -90,7 +90,7 @@ async fn the_store_outlives_its_leader_mid_rollout_and_everything_comes_back_fro
     client.put("journey", "two", None).await.expect("etcd-client writes");
     assert_eq!(ctl.run(&["get", "journey", "--print-value-only"]).stdout, "two\n");
 
-    apply_web(&up);
+    apply_web(&up).await;
     web_answers(&up).await;
     let (deployments, pods) = (Api::<Deployment>::new(store(&endpoints)), Api::<Pod>::new(store(&endpoints)));
     roll(&deployments, "web", "2").await;

@@ -4,6 +4,7 @@ mod agent;
 mod auth;
 mod backup;
 mod client_compat;
+mod cluster_ip;
 mod containers;
 mod controllers;
 mod ctl_objects;

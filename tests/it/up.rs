@@ -11,7 +11,7 @@ use shoal_tests::up::{Up, CLIENT_PORTS};
 use shoal_tests::wait;
 
 /// The example web Deployment runs on the two nodes and answers through
-/// its Service on each node's address; returns the pods' names.
+/// its Service's cluster IP; returns the pods' names.
 pub async fn web_answers(up: &Up) -> BTreeSet<String> {
     // One listing for both the check and the names: a pod of an earlier
     // rollout may still be terminating, and the Service rightly skips it.
@@ -25,20 +25,28 @@ pub async fn web_answers(up: &Up) -> BTreeSet<String> {
     })
     .await;
     assert!(wide.lines().skip(1).all(|l| l.contains("http:")), "the allocated ports are shown:\n{wide}");
-    for node in &up.nodes {
-        let address = SocketAddr::new(node.parse().expect("ip"), 8080);
-        let reached = wait::until(Duration::from_secs(30), "the Service to reach every pod", || async {
-            let got: BTreeSet<String> = (0..12).filter_map(|_| shoal_tests::services::http_get(address)).collect();
-            (got == names).then_some(got)
-        })
-        .await;
-        assert_eq!(reached.len(), 3, "through {address}");
-    }
+    // Through the cluster IP, which both nodes' proxies serve on this machine.
+    let service: serde_json::Value =
+        serde_json::from_str(&up.shoalctl(&["get", "svc", "web", "-o", "json"])).expect("the Service as JSON");
+    let ip = service["spec"]["clusterIP"].as_str().expect("a cluster IP").to_string();
+    let address = SocketAddr::new(ip.parse().expect("an address"), 8080);
+    let reached = wait::until(Duration::from_secs(30), "the Service to reach every pod", || async {
+        let got: BTreeSet<String> = (0..12).filter_map(|_| shoal_tests::services::http_get(address)).collect();
+        (got == names).then_some(got)
+    })
+    .await;
+    assert_eq!(reached.len(), 3, "through {address}");
     names
 }
 
-/// Applies examples/web.yaml.
-pub fn apply_web(up: &Up) {
+/// Applies examples/web.yaml, once the controllers have recorded the
+/// Service range the cluster IP comes from.
+pub async fn apply_web(up: &Up) {
+    wait::until(Duration::from_secs(60), "the Service range to be recorded", || async {
+        let got = up.etcdctl().run(&["get", "/registry/ranges/serviceips", "--print-value-only"]);
+        (!got.stdout.trim().is_empty()).then_some(())
+    })
+    .await;
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/web.yaml");
     let applied = up.shoalctl(&["apply", "-f", example.to_str().expect("utf-8")]);
     assert_eq!(applied, "deployment.apps/web created\nservice/web created\n");
@@ -64,7 +72,7 @@ async fn shoal_up_runs_stops_and_resumes() {
     .await;
     let containers = shoal_tests::agents::can_run_containers();
     if containers {
-        apply_web(&up);
+        apply_web(&up).await;
         web_answers(&up).await;
     }
     up.stop();

@@ -140,6 +140,15 @@ pub fn pod_cidr() -> String {
     format!("10.{}.{}.0/24", 64 + slot / 256, slot % 256)
 }
 
+/// A Service range no other test cluster on this machine has: 10.80.0.0/24
+/// to 10.95.160.0/24, one per test port held. Every node on the machine
+/// answers for the cluster IPs its proxy serves, so two test clusters with
+/// one range could each take the other's connections.
+pub fn service_range() -> String {
+    let slot = crate::ports::free_port() - 61000;
+    format!("10.{}.{}.0/24", 80 + slot / 256, slot % 256)
+}
+
 /// Kills every container the agent whose data dir is `data_dir` started,
 /// by the pids it recorded, removes their cgroups, and takes their pod
 /// networks and the node's bridge apart.

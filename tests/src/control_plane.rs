@@ -60,6 +60,9 @@ impl Controllers {
             "--log-level".into(),
             "info".into(),
         ];
+        if !extra.contains(&"--service-cluster-ip-range") {
+            args.extend(["--service-cluster-ip-range".to_string(), crate::agents::service_range()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let log: PathBuf = dir.join(format!("{identity}.log"));
         Controllers { process: Process::spawn(&controllers_binary(), &args, log), identity: identity.into() }

@@ -48,11 +48,12 @@ pub fn web_deployment(name: &str, replicas: i32) -> Deployment {
     .expect("a deployment")
 }
 
-/// A Service `name` on `port`, in front of the pods labelled `app: app`.
+/// A NodePort Service `name` on `port` (at its cluster IP and every node's
+/// address), in front of the pods labelled `app: app`.
 pub fn service(name: &str, app: &str, port: u16) -> Service {
     serde_json::from_value(json!({
         "metadata": {"name": name},
-        "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": port, "targetPort": "http"}]}
+        "spec": {"type": "NodePort", "selector": {"app": app}, "ports": [{"name": "http", "port": port, "targetPort": "http"}]}
     }))
     .expect("a service")
 }

@@ -58,6 +58,8 @@ impl Up {
             nodes.join(","),
             "--pod-cidrs".into(),
             format!("{},{}", crate::agents::pod_cidr(), crate::agents::pod_cidr()),
+            "--service-cluster-ip-range".into(),
+            crate::agents::service_range(),
         ];
         let endpoints = CLIENT_PORTS.map(|p| format!("http://127.0.0.1:{}", p + offset)).join(",");
         let mut up = Up { process: None, root: root.into(), data_dir, offset, endpoints, nodes, args, runs: 0 };

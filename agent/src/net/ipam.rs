@@ -52,7 +52,7 @@ impl Addresses {
         fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
         let last: Option<Ipv4Addr> =
             fs::read_to_string(self.dir.join(LAST)).ok().and_then(|text| text.trim().parse().ok());
-        let all: Vec<Ipv4Addr> = self.cidr.pod_addresses().collect();
+        let all: Vec<Ipv4Addr> = self.cidr.assignable().collect();
         let start = last.and_then(|last| all.iter().position(|ip| *ip == last)).map_or(0, |i| i + 1);
         for ip in all.iter().cycle().skip(start).take(all.len()) {
             let path = self.dir.join(ip.to_string());

@@ -93,6 +93,20 @@ pub fn unplug(uid: &str) {
     }
 }
 
+/// Makes `ip` an address of this host (a Service's cluster IP), with a
+/// route in the local table rather than an address on an interface.
+pub fn add_local_route(ip: Ipv4Addr) -> Result<(), String> {
+    ip_cmd_local("replace", ip)
+}
+
+pub fn delete_local_route(ip: Ipv4Addr) {
+    let _ = ip_cmd_local("delete", ip);
+}
+
+fn ip_cmd_local(verb: &str, address: Ipv4Addr) -> Result<(), String> {
+    ip(&["route", verb, "local", &format!("{address}/32"), "dev", "lo", "table", "local"])
+}
+
 /// Lets the node route between its bridge and the rest (other nodes' pods).
 pub fn enable_forwarding() -> Result<(), String> {
     let path = "/proc/sys/net/ipv4/ip_forward";

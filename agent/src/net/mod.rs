@@ -12,7 +12,6 @@
 //! The runtime asks this module for a pod's namespace and nothing else; the
 //! agent releases it when the pod is gone.
 
-pub mod cidr;
 pub mod ipam;
 pub mod link;
 
@@ -21,8 +20,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use cidr::Cidr;
 use ipam::Addresses;
+pub use shoal_proto::objects::cidr;
+use shoal_proto::objects::cidr::Cidr;
 
 /// A pod's place in the network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub struct PodNetwork {
     bridge: String,
     addresses: Addresses,
     bridge_file: PathBuf,
+    /// One file per cluster IP this node made local (`<ip>`).
+    routes_dir: PathBuf,
     /// Held while a pod's network is made or taken apart.
     changing: Mutex<()>,
 }
@@ -46,7 +48,8 @@ impl PodNetwork {
     pub fn new(data_dir: &Path, cidr: Cidr, bridge: String) -> PodNetwork {
         let addresses = Addresses::new(data_dir.join("net").join("addresses"), cidr);
         let bridge_file = data_dir.join("net").join("bridge");
-        PodNetwork { cidr, bridge, addresses, bridge_file, changing: Mutex::new(()) }
+        let routes_dir = data_dir.join("net").join("routes");
+        PodNetwork { cidr, bridge, addresses, bridge_file, routes_dir, changing: Mutex::new(()) }
     }
 
     /// The bridge's name when none is given: `shoal` and the network's
@@ -129,6 +132,24 @@ impl PodNetwork {
         }
     }
 
+    /// Makes cluster IP `ip` an address of this host, and writes that down.
+    pub fn route_service(&self, ip: Ipv4Addr) -> Result<(), String> {
+        let _ = std::fs::create_dir_all(&self.routes_dir);
+        let _ = std::fs::write(self.routes_dir.join(ip.to_string()), "");
+        link::add_local_route(ip)
+    }
+
+    pub fn unroute_service(&self, ip: Ipv4Addr) {
+        link::delete_local_route(ip);
+        let _ = std::fs::remove_file(self.routes_dir.join(ip.to_string()));
+    }
+
+    /// The cluster IPs this node made local, as written down (an earlier
+    /// run's too).
+    pub fn service_routes(&self) -> Vec<Ipv4Addr> {
+        recorded_routes(&self.routes_dir)
+    }
+
     /// Detaches every pod and removes the bridge.
     pub fn tear_down(&self) {
         let _changing = self.lock();
@@ -138,8 +159,8 @@ impl PodNetwork {
 }
 
 /// Takes apart every pod network the agent whose network directory
-/// (`<data-dir>/net`) is `dir` made, and its bridge: what is left when an
-/// agent is gone for good.
+/// (`<data-dir>/net`) is `dir` made, its bridge and its cluster IP routes:
+/// what is left when an agent is gone for good.
 pub fn remove_all(dir: &Path) {
     let addresses = dir.join("addresses");
     for entry in std::fs::read_dir(&addresses).into_iter().flatten().flatten() {
@@ -153,4 +174,17 @@ pub fn remove_all(dir: &Path) {
     if let Ok(bridge) = std::fs::read_to_string(dir.join("bridge")) {
         link::delete_link(bridge.trim());
     }
+    for ip in recorded_routes(&dir.join("routes")) {
+        link::delete_local_route(ip);
+        let _ = std::fs::remove_file(dir.join("routes").join(ip.to_string()));
+    }
+}
+
+fn recorded_routes(dir: &Path) -> Vec<Ipv4Addr> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect()
 }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use serde_json::Value;
-use shoal_client::{Api, Store};
+use shoal_client::{service_ips, Api, Store};
 use shoal_proto::objects::validation::validate;
-use shoal_proto::objects::{AnyObject, Object};
+use shoal_proto::objects::{AnyObject, Object, Service};
 
 use super::resource::{name_of, Resource};
 
@@ -147,16 +147,28 @@ fn merged<K: Object>(current: &K, wanted: &Value) -> Option<K> {
 
 /// Creates the object, or merges the manifest into the stored one. Returns
 /// `created`, `configured` or `unchanged`.
-async fn apply_one<K: Object>(api: Api<K>, mut object: K) -> anyhow::Result<&'static str> {
+async fn apply_one<K: Object>(api: Api<K>, object: K) -> anyhow::Result<&'static str> {
+    apply_with(api, object, async |api: &Api<K>, object: &K| api.create(object).await, |_, _| Ok(())).await
+}
+
+/// Applies `object`: made by `create` when new, else merged into what is
+/// stored, once `check` allows the change from the stored object.
+async fn apply_with<K: Object>(
+    api: Api<K>,
+    mut object: K,
+    create: impl AsyncFnOnce(&Api<K>, &K) -> shoal_client::Result<K>,
+    check: impl Fn(&K, &K) -> shoal_client::Result<()>,
+) -> anyhow::Result<&'static str> {
     let namespace = object.meta().namespace_or_default().to_string();
     let name = object.meta().name.clone();
     let wanted = serde_json::to_value(&object)?;
     let Some(current) = api.get_opt(&namespace, &name).await? else {
         object.meta_mut().annotations.insert(LAST_APPLIED.into(), recorded(&wanted).to_string());
-        api.create(&object).await?;
+        create(&api, &object).await?;
         return Ok("created");
     };
     let target = merged(&current, &wanted).context("cannot merge the manifest into the stored object")?;
+    check(&current, &target)?;
     if serde_json::to_value(&target)? == serde_json::to_value(&current)? {
         return Ok("unchanged");
     }
@@ -179,7 +191,11 @@ pub async fn apply(store: &Store, path: &Path) -> anyhow::Result<()> {
             AnyObject::Deployment(o) => apply_one(Api::new(store.clone()), o).await,
             AnyObject::ReplicaSet(o) => apply_one(Api::new(store.clone()), o).await,
             AnyObject::Node(o) => apply_one(Api::new(store.clone()), o).await,
-            AnyObject::Service(o) => apply_one(Api::new(store.clone()), o).await,
+            // A new Service gets its cluster IP in the same write; the address never changes after.
+            AnyObject::Service(o) => {
+                let create = async |api: &Api<Service>, service: &Service| service_ips::create(api, service).await;
+                apply_with(Api::new(store.clone()), o, create, service_ips::check_unchanged).await
+            }
             AnyObject::Endpoints(o) => apply_one(Api::new(store.clone()), o).await,
         }
         .with_context(|| format!("error applying {} from \"{}\"", name, manifest.source.display()))?;

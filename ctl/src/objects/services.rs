@@ -8,13 +8,19 @@ use shoal_proto::objects::{Endpoints, IntOrString, Service};
 
 use super::print::{age, Columns};
 
-fn port_text(port: &shoal_proto::objects::service::ServicePort) -> String {
-    format!("{}/{}", port.port, port.protocol())
+/// `8080/TCP`; a NodePort Service's node port after a colon, as kubectl
+/// shows it (here the node port is the port).
+fn port_text(port: &shoal_proto::objects::service::ServicePort, node_port: bool) -> String {
+    match node_port {
+        true => format!("{}:{}/{}", port.port, port.port, port.protocol()),
+        false => format!("{}/{}", port.port, port.protocol()),
+    }
 }
 
 /// `8080/TCP,9090/TCP`, with a conflict said plainly.
 fn ports_column(service: &Service) -> String {
-    let ports: Vec<String> = service.spec.ports.iter().map(port_text).collect();
+    let node_port = service.spec.is_node_port();
+    let ports: Vec<String> = service.spec.ports.iter().map(|p| port_text(p, node_port)).collect();
     let conflicted = service
         .status
         .as_ref()
@@ -35,7 +41,7 @@ fn selector_text(service: &Service) -> String {
 
 impl Columns for Service {
     fn header(wide: bool) -> Vec<&'static str> {
-        let mut h = vec!["NAME", "TYPE", "PORT(S)", "AGE"];
+        let mut h = vec!["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"];
         if wide {
             h.push("SELECTOR");
         }
@@ -45,7 +51,9 @@ impl Columns for Service {
     fn row(&self, wide: bool) -> Vec<String> {
         let mut row = vec![
             self.metadata.name.clone(),
-            self.spec.type_.clone().unwrap_or_else(|| "ClusterIP".into()),
+            self.spec.type_().to_string(),
+            self.spec.cluster_ip.clone().unwrap_or_else(|| "<pending>".into()),
+            "<none>".into(),
             ports_column(self),
             age(self.metadata.creation_timestamp.as_deref()),
         ];
@@ -86,14 +94,18 @@ impl Columns for Endpoints {
 /// The Service part of `describe service`, after the common header.
 pub fn describe_service(out: &mut String, service: &Service, endpoints: Option<&Endpoints>) {
     let _ = writeln!(out, "Selector:     {}", selector_text(service));
-    let _ = writeln!(out, "Type:         {}", service.spec.type_.as_deref().unwrap_or("ClusterIP"));
+    let _ = writeln!(out, "Type:         {}", service.spec.type_());
+    let _ = writeln!(out, "IP:           {}", service.spec.cluster_ip.as_deref().unwrap_or("<pending>"));
     for port in &service.spec.ports {
         let name = if port.name().is_empty() { "<unset>" } else { port.name() };
         let target = match port.target() {
             IntOrString::Int(n) => n.to_string(),
             IntOrString::String(s) => s,
         };
-        let _ = writeln!(out, "Port:         {name}  {}", port_text(port));
+        let _ = writeln!(out, "Port:         {name}  {}", port_text(port, false));
+        if service.spec.is_node_port() {
+            let _ = writeln!(out, "NodePort:     {name}  {}/{}", port.port, port.protocol());
+        }
         let _ = writeln!(out, "TargetPort:   {target}/{}", port.protocol());
         let ready: Vec<String> =
             endpoints.map(|e| e.ready(port.name()).iter().map(|a| a.to_string()).collect()).unwrap_or_default();
@@ -154,10 +166,10 @@ mod tests {
     fn a_conflicted_service_says_so_in_its_ports() {
         let service: Service = serde_json::from_value(json!({
             "metadata": {"name": "web"},
-            "spec": {"ports": [{"port": 8080}]},
+            "spec": {"ports": [{"port": 8080}], "type": "NodePort"},
             "status": {"conditions": [{"type": "PortsAllocated", "status": "False", "reason": "PortConflict"}]}
         }))
         .expect("service");
-        assert_eq!(ports_column(&service), "8080/TCP (PortConflict)");
+        assert_eq!(ports_column(&service), "8080:8080/TCP (PortConflict)");
     }
 }

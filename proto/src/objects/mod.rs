@@ -8,10 +8,11 @@
 //! - [`pod`], [`node`], [`workload`], [`service`]: the objects; [`lease`]: a
 //!   node's heartbeat.
 //! - [`selector`]: label selectors.
-//! - [`quantity`]: `500m`, `128Mi` and the like.
+//! - [`quantity`]: `500m`, `128Mi` and the like; [`cidr`]: IPv4 networks.
 //! - [`time`]: RFC 3339 timestamps.
 //! - [`validation`]: field-by-field checks with Kubernetes' messages.
 
+pub mod cidr;
 pub mod lease;
 pub mod meta;
 pub mod node;

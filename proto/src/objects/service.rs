@@ -1,8 +1,9 @@
 //! Service (a stable port in front of the pods a selector picks) and
 //! Endpoints (where those pods can be reached right now, kept by the
 //! endpoints controller). An endpoint is a pod's address (the node's, for a
-//! pod on the host's network) and its port; the node proxy listens on each
-//! Service port at every node's address and forwards there.
+//! pod on the host's network) and its port. Every node's proxy serves a
+//! Service at its cluster IP (a virtual address from the cluster's Service
+//! range), and a `NodePort` Service also at the node's own address.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,9 +37,40 @@ pub struct ServiceSpec {
     pub selector: BTreeMap<String, String>,
     #[serde(default)]
     pub ports: Vec<ServicePort>,
-    /// ClusterIP, the only type: the port is served at every node's address.
+    /// `ClusterIP` (the default): served at the cluster IP; `NodePort`:
+    /// at every node's address too.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
+    /// The Service's virtual address from the cluster's Service range,
+    /// given once when it is created (or asked for); `None` makes a
+    /// headless Service, with no address and no proxying.
+    #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
+    pub cluster_ip: Option<String>,
+    #[serde(default, rename = "clusterIPs", skip_serializing_if = "Vec::is_empty")]
+    pub cluster_ips: Vec<String>,
+}
+
+/// The `clusterIP` of a headless Service.
+pub const HEADLESS: &str = "None";
+
+impl ServiceSpec {
+    pub fn type_(&self) -> &str {
+        self.type_.as_deref().unwrap_or("ClusterIP")
+    }
+
+    /// Whether the Service is served at every node's address.
+    pub fn is_node_port(&self) -> bool {
+        self.type_() == "NodePort"
+    }
+
+    /// The cluster IP given or asked for, if it is an address.
+    pub fn cluster_ip(&self) -> Option<std::net::Ipv4Addr> {
+        self.cluster_ip.as_deref().and_then(|ip| ip.parse().ok())
+    }
+
+    pub fn is_headless(&self) -> bool {
+        self.cluster_ip.as_deref() == Some(HEADLESS)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +79,8 @@ pub struct ServicePort {
     /// Required when the Service has more than one port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Where the node proxy listens.
+    /// The port at the cluster IP (and, for a NodePort Service, at every
+    /// node's address).
     pub port: i32,
     /// The pods' port: a number, or the name of a container port (which
     /// finds ports the node allocated). Default: `port`.
@@ -86,8 +119,8 @@ pub struct ServiceStatus {
 pub const PORTS_ALLOCATED: &str = "PortsAllocated";
 
 impl Service {
-    /// Whether the endpoints controller gave this Service its ports: only
-    /// then does the node proxy listen for it.
+    /// Whether the endpoints controller gave this NodePort Service its
+    /// ports: only then does the node proxy listen for it at node addresses.
     pub fn ports_allocated(&self) -> bool {
         self.status
             .as_ref()

@@ -5,14 +5,14 @@ use std::collections::HashSet;
 
 use super::{is_dns_label, labels, FieldErrors, LABEL};
 use crate::objects::pod::Container;
-use crate::objects::service::{EndpointPort, Endpoints, Service};
+use crate::objects::service::{EndpointPort, Endpoints, Service, HEADLESS};
 use crate::objects::IntOrString;
 
 const PORT_RANGE: &str = "must be between 1 and 65535, inclusive";
 /// Protocols a container may declare; Services proxy TCP only.
 const CONTAINER_PROTOCOLS: [&str; 3] = ["SCTP", "TCP", "UDP"];
 const SERVICE_PROTOCOLS: [&str; 1] = ["TCP"];
-const SERVICE_TYPES: [&str; 1] = ["ClusterIP"];
+const SERVICE_TYPES: [&str; 2] = ["ClusterIP", "NodePort"];
 
 /// An IANA service name, as a named port must be: every rule it breaks.
 pub fn port_name_problems(name: &str) -> Vec<&'static str> {
@@ -80,6 +80,17 @@ pub(in crate::objects) fn service(service: &Service, errors: &mut FieldErrors) {
         errors.not_supported("spec.type", kind, &SERVICE_TYPES);
     }
     labels(&spec.selector, "spec.selector", errors);
+    if let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != HEADLESS) {
+        if ip.parse::<std::net::Ipv4Addr>().is_err() {
+            errors.invalid("spec.clusterIPs[0]", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)");
+        }
+    }
+    if !spec.cluster_ips.is_empty() && spec.cluster_ips.first() != spec.cluster_ip.as_ref() {
+        errors.invalid("spec.clusterIPs[0]", &spec.cluster_ips, "must match `spec.clusterIP`");
+    }
+    if spec.is_headless() && spec.is_node_port() {
+        errors.invalid("spec.clusterIPs[0]", HEADLESS, "may not be set to 'None' for NodePort services");
+    }
     if spec.ports.is_empty() {
         errors.required("spec.ports");
     }
@@ -193,10 +204,23 @@ mod tests {
         let text =
             service_message(json!({"ports": [{"port": 80}], "type": "LoadBalancer", "selector": {"app": "a b"}}));
         assert!(
-            text.contains("spec.type: Unsupported value: \"LoadBalancer\": supported values: \"ClusterIP\""),
+            text.contains(
+                "spec.type: Unsupported value: \"LoadBalancer\": supported values: \"ClusterIP\", \"NodePort\""
+            ),
             "{text}"
         );
         assert!(text.contains("spec.selector: Invalid value: \"a b\""), "{text}");
+        let text = service_message(json!({"ports": [{"port": 80}], "clusterIP": "10.96.0.300"}));
+        assert!(
+            text.contains("spec.clusterIPs[0]: Invalid value: \"10.96.0.300\": must be a valid IP address"),
+            "{text}"
+        );
+        let text = service_message(json!({"ports": [{"port": 80}], "clusterIP": "None", "type": "NodePort"}));
+        assert!(text.contains("may not be set to 'None' for NodePort services"), "{text}");
+        let text =
+            service_message(json!({"ports": [{"port": 80}], "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.2"]}));
+        assert!(text.contains("must match `spec.clusterIP`"), "{text}");
+        assert_eq!(service_message(json!({"ports": [{"port": 80}], "clusterIP": "None"})), "");
     }
 
     #[test]

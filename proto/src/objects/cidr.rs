@@ -1,6 +1,7 @@
-//! An IPv4 network in CIDR notation (`10.88.1.0/24`), and the addresses it
-//! hands to pods: the first host address is the bridge's (the pods'
-//! gateway); the network and broadcast addresses are never handed out.
+//! An IPv4 network in CIDR notation (`10.88.1.0/24`): a node's pod CIDR,
+//! whose first host address is the bridge's (the pods' gateway), or the
+//! cluster's Service range. Network and broadcast addresses are never
+//! handed out.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -41,14 +42,22 @@ impl Cidr {
         Ipv4Addr::from(u32::from(self.network) + 1)
     }
 
-    /// The addresses pods may get, in order: after the gateway, before broadcast.
-    pub fn pod_addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+    /// The addresses that may be handed out, in order: after the first
+    /// (a pod CIDR's gateway; a Service range keeps it too, as Kubernetes
+    /// does), before broadcast.
+    pub fn assignable(&self) -> impl Iterator<Item = Ipv4Addr> {
         let first = u32::from(self.network) + 2;
         let broadcast = u32::from(self.network) | !self.mask();
         (first..broadcast).map(Ipv4Addr::from)
     }
 
-    /// How many pods it holds.
+    /// Whether `ip` is one of [`Cidr::assignable`].
+    pub fn is_assignable(&self, ip: Ipv4Addr) -> bool {
+        let (first, broadcast) = (u32::from(self.network) + 2, u32::from(self.network) | !self.mask());
+        self.contains(ip) && (first..broadcast).contains(&u32::from(ip))
+    }
+
+    /// How many addresses it hands out.
     pub fn capacity(&self) -> u32 {
         (!self.mask()).saturating_sub(2)
     }
@@ -90,16 +99,20 @@ mod tests {
     fn a_network_gives_its_hosts_after_the_gateway() {
         let cidr: Cidr = "10.88.1.0/24".parse().expect("cidr");
         assert_eq!(cidr.gateway(), Ipv4Addr::new(10, 88, 1, 1));
-        let hosts: Vec<Ipv4Addr> = cidr.pod_addresses().collect();
+        let hosts: Vec<Ipv4Addr> = cidr.assignable().collect();
         assert_eq!(hosts.first(), Some(&Ipv4Addr::new(10, 88, 1, 2)));
         assert_eq!(hosts.last(), Some(&Ipv4Addr::new(10, 88, 1, 254)));
         assert_eq!(hosts.len() as u32, cidr.capacity());
+        assert!(cidr.is_assignable(Ipv4Addr::new(10, 88, 1, 2)) && cidr.is_assignable(Ipv4Addr::new(10, 88, 1, 254)));
+        for outside in [[10, 88, 1, 0], [10, 88, 1, 1], [10, 88, 1, 255], [10, 88, 2, 7]] {
+            assert!(!cidr.is_assignable(Ipv4Addr::from(outside)), "{outside:?}");
+        }
         assert!(cidr.contains(Ipv4Addr::new(10, 88, 1, 77)) && !cidr.contains(Ipv4Addr::new(10, 88, 2, 1)));
         let wide: Cidr = "10.88.0.0/16".parse().expect("cidr");
         let other: Cidr = "10.88.2.0/24".parse().expect("cidr");
         assert!(cidr.overlaps(&wide) && wide.overlaps(&cidr) && !cidr.overlaps(&other));
         let small: Cidr = "10.0.0.4/30".parse().expect("cidr");
-        assert_eq!(small.pod_addresses().collect::<Vec<_>>(), [Ipv4Addr::new(10, 0, 0, 6)]);
+        assert_eq!(small.assignable().collect::<Vec<_>>(), [Ipv4Addr::new(10, 0, 0, 6)]);
         assert_eq!(small.to_string(), "10.0.0.4/30");
     }
 
