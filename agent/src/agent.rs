@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use shoal_client::informer::{Informer, Shutdown};
 use shoal_client::{Api, Store};
-use shoal_proto::objects::{Node, Pod};
+use shoal_proto::objects::{Node, Pod, Service};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -59,7 +59,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     let runtime = Arc::new(LinuxRuntime::new(&data_dir, &scope, config.container_log_max_bytes, exe, network.clone()));
     let ports = Arc::new(Ports::new(config.address, config.port_range.clone()));
-    let sync = Arc::new(PodSync::new(runtime.clone(), config.restart_backoff, ports.clone()));
+    let (services, _services_task) = Informer::spawn(Api::<Service>::new(store.clone()), None, None, shutdown.clone());
+    let service_env: crate::service_env::ServiceEnv = {
+        let services = services.clone();
+        Arc::new(move |namespace| crate::service_env::variables(&services.read(|c| c.list(Some(namespace))), namespace))
+    };
+    let sync = Arc::new(PodSync::new(runtime.clone(), config.restart_backoff, ports.clone(), service_env));
     let listed = runtime.list();
     network.sweep(&listed.iter().map(|c| c.pod_uid.clone()).collect());
     sync.adopt(listed);
@@ -94,13 +99,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(node = %config.node_name, logs = %logs_address, "registered");
     tokio::spawn(node::heartbeat(store.clone(), config.node_name.clone(), config.heartbeat_ttl, shutdown.clone()));
     if config.proxy {
-        tokio::spawn(crate::proxy::run(store.clone(), config.address, ports, network.clone(), shutdown.clone()));
+        let proxy =
+            crate::proxy::Proxied { store: store.clone(), address: config.address, ports, network: network.clone() };
+        tokio::spawn(crate::proxy::run(proxy, services.clone(), shutdown.clone()));
     }
 
     let api: Api<Pod> = Api::new(store.clone());
     let (pods, _task) = Informer::spawn(api.clone(), None, Some(|p: &Pod| p.spec.node_name.clone()), shutdown.clone());
     let mut changes = pods.subscribe();
     pods.synced().await;
+    // Containers start with the Services that exist: wait to know them.
+    services.synced().await;
     let agent = Agent {
         node: config.node_name.clone(),
         address,

@@ -14,7 +14,9 @@
 //! - [`probe`]: startup, liveness and readiness probes.
 //! - [`logs`]: the container logs endpoint.
 //! - [`ports`]: node ports for containers that ask for one.
-//! - [`proxy`]: the node proxy: every Service's port at the node's address.
+//! - [`proxy`]: the node proxy: every Service at its cluster IP (and a
+//!   NodePort Service at the node's address).
+//! - [`service_env`]: the Service variables a container starts with.
 //! - [`sync`]: the level-triggered pod sync: desired pods against running ones.
 //! - [`status`]: pod status from container states.
 
@@ -28,5 +30,6 @@ pub mod ports;
 pub mod probe;
 pub mod proxy;
 pub mod runtime;
+pub mod service_env;
 pub mod status;
 pub mod sync;

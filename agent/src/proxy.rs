@@ -67,9 +67,20 @@ pub struct Proxy {
     network: Arc<PodNetwork>,
 }
 
-/// Runs the proxy for the node at `address` until `shutdown`.
-pub async fn run(store: Store, address: IpAddr, ports: Arc<Ports>, network: Arc<PodNetwork>, shutdown: Shutdown) {
-    let (services, _a) = Informer::spawn(Api::<Service>::new(store.clone()), None, None, shutdown.clone());
+/// What a node's proxy works with.
+pub struct Proxied {
+    pub store: Store,
+    /// The node's address, for NodePort Services.
+    pub address: IpAddr,
+    /// The node's container ports: node ports are kept out of them.
+    pub ports: Arc<Ports>,
+    /// Where cluster IPs are made the host's.
+    pub network: Arc<PodNetwork>,
+}
+
+/// Runs the proxy, on the agent's `services` informer, until `shutdown`.
+pub async fn run(proxied: Proxied, services: Informer<Service>, shutdown: Shutdown) {
+    let Proxied { store, address, ports, network } = proxied;
     let (endpoints, _b) = Informer::spawn(Api::<Endpoints>::new(store), None, None, shutdown.clone());
     let (mut service_changes, mut endpoint_changes) = (services.subscribe(), endpoints.subscribe());
     let mut shutdown = shutdown;

@@ -13,6 +13,7 @@ use shoal_proto::objects::{time, Pod};
 
 use crate::ports::Ports;
 use crate::runtime::{ContainerSpec, Listed, Run, Runtime};
+use crate::service_env::ServiceEnv;
 use crate::status::Seen;
 
 /// Restart delays double up to this.
@@ -39,6 +40,7 @@ pub struct PodSync<R> {
     runtime: Arc<R>,
     base_backoff: Duration,
     ports: Arc<Ports>,
+    service_env: ServiceEnv,
     /// By (pod uid, container name).
     tracked: Mutex<HashMap<(String, String), Tracked>>,
     /// Readiness probe results by container id; a container without an
@@ -57,11 +59,12 @@ fn restarts_after(policy: &str, code: i32) -> bool {
 }
 
 impl<R: Runtime> PodSync<R> {
-    pub fn new(runtime: Arc<R>, base_backoff: Duration, ports: Arc<Ports>) -> PodSync<R> {
+    pub fn new(runtime: Arc<R>, base_backoff: Duration, ports: Arc<Ports>, service_env: ServiceEnv) -> PodSync<R> {
         PodSync {
             runtime,
             base_backoff,
             ports,
+            service_env,
             tracked: Mutex::new(HashMap::new()),
             ready: Mutex::new(HashMap::new()),
             starting: Mutex::new(std::collections::HashSet::new()),
@@ -234,6 +237,7 @@ impl<R: Runtime> PodSync<R> {
                         host_network: pod.spec.host_network(),
                         ports,
                         node_ip: self.ports.address().to_string(),
+                        service_env: (self.service_env)(&key.namespace),
                     })
                 });
                 match started {
@@ -313,7 +317,7 @@ mod tests {
     fn sync_with(base: Duration) -> (Arc<FakeRuntime>, PodSync<FakeRuntime>) {
         let runtime = Arc::new(FakeRuntime::default());
         let ports = Arc::new(Ports::new("127.0.93.18".parse().expect("ip"), 29180..=29189));
-        (runtime.clone(), PodSync::new(runtime, base, ports))
+        (runtime.clone(), PodSync::new(runtime, base, ports, crate::service_env::none()))
     }
 
     #[test]

@@ -129,8 +129,9 @@ async fn a_cluster_ip_is_given_once_and_reaches_the_ready_pods_from_the_host_and
     let node_port = SocketAddr::new(layout.addresses[0].parse().expect("ip"), 80);
     assert!(!listening(node_port), "a ClusterIP Service takes no node port");
 
-    // From a pod, through its bridge and the host.
-    let fetch = format!("for i in 1 2 3 4 5 6 7 8 9; do wget -q -O - http://{ip}/ >> /tmp/got; done; cat /tmp/got");
+    // From a pod, through its bridge and the host, found through the variables Kubernetes sets.
+    let fetch = "echo \"$WEB_SERVICE_HOST $WEB_SERVICE_PORT $WEB_PORT\" > /tmp/env; \
+                 for i in 1 2 3 4 5 6 7 8 9; do wget -q -O - http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/ >> /tmp/got; done";
     let client: Pod = serde_json::from_value(json!({
         "metadata": {"name": "client"},
         "spec": {"nodeName": "n2", "restartPolicy": "Never",
@@ -142,9 +143,10 @@ async fn a_cluster_ip_is_given_once_and_reaches_the_ready_pods_from_the_host_and
         pods.get_opt("default", "client").await.ok().flatten().filter(|p| matches!(p.phase(), "Succeeded" | "Failed"))
     })
     .await;
-    let got =
-        std::fs::read_to_string(layout.agents[1].data_dir.join("pods").join(&client.metadata.uid).join("tmp/got"))
-            .unwrap_or_default();
+    let tmp = layout.agents[1].data_dir.join("pods").join(&client.metadata.uid).join("tmp");
+    let got = std::fs::read_to_string(tmp.join("got")).unwrap_or_default();
+    let env = std::fs::read_to_string(tmp.join("env")).unwrap_or_default();
+    assert_eq!(env.trim(), format!("{ip} 80 tcp://{ip}:80"), "the Service's variables");
     assert_eq!(done.phase(), "Succeeded", "the pod reached the cluster IP: {got:?}");
     let answered: BTreeSet<String> = got.lines().map(String::from).collect();
     assert!(answered.len() >= 2 && answered.is_subset(&names), "{answered:?} of {names:?}");

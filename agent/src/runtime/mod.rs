@@ -29,6 +29,8 @@ pub struct ContainerSpec {
     pub ports: Vec<ContainerPort>,
     /// The node's address, for `SHOAL_NODE_IP`.
     pub node_ip: String,
+    /// The variables of the namespace's Services, before the container's own.
+    pub service_env: Vec<(String, String)>,
 }
 
 /// A container's life as the runtime sees it.

@@ -134,9 +134,12 @@ impl LinuxRuntime {
             started_at: time::now(),
             hostname: spec.hostname.clone(),
             argv,
-            // The node's variables first: the container's own env may override them.
-            env: crate::ports::environment(&spec.ports, &spec.node_ip)
-                .into_iter()
+            // The Services' and the node's variables first: the container's own env may override them.
+            env: spec
+                .service_env
+                .iter()
+                .cloned()
+                .chain(crate::ports::environment(&spec.ports, &spec.node_ip))
                 .chain(network.as_ref().map(|n| ("SHOAL_POD_IP".to_string(), n.ip.to_string())))
                 .chain(container.env.iter().map(|e| (e.name.clone(), e.value.clone())))
                 .collect(),
