@@ -98,6 +98,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     tracing::info!(node = %config.node_name, logs = %logs_address, "registered");
     tokio::spawn(node::heartbeat(store.clone(), config.node_name.clone(), config.heartbeat_ttl, shutdown.clone()));
+    // The pods' DNS, at their gateway.
+    let dns_at = std::net::SocketAddr::from((config.pod_cidr.gateway(), 53));
+    tokio::spawn(crate::dns::serve(dns_at, services.clone(), shutdown.clone()));
     if config.proxy {
         let proxy =
             crate::proxy::Proxied { store: store.clone(), address: config.address, ports, network: network.clone() };

@@ -11,6 +11,7 @@
 //!   (namespaces, cgroups, images, a supervisor per container) and a fake.
 //! - [`net`]: the pod network: addresses from the node's pod CIDR, a
 //!   network namespace per pod on a veth pair into the node's bridge.
+//! - [`dns`]: the pods' DNS: Service names from the store, the rest passed on.
 //! - [`probe`]: startup, liveness and readiness probes.
 //! - [`logs`]: the container logs endpoint.
 //! - [`ports`]: node ports for containers that ask for one.
@@ -22,6 +23,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod dns;
 pub mod host;
 pub mod logs;
 pub mod net;

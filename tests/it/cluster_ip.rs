@@ -131,6 +131,7 @@ async fn a_cluster_ip_is_given_once_and_reaches_the_ready_pods_from_the_host_and
 
     // From a pod, through its bridge and the host, found through the variables Kubernetes sets.
     let fetch = "echo \"$WEB_SERVICE_HOST $WEB_SERVICE_PORT $WEB_PORT\" > /tmp/env; \
+                 nslookup web.default.svc.cluster.local > /tmp/dns 2>&1; nslookup web > /tmp/short 2>&1; \
                  for i in 1 2 3 4 5 6 7 8 9; do wget -q -O - http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/ >> /tmp/got; done";
     let client: Pod = serde_json::from_value(json!({
         "metadata": {"name": "client"},
@@ -147,6 +148,10 @@ async fn a_cluster_ip_is_given_once_and_reaches_the_ready_pods_from_the_host_and
     let got = std::fs::read_to_string(tmp.join("got")).unwrap_or_default();
     let env = std::fs::read_to_string(tmp.join("env")).unwrap_or_default();
     assert_eq!(env.trim(), format!("{ip} 80 tcp://{ip}:80"), "the Service's variables");
+    let dns = std::fs::read_to_string(tmp.join("dns")).unwrap_or_default();
+    assert!(dns.contains(&format!("Address: {ip}")), "the node's DNS answers the Service's name:\n{dns}");
+    let short = std::fs::read_to_string(tmp.join("short")).unwrap_or_default();
+    assert!(short.contains(&format!("Address: {ip}")), "the namespace's search path finds `web`:\n{short}");
     assert_eq!(done.phase(), "Succeeded", "the pod reached the cluster IP: {got:?}");
     let answered: BTreeSet<String> = got.lines().map(String::from).collect();
     assert!(answered.len() >= 2 && answered.is_subset(&names), "{answered:?} of {names:?}");

@@ -54,6 +54,10 @@ fn prepare(launch: &Launch) -> Result<(), String> {
     nix::unistd::sethostname(&launch.hostname).map_err(|e| format!("cannot set the hostname: {e}"))?;
     match &launch.rootfs {
         None => {
+            // Before /tmp is covered: the agent's data dir may be under it.
+            if let Some(resolv_conf) = &launch.resolv_conf {
+                bind(resolv_conf, Path::new("/etc/resolv.conf"))?;
+            }
             bind(&launch.tmp_dir, Path::new("/tmp"))?;
             mount_proc(Path::new("/proc"))
         }
@@ -100,6 +104,14 @@ fn enter_root(root: &Path, launch: &Launch) -> Result<(), String> {
     fs::create_dir_all(dev.join("shm")).map_err(|e| format!("cannot create /dev/shm: {e}"))?;
     mount_tmpfs(&dev.join("shm"), "mode=1777,size=64m")?;
     bind(&launch.tmp_dir, &root.join("tmp"))?;
+    if let Some(resolv_conf) = &launch.resolv_conf {
+        let target = root.join("etc/resolv.conf");
+        if !target.exists() {
+            fs::create_dir_all(root.join("etc")).map_err(|e| format!("cannot create /etc: {e}"))?;
+            File::create(&target).map_err(|e| format!("cannot create /etc/resolv.conf: {e}"))?;
+        }
+        bind(resolv_conf, &target)?;
+    }
     nix::unistd::chdir(root).map_err(|e| format!("cannot enter the root filesystem: {e}"))?;
     // The old root is stacked under the new one, then detached.
     nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root failed: {e}"))?;

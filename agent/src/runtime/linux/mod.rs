@@ -120,6 +120,16 @@ impl LinuxRuntime {
         };
         let tmp_dir = self.data_dir.join("pods").join(&spec.pod_uid).join("tmp");
         fs::create_dir_all(&tmp_dir).map_err(|e| create_error(format!("cannot create the pod's /tmp: {e}")))?;
+        // A pod with its own network asks this node's DNS first, as a pod asks CoreDNS.
+        let resolv_conf = match &network {
+            Some(_) => {
+                let path = self.data_dir.join("pods").join(&spec.pod_uid).join("resolv.conf");
+                let text = crate::dns::resolv_conf(self.network.cidr().gateway(), &spec.pod.namespace);
+                fs::write(&path, text).map_err(|e| create_error(format!("cannot write the pod's resolv.conf: {e}")))?;
+                Some(path)
+            }
+            None => None,
+        };
         let made = match &self.cgroups {
             Some(cgroups) => cgroups.make(id, &limits).map_err(create_error)?,
             None => cgroup::Made::default(),
@@ -149,6 +159,7 @@ impl LinuxRuntime {
             read_only_root: container.read_only_root(),
             tmp_dir,
             netns: network.map(|n| n.netns),
+            resolv_conf,
             cgroups: made.paths,
             memory_cgroup: made.memory,
             log: Self::logs_dir(&self.data_dir, &spec.pod_uid, &container.name).join(format!("{}.log", spec.restarts)),

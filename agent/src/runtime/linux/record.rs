@@ -42,6 +42,9 @@ pub struct Launch {
     /// The pod's network namespace to join; None shares the host's network.
     #[serde(default)]
     pub netns: Option<PathBuf>,
+    /// Mounted on the container's /etc/resolv.conf.
+    #[serde(default)]
+    pub resolv_conf: Option<PathBuf>,
     /// The container's cgroups, one per hierarchy (cgroup v1) or one (v2).
     pub cgroups: Vec<PathBuf>,
     /// The memory cgroup, for telling an OOM kill.
