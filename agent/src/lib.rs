@@ -12,7 +12,7 @@
 //! - [`net`]: the pod network: addresses from the node's pod CIDR, a
 //!   network namespace per pod on a veth pair into the node's bridge.
 //! - [`dns`]: the pods' DNS: Service names from the store, the rest passed on.
-//! - [`probe`]: startup, liveness and readiness probes.
+//! - [`probe`]: startup, liveness and readiness probes; [`probe_tls`]: their HTTPS.
 //! - [`logs`]: the container logs endpoint.
 //! - [`ports`]: node ports for containers that ask for one.
 //! - [`proxy`]: the node proxy: every Service at its cluster IP (and a
@@ -30,6 +30,7 @@ pub mod net;
 pub mod node;
 pub mod ports;
 pub mod probe;
+pub mod probe_tls;
 pub mod proxy;
 pub mod runtime;
 pub mod service_env;

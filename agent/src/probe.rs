@@ -27,23 +27,25 @@ pub enum Kind {
 }
 
 /// What a probe runs, as arguments to the runtime's probe command:
-/// `-- COMMAND...`, `--tcp HOST:PORT` or `--http HOST:PORT PATH [HEADER...]`
-/// (each header `Name: value`); None for a probe that cannot run (an
-/// unknown named port, an HTTPS probe), which fails. tcp and HTTP probes
+/// `-- COMMAND...`, `--tcp HOST:PORT` or `--http`/`--https HOST:PORT PATH
+/// [HEADER...]` (each header `Name: value`); None for a probe that cannot
+/// run (an unknown named port), which fails. tcp and HTTP probes
 /// dial `host` (the pod's address) unless they name their own.
 pub fn arguments(probe: &Probe, container: &Container, host: &str) -> Option<Vec<String>> {
     if let Some(exec) = &probe.exec {
         return Some(std::iter::once("--".to_string()).chain(exec.command.iter().cloned()).collect());
     }
     if let Some(http) = &probe.http_get {
-        if http.scheme.as_deref().is_some_and(|s| s != "HTTP") {
-            return None;
-        }
+        let flag = match http.scheme.as_deref().unwrap_or("HTTP") {
+            "HTTP" => "--http",
+            "HTTPS" => "--https",
+            _ => return None,
+        };
         let target = target(&http.port, http.host.as_deref(), container, host)?;
         let path = http.path.as_deref().filter(|p| !p.is_empty()).unwrap_or("/");
         let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
         let headers = http.http_headers.iter().map(|h| format!("{}: {}", h.name, h.value));
-        return Some(["--http".to_string(), target, path].into_iter().chain(headers).collect());
+        return Some([flag.to_string(), target, path].into_iter().chain(headers).collect());
     }
     let tcp = probe.tcp_socket.as_ref()?;
     Some(vec!["--tcp".into(), target(&tcp.port, tcp.host.as_deref(), container, host)?])
@@ -66,10 +68,15 @@ fn target(port: &IntOrString, own_host: Option<&str>, container: &Container, pod
 /// The User-Agent kubelet's probes send.
 const USER_AGENT: &str = "kube-probe/1.31";
 
+/// Both ways of a probe's connection, plain or TLS.
+trait Connection: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> Connection for T {}
+
 /// An HTTP probe from its `--http` arguments (`HOST:PORT PATH [HEADER...]`):
-/// a GET, passing on a 2xx or 3xx status as kubelet's does. Blocking; each
-/// step is bounded by `timeout`. The error says why it failed.
-pub fn http_probe(args: &[String], timeout: Duration) -> Result<u16, String> {
+/// a GET, over TLS when `tls` (kubelet's HTTPS: the certificate is not
+/// verified), passing on a 2xx or 3xx status as kubelet's does. Blocking;
+/// each step is bounded by `timeout`. The error says why it failed.
+pub fn http_probe(args: &[String], timeout: Duration, tls: bool) -> Result<u16, String> {
     use std::io::{Read, Write};
     let (Some(target), Some(path)) = (args.first(), args.get(1)) else {
         return Err("usage: --http HOST:PORT PATH [HEADER...]".into());
@@ -97,12 +104,17 @@ pub fn http_probe(args: &[String], timeout: Duration) -> Result<u16, String> {
     }
     request.push_str("Connection: close\r\n\r\n");
 
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&address, timeout).map_err(|e| format!("dial {address}: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+    let tcp = std::net::TcpStream::connect_timeout(&address, timeout).map_err(|e| format!("dial {address}: {e}"))?;
+    tcp.set_read_timeout(Some(timeout))
+        .and_then(|()| tcp.set_write_timeout(Some(timeout)))
         .map_err(|e| e.to_string())?;
+    let mut stream: Box<dyn Connection> = match tls {
+        true => {
+            let host = target.rsplit_once(':').map_or(target.as_str(), |(host, _)| host);
+            Box::new(crate::probe_tls::wrap(tcp, host)?)
+        }
+        false => Box::new(tcp),
+    };
     stream.write_all(request.as_bytes()).map_err(|e| format!("send to {address}: {e}"))?;
     let mut head = Vec::new();
     let mut buf = [0u8; 512];
@@ -151,9 +163,9 @@ async fn attempt<R: Runtime>(runtime: &R, pid: u32, args: &[String], timeout: Du
 /// A probe on the host (for runtimes whose containers share it).
 async fn host_attempt(args: &[String], timeout: Duration) -> bool {
     match args.first().map(String::as_str) {
-        Some("--http") => {
-            let args = args[1..].to_vec();
-            matches!(tokio::task::spawn_blocking(move || http_probe(&args, timeout)).await, Ok(Ok(_)))
+        Some(flag @ ("--http" | "--https")) => {
+            let (args, tls) = (args[1..].to_vec(), flag == "--https");
+            matches!(tokio::task::spawn_blocking(move || http_probe(&args, timeout, tls)).await, Ok(Ok(_)))
         }
         Some("--tcp") => {
             let Some(address) = args.get(1).and_then(|a| tcp_target(a)) else { return false };

@@ -54,14 +54,17 @@ fn http_probe_arguments_name_the_port_path_and_headers() {
     let unknown_port = probe(serde_json::json!({"httpGet": {"port": "metrics"}}));
     assert_eq!(arguments(&unknown_port, &container, "10.88.0.5"), None, "an unknown named port fails the probe");
     let https = probe(serde_json::json!({"httpGet": {"port": 8443, "scheme": "HTTPS"}}));
-    assert_eq!(arguments(&https, &container, "10.88.0.5"), None, "HTTPS probes are not run yet, so they fail");
+    assert_eq!(
+        arguments(&https, &container, "10.88.0.5"),
+        Some(vec!["--https".into(), "10.88.0.5:8443".into(), "/".into()])
+    );
 }
 
 #[test]
 fn an_http_probe_sends_kubelets_request_and_passes_on_2xx_and_3xx() {
     let (address, server) = serve_once("200 OK");
     let args = [address.clone(), "/healthz?full=1".into(), "X-Probe: yes".into(), "Accept: text/plain".into()];
-    assert_eq!(http_probe(&args, Duration::from_secs(5)), Ok(200));
+    assert_eq!(http_probe(&args, Duration::from_secs(5), false), Ok(200));
     let request = server.join().expect("server");
     assert!(request.starts_with("GET /healthz?full=1 HTTP/1.1\r\n"), "{request}");
     for header in [
@@ -75,10 +78,10 @@ fn an_http_probe_sends_kubelets_request_and_passes_on_2xx_and_3xx() {
     assert!(!request.contains("Accept: */*"), "the probe's own Accept replaces the default: {request}");
 
     let (address, _server) = serve_once("302 Found");
-    assert_eq!(http_probe(&[address, "/".into()], Duration::from_secs(5)), Ok(302));
+    assert_eq!(http_probe(&[address, "/".into()], Duration::from_secs(5), false), Ok(302));
     for (status, code) in [("404 Not Found", 404), ("500 Internal Server Error", 500), ("199 Early", 199)] {
         let (address, _server) = serve_once(status);
-        let failed = http_probe(&[address, "/".into()], Duration::from_secs(5)).expect_err(status);
+        let failed = http_probe(&[address, "/".into()], Duration::from_secs(5), false).expect_err(status);
         assert!(failed.contains(&format!("statuscode: {code}")) || code == 199, "{failed}");
     }
 }
@@ -86,10 +89,61 @@ fn an_http_probe_sends_kubelets_request_and_passes_on_2xx_and_3xx() {
 #[test]
 fn an_http_probe_fails_on_silence_and_on_a_closed_port() {
     let (address, server) = serve_once("");
-    let silent = http_probe(&[address, "/".into()], Duration::from_millis(300));
+    let silent = http_probe(&[address, "/".into()], Duration::from_millis(300), false);
     assert!(silent.is_err(), "no status line: {silent:?}");
     drop(server);
     let closed = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").to_string();
-    let refused = http_probe(&[closed, "/".into()], Duration::from_secs(1)).expect_err("nothing listens");
+    let refused = http_probe(&[closed, "/".into()], Duration::from_secs(1), false).expect_err("nothing listens");
     assert!(refused.starts_with("dial "), "{refused}");
+}
+
+/// Serves one TLS connection (a self-signed certificate for `example.test`)
+/// with `status`; returns the request it read.
+fn serve_tls_once(status: &'static str) -> (String, std::thread::JoinHandle<String>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert =
+        rcgen::CertificateParams::new(vec!["example.test".into()]).expect("params").self_signed(&key).expect("cert");
+    let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der)
+        .expect("server config");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let server = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().expect("accept");
+        let connection = rustls::ServerConnection::new(std::sync::Arc::new(config)).expect("connection");
+        let mut stream = rustls::StreamOwned::new(connection, tcp);
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = stream.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        let _ = stream.flush();
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    (address, server)
+}
+
+#[test]
+fn https_probes_skip_certificate_checks_as_kubelet_does() {
+    let (address, server) = serve_tls_once("200 OK");
+    let args = [address.clone(), "/healthz".into()];
+    assert_eq!(http_probe(&args, Duration::from_secs(5), true), Ok(200), "a self-signed certificate passes");
+    assert!(server.join().expect("server").starts_with("GET /healthz HTTP/1.1\r\n"));
+    let (address, server) = serve_tls_once("503 Service Unavailable");
+    let failed = http_probe(&[address, "/".into()], Duration::from_secs(5), true).expect_err("503");
+    assert_eq!(failed, "HTTP probe failed with statuscode: 503");
+    server.join().expect("server");
+    // Plain HTTP to a TLS port fails, and so does TLS to a plain one.
+    let (address, server) = serve_once("200 OK");
+    assert!(http_probe(&[address, "/".into()], Duration::from_secs(2), true).is_err());
+    drop(server);
 }

@@ -327,6 +327,57 @@ async fn a_failing_liveness_probe_restarts_and_readiness_flips_ready() {
     until_pod(&api, "http-readiness", "not Ready once GET /ready is 404 again", 30, |p| !p.is_ready()).await;
 }
 
+/// A Python HTTPS server on 8443 with a self-signed certificate, passed in
+/// its environment; its readiness probe is HTTPS, as kubelet runs it.
+const HTTPS_SERVER: &str = r#"cd /tmp && printf '%s' "$CERT" > c.pem && printf '%s' "$KEY" > k.pem && exec python3 -c '
+import http.server, ssl
+server = http.server.HTTPServer(("0.0.0.0", 8443), http.server.SimpleHTTPRequestHandler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain("c.pem", "k.pem")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()'"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_readiness_probe_passes_on_a_self_signed_server_and_fails_on_a_plain_one() {
+    if !can_run_containers() {
+        return;
+    }
+    let OneNode { cluster: _cluster, agent: _agent, api, root: _root } = OneNode::start().await;
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["web".into()]).expect("params").self_signed(&key).expect("cert");
+    let https = |port: &str| json!({"httpGet": {"path": "/", "port": port, "scheme": "HTTPS"}, "periodSeconds": 1});
+    create(
+        &api,
+        "tls",
+        json!({"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "command": ["sh", "-c", HTTPS_SERVER],
+            "env": [{"name": "CERT", "value": cert.pem()}, {"name": "KEY", "value": key.serialize_pem()}],
+            "ports": [{"name": "https", "containerPort": 8443}],
+            "readinessProbe": https("https")
+        }]}),
+    )
+    .await;
+    until_pod(&api, "tls", "Ready through an HTTPS probe", 60, Pod::is_ready).await;
+    // The same probe against a server that speaks plain HTTP never passes.
+    create(
+        &api,
+        "plain",
+        json!({"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "command": ["sh", "-c", "cd /tmp && exec python3 -m http.server 8443"],
+            "ports": [{"name": "https", "containerPort": 8443}],
+            "readinessProbe": https("https")
+        }]}),
+    )
+    .await;
+    until_pod(&api, "plain", "the plain server to run", 30, |p| running_pid(p).is_some()).await;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        let pod = api.get("default", "plain").await.expect("plain");
+        assert!(!pod.is_ready(), "an HTTPS probe of a plain HTTP server fails");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_startup_probe_holds_the_other_probes_and_restarts_a_container_that_never_starts() {
     if !can_run_containers() {

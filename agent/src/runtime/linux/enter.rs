@@ -1,6 +1,6 @@
 //! Probes inside a container (`shoal-agent enter PID -- COMMAND...`,
 //! `shoal-agent enter PID --tcp [HOST:]PORT` and `shoal-agent enter PID
-//! --http HOST:PORT PATH [HEADER...]`): this single-threaded process joins
+//! --http[s] HOST:PORT PATH [HEADER...]`): this single-threaded process joins
 //! the namespaces of the container's first process, then runs the command
 //! there, connects to the port, or sends the HTTP GET, in the container's
 //! network. Its exit code is the probe's result (0: success).
@@ -39,7 +39,7 @@ fn join(pid: u32) -> Result<(), String> {
 pub fn run(args: &[String]) -> i32 {
     let Some(pid) = args.first().and_then(|p| p.parse::<u32>().ok()) else {
         eprintln!(
-            "usage: shoal-agent enter PID (-- COMMAND... | --tcp [HOST:]PORT | --http HOST:PORT PATH [HEADER...])"
+            "usage: shoal-agent enter PID (-- COMMAND... | --tcp [HOST:]PORT | --http[s] HOST:PORT PATH [HEADER...])"
         );
         return 2;
     };
@@ -58,13 +58,15 @@ pub fn run(args: &[String]) -> i32 {
                 }
             }
         }
-        Some("--http") => match crate::probe::http_probe(&args[2..], Duration::from_secs(10)) {
-            Ok(_) => 0,
-            Err(e) => {
-                eprintln!("{e}");
-                1
+        Some(flag @ ("--http" | "--https")) => {
+            match crate::probe::http_probe(&args[2..], Duration::from_secs(10), flag == "--https") {
+                Ok(_) => 0,
+                Err(e) => {
+                    eprintln!("{e}");
+                    1
+                }
             }
-        },
+        }
         Some("--") if args.len() > 2 => {
             let status = Command::new(&args[2])
                 .args(&args[3..])
