@@ -327,6 +327,84 @@ async fn a_failing_liveness_probe_restarts_and_readiness_flips_ready() {
     until_pod(&api, "http-readiness", "not Ready once GET /ready is 404 again", 30, |p| !p.is_ready()).await;
 }
 
+/// What a container may do, written to its /tmp: its bounding set and
+/// no_new_privs, its uid and gid, and whether mount, hostname and reading
+/// /proc/kcore worked.
+const TRY_EVERYTHING: &str = "grep -E '^(CapBnd|NoNewPrivs):' /proc/self/status > /tmp/status; \
+    id -u > /tmp/uid; id -g > /tmp/gid; \
+    (mkdir -p /tmp/m && mount -t tmpfs none /tmp/m 2>/dev/null && echo mounted || echo refused) > /tmp/mount; \
+    (hostname other 2>/dev/null && echo renamed || echo refused) > /tmp/hostname; \
+    (head -c 1 /proc/kcore 2>/dev/null | wc -c) > /tmp/kcore; \
+    (echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo written || echo refused) > /tmp/sysctl; \
+    sleep 600";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_keep_dockers_capabilities_and_no_new_privs_unless_privileged() {
+    if !can_run_containers() {
+        return;
+    }
+    let OneNode { cluster: _cluster, agent, api, root } = OneNode::start().await;
+    let run = |security: Value| {
+        json!({"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": root.to_str(), "command": ["sh", "-c", TRY_EVERYTHING],
+            "securityContext": security
+        }]})
+    };
+    let cases = [
+        ("confined", json!({})),
+        ("user", json!({"runAsUser": 1000, "runAsGroup": 2000})),
+        ("admin", json!({"capabilities": {"add": ["SYS_ADMIN"], "drop": ["KILL"]}})),
+        ("privileged", json!({"privileged": true})),
+    ];
+    let mut uids = Vec::new();
+    for (name, security) in &cases {
+        uids.push(create(&api, name, run(security.clone())).await.metadata.uid);
+    }
+    let read = |uid: &str, file: &str| {
+        std::fs::read_to_string(agent.data_dir.join("pods").join(uid).join("tmp").join(file)).unwrap_or_default()
+    };
+    for (uid, (name, _)) in uids.iter().zip(&cases) {
+        until_pod(&api, name, "the container to run", 30, |p| running_pid(p).is_some()).await;
+        wait::until(Duration::from_secs(20), "the container to try everything", || async {
+            (!read(uid, "sysctl").is_empty()).then_some(())
+        })
+        .await;
+    }
+    let status = |uid: &str| read(uid, "status");
+    // Docker's default set, and nothing gained through exec.
+    assert!(status(&uids[0]).contains("CapBnd:\t00000000a80425fb"), "{}", status(&uids[0]));
+    assert!(status(&uids[0]).contains("NoNewPrivs:\t1"));
+    for (file, refused) in [("mount", "refused"), ("hostname", "refused"), ("sysctl", "refused"), ("kcore", "0")] {
+        assert_eq!(read(&uids[0], file).trim(), refused, "{file} in a confined container");
+    }
+    assert_eq!((read(&uids[1], "uid").trim(), read(&uids[1], "gid").trim()), ("1000", "2000"));
+    // SYS_ADMIN added (bit 21), KILL (bit 5) dropped: mount works, hostname too (its own UTS namespace).
+    assert!(status(&uids[2]).contains("CapBnd:\t00000000a82425db"), "{}", status(&uids[2]));
+    assert_eq!(read(&uids[2], "mount").trim(), "mounted");
+    // Privileged: every capability, no no_new_privs, /proc as the kernel gives it.
+    assert!(status(&uids[3]).contains("NoNewPrivs:\t0"), "{}", status(&uids[3]));
+    assert!(!status(&uids[3]).contains("CapBnd:\t00000000a80425fb"));
+    assert_eq!(read(&uids[3], "mount").trim(), "mounted");
+    assert_eq!(read(&uids[3], "hostname").trim(), "renamed");
+    // The host's hostname is untouched by any of them.
+    assert_ne!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(), "other");
+
+    // runAsNonRoot without a user to run as is refused, as kubelet refuses it.
+    create(
+        &api,
+        "nonroot",
+        json!({"containers": [{"name": "main", "image": root.to_str(), "command": ["sleep", "600"],
+               "securityContext": {"runAsNonRoot": true}}]}),
+    )
+    .await;
+    let refused = until_pod(&api, "nonroot", "the nonroot pod to be refused", 30, |p| {
+        waiting_reason(p).as_deref() == Some("CreateContainerConfigError")
+    })
+    .await;
+    let message = container(&refused).state.and_then(|s| s.waiting).and_then(|w| w.message).unwrap_or_default();
+    assert!(message.contains("container has runAsNonRoot and image will run as root"), "{message}");
+}
+
 /// A Python HTTPS server on 8443 with a self-signed certificate, passed in
 /// its environment; its readiness probe is HTTPS, as kubelet runs it.
 const HTTPS_SERVER: &str = r#"cd /tmp && printf '%s' "$CERT" > c.pem && printf '%s' "$KEY" > k.pem && exec python3 -c '

@@ -7,7 +7,7 @@
 //! - [`meta`]: `metadata`, owner references and status conditions.
 //! - [`pod`], [`node`], [`workload`], [`service`]: the objects; [`lease`]: a
 //!   node's heartbeat.
-//! - [`selector`]: label selectors.
+//! - [`selector`]: label selectors; [`security`]: a container's securityContext.
 //! - [`quantity`]: `500m`, `128Mi` and the like; [`cidr`]: IPv4 networks.
 //! - [`time`]: RFC 3339 timestamps.
 //! - [`validation`]: field-by-field checks with Kubernetes' messages.
@@ -18,6 +18,7 @@ pub mod meta;
 pub mod node;
 pub mod pod;
 pub mod quantity;
+pub mod security;
 pub mod selector;
 pub mod service;
 pub mod time;

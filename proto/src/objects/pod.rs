@@ -92,13 +92,7 @@ pub struct Container {
     pub security_context: Option<SecurityContext>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SecurityContext {
-    /// An image's root filesystem is read-only unless this is false.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_only_root_filesystem: Option<bool>,
-}
+pub use super::security::SecurityContext;
 
 impl Container {
     /// Whether an image's root filesystem is mounted read-only (the default).

@@ -232,6 +232,9 @@ fn pod_spec(spec: &PodSpec, field: &str, errors: &mut FieldErrors) {
             errors.duplicate(format!("{at}.name"), &container.name);
         }
         container_spec(container, &at, errors);
+        if let Some(context) = &container.security_context {
+            super::security::validate(context, &at, errors);
+        }
         ports::container_ports(container, &at, &mut port_names, &mut fixed_ports, errors);
     }
     if let Some(policy) = &spec.restart_policy {

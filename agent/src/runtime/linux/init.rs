@@ -16,8 +16,8 @@ use std::process::Command;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-use super::cgroup;
 use super::record::{Launch, Record};
+use super::{cgroup, confine};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Device nodes bound from the host into an image's /dev.
@@ -30,7 +30,7 @@ pub fn run(dir: &Path) -> i32 {
     // Opened before the root changes; closed on exec.
     let Ok(mut error) = File::create(record.error_path()) else { return CANNOT_RUN };
     let message = match record.launch() {
-        Ok(launch) => match prepare(&launch) {
+        Ok(launch) => match prepare(&launch).and_then(|()| confine::drop_privileges(&launch.security)) {
             Ok(()) => exec(&launch),
             Err(e) => e,
         },
@@ -52,7 +52,7 @@ fn prepare(launch: &Launch) -> Result<(), String> {
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| format!("cannot make the mounts private: {e}"))?;
     nix::unistd::sethostname(&launch.hostname).map_err(|e| format!("cannot set the hostname: {e}"))?;
-    match &launch.rootfs {
+    let mounted = match &launch.rootfs {
         None => {
             // Before /tmp is covered: the agent's data dir may be under it.
             if let Some(resolv_conf) = &launch.resolv_conf {
@@ -62,7 +62,12 @@ fn prepare(launch: &Launch) -> Result<(), String> {
             mount_proc(Path::new("/proc"))
         }
         Some(root) => enter_root(root, launch),
+    };
+    mounted?;
+    if launch.security.privileged {
+        return Ok(());
     }
+    confine::mask_host_paths()
 }
 
 fn bind(from: &Path, to: &Path) -> Result<(), String> {

@@ -10,6 +10,7 @@
 //! - `images/`: unpacked image tarballs.
 
 pub mod cgroup;
+pub mod confine;
 pub mod enter;
 pub mod image;
 pub mod init;
@@ -109,6 +110,7 @@ impl LinuxRuntime {
             )));
         }
         let limits = Self::limits(spec)?;
+        let security = Self::security(spec)?;
         let rootfs = image::resolve(container.image.as_deref(), &self.data_dir.join("images"))?;
         let network = match spec.host_network {
             true => None,
@@ -120,6 +122,9 @@ impl LinuxRuntime {
         };
         let tmp_dir = self.data_dir.join("pods").join(&spec.pod_uid).join("tmp");
         fs::create_dir_all(&tmp_dir).map_err(|e| create_error(format!("cannot create the pod's /tmp: {e}")))?;
+        // Anyone may write there, as in /tmp: a container may run as any user.
+        let sticky = std::os::unix::fs::PermissionsExt::from_mode(0o1777);
+        fs::set_permissions(&tmp_dir, sticky).map_err(|e| create_error(format!("cannot open the pod's /tmp: {e}")))?;
         // A pod with its own network asks this node's DNS first, as a pod asks CoreDNS.
         let resolv_conf = match &network {
             Some(_) => {
@@ -160,10 +165,34 @@ impl LinuxRuntime {
             tmp_dir,
             netns: network.map(|n| n.netns),
             resolv_conf,
+            security,
             cgroups: made.paths,
             memory_cgroup: made.memory,
             log: Self::logs_dir(&self.data_dir, &spec.pod_uid, &container.name).join(format!("{}.log", spec.restarts)),
             log_max_bytes: self.log_max_bytes,
+        })
+    }
+
+    /// What the container may do, from its securityContext.
+    fn security(spec: &ContainerSpec) -> Result<record::Security, StartError> {
+        let context = spec.container.security_context.clone().unwrap_or_default();
+        let id = |value: Option<i64>| value.and_then(|v| u32::try_from(v).ok());
+        let (uid, gid) = (id(context.run_as_user), id(context.run_as_group));
+        if context.run_as_non_root == Some(true) && uid.unwrap_or(0) == 0 {
+            return Err(StartError {
+                reason: "CreateContainerConfigError".into(),
+                message: format!(
+                    "container has runAsNonRoot and image will run as root (pod: \"{}_{}({})\", container: {})",
+                    spec.pod.name, spec.pod.namespace, spec.pod_uid, spec.container.name
+                ),
+            });
+        }
+        Ok(record::Security {
+            privileged: context.is_privileged(),
+            uid,
+            gid,
+            capabilities: context.kept_capabilities(),
+            no_new_privileges: context.no_new_privileges(),
         })
     }
 

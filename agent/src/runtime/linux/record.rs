@@ -42,6 +42,9 @@ pub struct Launch {
     /// The pod's network namespace to join; None shares the host's network.
     #[serde(default)]
     pub netns: Option<PathBuf>,
+    /// What the container may do.
+    #[serde(default)]
+    pub security: Security,
     /// Mounted on the container's /etc/resolv.conf.
     #[serde(default)]
     pub resolv_conf: Option<PathBuf>,
@@ -52,6 +55,18 @@ pub struct Launch {
     /// The log file, and the size at which it is rotated.
     pub log: PathBuf,
     pub log_max_bytes: u64,
+}
+
+/// What a container may do: see [`super::confine`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Security {
+    /// No masks, every capability, no `no_new_privs`.
+    pub privileged: bool,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// The capabilities kept in the bounding set, by number.
+    pub capabilities: Vec<u8>,
+    pub no_new_privileges: bool,
 }
 
 /// How a container ended.
