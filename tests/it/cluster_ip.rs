@@ -103,7 +103,14 @@ async fn a_cluster_ip_is_given_once_and_reaches_the_ready_pods_from_the_host_and
     let layout = Layout::start().await;
     let root = busybox_rootfs(layout.cluster.dir());
     let (pods, services) = (layout.api::<Pod>(), layout.api::<Service>());
-    layout.api::<Deployment>().create(&web_deployment("web", 3)).await.expect("deployment");
+    // Ready while GET /ready answers: an HTTP readiness probe every second.
+    let mut web = web_deployment("web", 3);
+    let probe = json!({"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1});
+    web.spec.template.spec.containers[0].readiness_probe = Some(serde_json::from_value(probe).expect("probe"));
+    let command = &mut web.spec.template.spec.containers[0].command;
+    command[2] =
+        command[2].replace("hostname > /tmp/www/index.html", "hostname > /tmp/www/index.html && touch /tmp/www/ready");
+    layout.api::<Deployment>().create(&web).await.expect("deployment");
     let (ok, out, err) = layout.apply(service("web", None));
     assert!(ok && out.contains("service/web created"), "{out}{err}");
     let web = services.get("default", "web").await.expect("the Service");
@@ -156,6 +163,25 @@ async fn a_cluster_ip_is_given_once_and_reaches_the_ready_pods_from_the_host_and
     let answered: BTreeSet<String> = got.lines().map(String::from).collect();
     assert!(answered.len() >= 2 && answered.is_subset(&names), "{answered:?} of {names:?}");
     pods.delete("default", "client", None).await.expect("delete the client");
+
+    // A pod whose readiness probe starts failing leaves the rotation within a probe period or two.
+    let all = pods.list(Some("default")).await.expect("pods").items;
+    let failing = all.iter().find(|p| names.contains(&p.metadata.name)).expect("a web pod");
+    let agent = layout.agents.iter().find(|a| Some(&a.node) == failing.spec.node_name.as_ref()).expect("its agent");
+    let flag = agent.data_dir.join("pods").join(&failing.metadata.uid).join("tmp/www/ready");
+    std::fs::remove_file(&flag).expect("fail the readiness probe");
+    let failed_at = std::time::Instant::now();
+    let others: BTreeSet<String> = names.iter().filter(|n| **n != failing.metadata.name).cloned().collect();
+    wait::until(Duration::from_secs(15), "the unready pod to leave the rotation", || async {
+        (reached(at, 8) == others).then_some(())
+    })
+    .await;
+    let took = failed_at.elapsed();
+    eprintln!("the unready pod left the cluster IP's rotation {took:?} after its probe began failing");
+    assert!(took <= Duration::from_secs(5), "one probe period is 1s; took {took:?}");
+    std::fs::write(&flag, "").expect("pass the readiness probe again");
+    wait::until(Duration::from_secs(15), "the pod to come back", || async { (reached(at, 12) == names).then_some(()) })
+        .await;
 
     // Scaling down takes the gone pods out of the rotation.
     layout.api::<Deployment>().modify("default", "web", |d| d.spec.replicas = Some(1)).await.expect("scale");
