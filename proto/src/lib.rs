@@ -11,6 +11,7 @@
 //! - [`peerpb`]: the member-to-member protocol (Raft messages, forwarded writes,
 //!   read index) and [`peerpb::InternalRequest`], the command stored in the Raft log.
 //! - [`keys`]: etcd's key-range conventions (the end of a prefix range).
+//! - [`tls`]: the verifier for TLS Shoal dials without authenticating the server.
 //! - [`objects`]: the control plane's objects (Node, Pod, ReplicaSet,
 //!   Deployment) as serde types, with their keys and their validation.
 
@@ -46,6 +47,7 @@ pub mod v3electionpb {
 
 pub mod keys;
 pub mod objects;
+pub mod tls;
 
 #[allow(clippy::all, clippy::pedantic)]
 pub mod peerpb {

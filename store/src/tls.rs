@@ -16,9 +16,10 @@ use std::time::SystemTime;
 
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use shoal_proto::tls::AnyCertificate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -162,7 +163,7 @@ pub fn client_config(files: &TlsFiles) -> Result<ClientConfig, TlsError> {
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = match (&files.trusted_ca, files.auto) {
         (Some(ca), _) => builder.with_root_certificates(roots(ca)?),
-        (None, _) => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))),
+        (None, _) => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate::new(provider))),
     };
     let mut config =
         builder.with_client_auth_cert(certs(&files.cert)?, key(&files.key)?).map_err(|e| file_error(&files.cert, e))?;
@@ -205,47 +206,6 @@ impl tower_service::Service<http::Uri> for Connector {
             let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
             Ok(hyper_util::rt::TokioIo::new(tls))
         })
-    }
-}
-
-/// Accepts any server certificate: only for self-signed (--auto-tls) members,
-/// as etcd's own peers do with auto TLS. The handshake's signature is still
-/// checked.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
