@@ -140,6 +140,9 @@ pub struct Claim {
     pub value: Vec<u8>,
 }
 
+/// Makes the claim of an object as it is about to be written.
+pub type ClaimFor<'a, K> = &'a (dyn Fn(&K) -> Result<Claim> + Sync);
+
 fn get_op(key: &str) -> RequestOp {
     op(request_op::Request::RequestRange(RangeRequest { key: key.as_bytes().to_vec(), ..Default::default() }))
 }
@@ -231,9 +234,10 @@ impl<K: Object> Api<K> {
         self.create_claiming(object, None).await
     }
 
-    /// [`Api::create`], writing `claim` in the same transaction; fails with
-    /// [`Error::Claimed`] when its key exists.
-    pub async fn create_claiming(&self, object: &K, claim: Option<&Claim>) -> Result<K> {
+    /// [`Api::create`], writing the key `claim` makes of the object as it is
+    /// written (its uid given) in the same transaction; fails with
+    /// [`Error::Claimed`] when that key exists.
+    pub async fn create_claiming(&self, object: &K, claim: Option<ClaimFor<'_, K>>) -> Result<K> {
         let mut object = object.clone();
         object.set_type();
         let meta = object.meta_mut();
@@ -243,16 +247,15 @@ impl<K: Object> Api<K> {
         if K::NAMESPACED {
             meta.namespace = Some(meta.namespace_or_default().to_string());
         }
-        // A create that claims a key keeps the uid its caller gave: the claim names it.
-        if claim.is_none() || meta.uid.is_empty() {
-            meta.uid = new_uid();
-        }
+        meta.uid = new_uid();
         meta.creation_timestamp = Some(time::now());
         meta.deletion_timestamp = None;
         meta.deletion_grace_period_seconds = None;
         meta.resource_version = None;
         meta.generation = 1;
         validate(&object)?;
+        let claim = claim.map(|make| make(&object)).transpose()?;
+        let claim = claim.as_ref();
         let key = object.key_of();
         let value = serde_json::to_vec(&object).map_err(|e| Error::Connect(e.to_string()))?;
         let mut compares = vec![compare(&key, CompareTarget::Create, TargetUnion::CreateRevision(0))];
@@ -310,9 +313,10 @@ impl<K: Object> Api<K> {
         self.update_claiming(object, current, None).await
     }
 
-    /// [`Api::update_from`], writing `claim` in the same transaction; fails
-    /// with [`Error::Claimed`] when its key exists.
-    pub async fn update_claiming(&self, object: &K, current: &K, claim: Option<&Claim>) -> Result<K> {
+    /// [`Api::update_from`], writing the key `claim` makes of the object as
+    /// it is written in the same transaction; fails with
+    /// [`Error::Claimed`] when that key exists.
+    pub async fn update_claiming(&self, object: &K, current: &K, claim: Option<ClaimFor<'_, K>>) -> Result<K> {
         let Some(current_revision) = current.meta().revision() else {
             return Err(Error::conflict::<K>(&current.meta().name));
         };
@@ -327,6 +331,8 @@ impl<K: Object> Api<K> {
         now.generation = before.generation.max(1) + i64::from(spec_changed);
         now.resource_version = None;
         validate(&object)?;
+        let claim = claim.map(|make| make(&object)).transpose()?;
+        let claim = claim.as_ref();
         let key = object.key_of();
         let value = serde_json::to_vec(&object).map_err(|e| Error::Connect(e.to_string()))?;
         let mut compares = vec![compare(&key, CompareTarget::Mod, TargetUnion::ModRevision(current_revision))];
@@ -432,19 +438,11 @@ impl<K: Object> Api<K> {
     }
 
     async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
-        let response = self.store.call(|s| {
-            let request = request.clone();
-            async move { s.kv().range(request).await }
-        });
-        Ok(response.await?.into_inner())
+        self.store.range(request).await
     }
 
     async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse> {
-        let response = self.store.call(|s| {
-            let txn = txn.clone();
-            async move { s.kv().txn(txn).await }
-        });
-        Ok(response.await?.into_inner())
+        self.store.txn(txn).await
     }
 
     fn with_fence(&self, mut compares: Vec<Compare>) -> Vec<Compare> {

@@ -21,7 +21,7 @@ use shoal_proto::objects::cidr::Cidr;
 use shoal_proto::objects::validation::{FieldError, Invalid, Problem};
 use shoal_proto::objects::Service;
 
-use crate::api::{prefix_end, Claim};
+use crate::api::{prefix_end, Claim, ClaimFor};
 use crate::{Api, Error, ObjectKey, Result, Store};
 
 pub const RANGE_KEY: &str = "/registry/ranges/serviceips";
@@ -50,12 +50,7 @@ fn allocation_key(ip: Ipv4Addr) -> String {
 
 /// The cluster's Service range, if one is recorded.
 pub async fn range(store: &Store) -> Result<Option<Cidr>> {
-    let request = RangeRequest { key: RANGE_KEY.as_bytes().to_vec(), ..Default::default() };
-    let response = store.call(|s| {
-        let request = request.clone();
-        async move { s.kv().range(request).await }
-    });
-    let response = response.await?.into_inner();
+    let response = store.range(RangeRequest { key: RANGE_KEY.as_bytes().to_vec(), ..Default::default() }).await?;
     let Some(kv) = response.kvs.first() else { return Ok(None) };
     let malformed = |reason: String| Error::Malformed { key: RANGE_KEY.into(), reason };
     let recorded: Range = serde_json::from_slice(&kv.value).map_err(|e| malformed(e.to_string()))?;
@@ -68,12 +63,7 @@ pub async fn record_range(store: &Store, wanted: Cidr) -> Result<Cidr> {
     let value = serde_json::to_vec(&Range { range: wanted.to_string() }).map_err(|e| Error::Connect(e.to_string()))?;
     let txn =
         TxnRequest { compare: vec![absent(RANGE_KEY)], success: vec![put(RANGE_KEY, value)], failure: Vec::new() };
-    store
-        .call(|s| {
-            let txn = txn.clone();
-            async move { s.kv().txn(txn).await }
-        })
-        .await?;
+    store.txn(txn).await?;
     Ok(range(store).await?.unwrap_or(wanted))
 }
 
@@ -93,13 +83,9 @@ pub async fn allocated(store: &Store) -> Result<Vec<(Ipv4Addr, Option<Holder>)>>
         range_end: prefix_end(ALLOCATED_PREFIX.as_bytes()),
         ..Default::default()
     };
-    let response = store.call(|s| {
-        let request = request.clone();
-        async move { s.kv().range(request).await }
-    });
-    Ok(response
+    Ok(store
+        .range(request)
         .await?
-        .into_inner()
         .kvs
         .iter()
         .filter_map(|kv| {
@@ -109,17 +95,19 @@ pub async fn allocated(store: &Store) -> Result<Vec<(Ipv4Addr, Option<Holder>)>>
         .collect())
 }
 
-fn invalid(service: &Service, ip: &str, detail: String) -> Error {
+/// Kubernetes' refusal of the address `ip` at `field`.
+fn invalid(service: &Service, field: &str, ip: &str, detail: String) -> Error {
     Error::Invalid(Invalid {
         kind: "Service".into(),
         name: service.metadata.name.clone(),
         errors: vec![FieldError {
-            field: "spec.clusterIPs".into(),
+            field: field.into(),
             problem: Problem::Invalid { value: format!("[]string{{{ip:?}}}"), detail },
         }],
     })
 }
 
+/// The allocation key of `ip`, naming `service` as written.
 fn claim_for(service: &Service, ip: Ipv4Addr) -> Result<Claim> {
     let holder = Holder {
         namespace: service.metadata.namespace_or_default().to_string(),
@@ -146,18 +134,56 @@ async fn pick(store: &Store, range: &Cidr) -> Result<Option<Ipv4Addr>> {
     Ok((0..all.len()).map(|i| all[(start + i) % all.len()]).find(|ip| !taken.contains(ip)))
 }
 
-/// Checks an address asked for against the range.
-fn check_asked(service: &Service, ip: Ipv4Addr, range: &Cidr) -> Result<()> {
-    if range.is_assignable(ip) {
-        return Ok(());
+/// How a Service is written with its address.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    Create,
+    /// Over `current`, by compare-and-swap.
+    Update(&'a Service),
+}
+
+impl Write<'_> {
+    async fn run(self, api: &Api<Service>, service: &Service, claim: ClaimFor<'_, Service>) -> Result<Service> {
+        match self {
+            Write::Create => api.create_claiming(service, Some(claim)).await,
+            Write::Update(current) => api.update_claiming(service, current, Some(claim)).await,
+        }
     }
-    Err(invalid(
-        service,
-        &ip.to_string(),
-        format!(
-            "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {range}"
-        ),
-    ))
+}
+
+/// Writes `service` with the address it asks for, or a free one, claiming
+/// it in the same transaction; refuses as Kubernetes does an address
+/// outside the range or already taken.
+async fn allocate(api: &Api<Service>, service: &Service, write: Write<'_>) -> Result<Service> {
+    let store = api.store();
+    let range = range_or_default(store).await?;
+    let mut service = service.clone();
+    if let Some(ip) = service.spec.cluster_ip() {
+        let shown = ip.to_string();
+        if !range.is_assignable(ip) {
+            let detail = format!(
+                "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {range}"
+            );
+            return Err(invalid(&service, "spec.clusterIPs", &shown, detail));
+        }
+        set_ip(&mut service, ip);
+        return match write.run(api, &service, &move |s: &Service| claim_for(s, ip)).await {
+            Err(Error::Claimed { .. }) => {
+                let detail = format!("failed to allocate IP {ip}: provided IP is already allocated");
+                Err(invalid(&service, "spec.clusterIPs", &shown, detail))
+            }
+            other => other,
+        };
+    }
+    for _ in 0..ATTEMPTS {
+        let Some(ip) = pick(store, &range).await? else { break };
+        set_ip(&mut service, ip);
+        match write.run(api, &service, &move |s: &Service| claim_for(s, ip)).await {
+            Err(Error::Claimed { .. }) => continue,
+            other => return other,
+        }
+    }
+    Err(invalid(&service, "spec.clusterIPs", "", format!("failed to allocate a serviceIP: range is full ({range})")))
 }
 
 /// Creates `service` with its cluster IP (the one it asks for, or a free
@@ -166,31 +192,7 @@ pub async fn create(api: &Api<Service>, service: &Service) -> Result<Service> {
     if service.spec.is_headless() {
         return api.create(service).await;
     }
-    let range = range_or_default(api.store()).await?;
-    let mut service = service.clone();
-    // The holder's uid is the Service's: fix it now, so that a retried create finds its own.
-    service.metadata.uid = crate::api::new_uid();
-    if let Some(ip) = service.spec.cluster_ip() {
-        check_asked(&service, ip, &range)?;
-        set_ip(&mut service, ip);
-        return match api.create_claiming(&service, Some(&claim_for(&service, ip)?)).await {
-            Err(Error::Claimed { .. }) => Err(invalid(
-                &service,
-                &ip.to_string(),
-                format!("failed to allocate IP {ip}: provided IP is already allocated"),
-            )),
-            other => other,
-        };
-    }
-    for _ in 0..ATTEMPTS {
-        let Some(ip) = pick(api.store(), &range).await? else { break };
-        set_ip(&mut service, ip);
-        match api.create_claiming(&service, Some(&claim_for(&service, ip)?)).await {
-            Err(Error::Claimed { .. }) => continue,
-            other => return other,
-        }
-    }
-    Err(invalid(&service, "", format!("failed to allocate a serviceIP: range is full ({range})")))
+    allocate(api, service, Write::Create).await
 }
 
 /// Refuses an update that would change a Service's cluster IP once it has
@@ -199,17 +201,7 @@ pub fn check_unchanged(current: &Service, updated: &Service) -> Result<()> {
     match (&current.spec.cluster_ip, &updated.spec.cluster_ip) {
         (Some(before), after) if Some(before) != after.as_ref() => {
             let shown = after.clone().unwrap_or_default();
-            Err(Error::Invalid(Invalid {
-                kind: "Service".into(),
-                name: updated.metadata.name.clone(),
-                errors: vec![FieldError {
-                    field: "spec.clusterIPs[0]".into(),
-                    problem: Problem::Invalid {
-                        value: format!("[]string{{{shown:?}}}"),
-                        detail: "may not change once set".into(),
-                    },
-                }],
-            }))
+            Err(invalid(updated, "spec.clusterIPs[0]", &shown, "may not change once set".into()))
         }
         _ => Ok(()),
     }
@@ -221,40 +213,13 @@ pub async fn assign(api: &Api<Service>, service: &Service) -> Result<Option<Serv
     if service.spec.is_headless() || held_by(api.store(), service).await? {
         return Ok(None);
     }
-    let range = range_or_default(api.store()).await?;
-    let mut updated = service.clone();
-    if let Some(ip) = service.spec.cluster_ip() {
-        check_asked(service, ip, &range)?;
-        set_ip(&mut updated, ip);
-        return match api.update_claiming(&updated, service, Some(&claim_for(service, ip)?)).await {
-            Err(Error::Claimed { .. }) => Err(invalid(
-                service,
-                &ip.to_string(),
-                format!("failed to allocate IP {ip}: provided IP is already allocated"),
-            )),
-            other => other.map(Some),
-        };
-    }
-    for _ in 0..ATTEMPTS {
-        let Some(ip) = pick(api.store(), &range).await? else { break };
-        set_ip(&mut updated, ip);
-        match api.update_claiming(&updated, service, Some(&claim_for(service, ip)?)).await {
-            Err(Error::Claimed { .. }) => continue,
-            other => return other.map(Some),
-        }
-    }
-    Err(invalid(service, "", format!("failed to allocate a serviceIP: range is full ({range})")))
+    allocate(api, service, Write::Update(service)).await.map(Some)
 }
 
 /// Whether `service`'s address is allocated to it.
 async fn held_by(store: &Store, service: &Service) -> Result<bool> {
     let Some(ip) = service.spec.cluster_ip() else { return Ok(false) };
-    let request = RangeRequest { key: allocation_key(ip).into_bytes(), ..Default::default() };
-    let response = store.call(|s| {
-        let request = request.clone();
-        async move { s.kv().range(request).await }
-    });
-    let response = response.await?.into_inner();
+    let response = store.range(RangeRequest { key: allocation_key(ip).into_bytes(), ..Default::default() }).await?;
     let holder: Option<Holder> = response.kvs.first().and_then(|kv| serde_json::from_slice(&kv.value).ok());
     Ok(holder.is_some_and(|h| h.uid == service.metadata.uid))
 }
@@ -295,11 +260,7 @@ pub async fn release_unused(store: &Store, services: &[std::sync::Arc<Service>])
             }],
             failure: Vec::new(),
         };
-        let response = store.call(|s| {
-            let txn = txn.clone();
-            async move { s.kv().txn(txn).await }
-        });
-        if response.await?.into_inner().succeeded {
+        if store.txn(txn).await?.succeeded {
             released += 1;
         }
     }

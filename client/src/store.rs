@@ -11,7 +11,7 @@ use std::time::Duration;
 use shoal_proto::etcdserverpb::kv_client::KvClient;
 use shoal_proto::etcdserverpb::lease_client::LeaseClient;
 use shoal_proto::etcdserverpb::watch_client::WatchClient;
-use shoal_proto::etcdserverpb::LeaseKeepAliveRequest;
+use shoal_proto::etcdserverpb::{LeaseKeepAliveRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{Error, Result};
@@ -102,6 +102,24 @@ impl Store {
         let request = tokio_stream::iter([LeaseKeepAliveRequest { id: lease }]);
         let mut replies = self.lease_stream().lease_keep_alive(request).await.ok()?.into_inner();
         replies.message().await.ok().flatten().map(|r| r.ttl)
+    }
+
+    /// A Range, on whichever member answers.
+    pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
+        let response = self.call(|s| {
+            let request = request.clone();
+            async move { s.kv().range(request).await }
+        });
+        Ok(response.await?.into_inner())
+    }
+
+    /// A Txn, on whichever member answers.
+    pub async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse> {
+        let response = self.call(|s| {
+            let txn = txn.clone();
+            async move { s.kv().txn(txn).await }
+        });
+        Ok(response.await?.into_inner())
     }
 
     /// Runs `call`, moving on to the next member while the current one is

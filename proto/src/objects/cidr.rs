@@ -46,15 +46,17 @@ impl Cidr {
     /// (a pod CIDR's gateway; a Service range keeps it too, as Kubernetes
     /// does), before broadcast.
     pub fn assignable(&self) -> impl Iterator<Item = Ipv4Addr> {
-        let first = u32::from(self.network) + 2;
-        let broadcast = u32::from(self.network) | !self.mask();
-        (first..broadcast).map(Ipv4Addr::from)
+        self.assignable_range().map(Ipv4Addr::from)
     }
 
     /// Whether `ip` is one of [`Cidr::assignable`].
     pub fn is_assignable(&self, ip: Ipv4Addr) -> bool {
-        let (first, broadcast) = (u32::from(self.network) + 2, u32::from(self.network) | !self.mask());
-        self.contains(ip) && (first..broadcast).contains(&u32::from(ip))
+        self.assignable_range().contains(&u32::from(ip))
+    }
+
+    /// From the address after the first up to broadcast, excluded.
+    fn assignable_range(&self) -> std::ops::Range<u32> {
+        (u32::from(self.network) + 2)..(u32::from(self.network) | !self.mask())
     }
 
     /// How many addresses it hands out.
