@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the Debian packages Shoal needs are installed.
-#   scripts/prereqs.sh build   what `shoal` needs to compile (libclang for RocksDB)
+#   scripts/prereqs.sh build   what `shoal` needs to compile (libclang for RocksDB,
+#                              libseccomp and pkg-config for the agent's seccomp filter)
 #   scripts/prereqs.sh test    plus protoc (for the etcd-client test crate),
 #                              etcd 3.4 + etcdctl (the reference the tests compare against)
 #                              iproute2 (the fault suite's network namespaces)
@@ -12,19 +13,19 @@
 #                              and python3-venv, then the pinned Python clients
 #                              of tests/clients/python in a venv there
 #   scripts/prereqs.sh up      what `./dev up` needs: build, plus busybox-static
-#                              and python3 for the examples
+#                              and python3 for the examples, iproute2 for pod networks
 # Installs them with apt-get when running as root on Debian/Ubuntu; otherwise
 # prints the exact command to run and fails.
 set -euo pipefail
 
-want=(libclang-dev)
+want=(libclang-dev libseccomp-dev pkg-config)
 case "${1:-build}" in
 test)
     want+=(protobuf-compiler etcd-server etcd-client iproute2 busybox-static python3 python3-venv curl)
     # Any Node.js will do (Debian's, or one installed another way).
     command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
     ;;
-up) want+=(busybox-static python3) ;;
+up) want+=(busybox-static python3 iproute2) ;;
 esac
 
 missing=()
@@ -61,8 +62,9 @@ fi
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "Shoal needs these Debian/Ubuntu packages (or your system's equivalents): ${missing[*]}" >&2
     echo "  libclang-dev: libclang for building RocksDB; protobuf-compiler: protoc;" >&2
+    echo "  libseccomp-dev/pkg-config: the containers' default seccomp filter;" >&2
     echo "  etcd-server/etcd-client: etcd 3.4 and etcdctl, used by the tests as the reference;" >&2
-    echo "  iproute2: ip, for the network namespaces of the fault tests;" >&2
+    echo "  iproute2: ip, for pod networks and the network namespaces of the fault tests;" >&2
     echo "  busybox-static: the root filesystem of the agent tests' containers;" >&2
     echo "  python3: the web server of examples/web.yaml." >&2
     echo "  curl: the JSON gateway tests speak HTTP with it;" >&2

@@ -2,8 +2,9 @@
 //! Unprivileged containers keep only Docker's default capabilities (plus
 //! what `capabilities.add` asks for, less what `drop` takes away), run with
 //! `no_new_privs` unless `allowPrivilegeEscalation: true`, and see a /proc
-//! with the host's sensitive files masked; `privileged: true` lifts all of
-//! that.
+//! with the host's sensitive files masked, under the runtime's default
+//! seccomp filter (`seccompProfile` `RuntimeDefault`, unless it says
+//! `Unconfined`); `privileged: true` lifts all of that.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +31,25 @@ pub struct SecurityContext {
     pub allow_privilege_escalation: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Capabilities>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<SeccompProfile>,
 }
+
+/// Which seccomp filter the container runs under.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeccompProfile {
+    /// `RuntimeDefault`, `Unconfined` or `Localhost`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A profile file on the node, for `Localhost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localhost_profile: Option<String>,
+}
+
+pub const SECCOMP_RUNTIME_DEFAULT: &str = "RuntimeDefault";
+pub const SECCOMP_UNCONFINED: &str = "Unconfined";
+pub const SECCOMP_LOCALHOST: &str = "Localhost";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -140,6 +159,15 @@ impl SecurityContext {
         kept
     }
 
+    /// Whether the runtime's default seccomp filter applies: unless the
+    /// container is privileged or asks for none. (Kubernetes leaves a
+    /// container unconfined by default unless kubelet runs with
+    /// `--seccomp-default`; Shoal's agent behaves as if it did.)
+    pub fn default_seccomp(&self) -> bool {
+        let kind = self.seccomp_profile.as_ref().map_or(SECCOMP_RUNTIME_DEFAULT, |p| p.kind.as_str());
+        !self.is_privileged() && kind == SECCOMP_RUNTIME_DEFAULT
+    }
+
     /// Whether `no_new_privs` is set.
     pub fn no_new_privileges(&self) -> bool {
         !self.is_privileged() && self.allow_privilege_escalation != Some(true)
@@ -165,6 +193,9 @@ pub(super) fn validate(context: &SecurityContext, at: &str, errors: &mut FieldEr
     if context.run_as_non_root == Some(true) && context.run_as_user == Some(0) {
         errors.invalid(format!("{at}.securityContext.runAsNonRoot"), true, "must be false when runAsUser is 0");
     }
+    if let Some(profile) = &context.seccomp_profile {
+        validate_seccomp(profile, &format!("{at}.securityContext.seccompProfile"), errors);
+    }
     let capabilities = context.capabilities.clone().unwrap_or_default();
     for (list, names) in [("add", &capabilities.add), ("drop", &capabilities.drop)] {
         for (i, name) in names.iter().enumerate() {
@@ -176,6 +207,24 @@ pub(super) fn validate(context: &SecurityContext, at: &str, errors: &mut FieldEr
                 );
             }
         }
+    }
+}
+
+fn validate_seccomp(profile: &SeccompProfile, at: &str, errors: &mut FieldErrors) {
+    let kinds = [SECCOMP_LOCALHOST, SECCOMP_RUNTIME_DEFAULT, SECCOMP_UNCONFINED];
+    if profile.kind.is_empty() {
+        errors.required(format!("{at}.type"));
+    } else if !kinds.contains(&profile.kind.as_str()) {
+        errors.not_supported(format!("{at}.type"), &profile.kind, &kinds);
+    }
+    match (&profile.localhost_profile, profile.kind == SECCOMP_LOCALHOST) {
+        (None, true) => {
+            errors.required_because(format!("{at}.localhostProfile"), "must be set when seccomp type is Localhost")
+        }
+        (Some(file), false) => {
+            errors.invalid(format!("{at}.localhostProfile"), file, "can only be set when seccomp type is Localhost")
+        }
+        _ => {}
     }
 }
 
@@ -206,6 +255,31 @@ mod tests {
         assert_eq!(privileged.kept_capabilities().len(), CAPABILITIES.len());
         assert!(!privileged.no_new_privileges() && SecurityContext::default().no_new_privileges());
         assert!(!context(json!({"allowPrivilegeEscalation": true})).no_new_privileges());
+        assert!(SecurityContext::default().default_seccomp() && !privileged.default_seccomp());
+        assert!(!context(json!({"seccompProfile": {"type": "Unconfined"}})).default_seccomp());
+        assert!(context(json!({"seccompProfile": {"type": "RuntimeDefault"}})).default_seccomp());
+    }
+
+    #[test]
+    fn bad_seccomp_profiles_are_named() {
+        let text = |profile: serde_json::Value| {
+            let mut errors = FieldErrors::default();
+            validate(&context(json!({ "seccompProfile": profile })), "spec.containers[0]", &mut errors);
+            errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            text(json!({"type": "Strict"})),
+            ["spec.containers[0].securityContext.seccompProfile.type: Unsupported value: \"Strict\": supported values: \"Localhost\", \"RuntimeDefault\", \"Unconfined\""]
+        );
+        assert_eq!(
+            text(json!({"type": "Localhost"})),
+            ["spec.containers[0].securityContext.seccompProfile.localhostProfile: Required value: must be set when seccomp type is Localhost"]
+        );
+        assert_eq!(
+            text(json!({"type": "Unconfined", "localhostProfile": "a.json"})),
+            ["spec.containers[0].securityContext.seccompProfile.localhostProfile: Invalid value: \"a.json\": can only be set when seccomp type is Localhost"]
+        );
+        assert!(text(json!({"type": "RuntimeDefault"})).is_empty());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! just before it becomes the container's command: the host's sensitive
 //! /proc and /sys files masked or read-only (as containerd masks them), the
 //! capability bounding set cut to what the container keeps, its user and
-//! group, and `no_new_privs`. Capabilities go through the `caps` crate,
+//! group, the default seccomp filter, and `no_new_privs`. Capabilities go through the `caps` crate,
 //! which wraps capset and prctl without unsafe code of ours.
 
 use std::path::Path;
@@ -66,6 +66,10 @@ pub fn drop_privileges(security: &Security) -> Result<(), String> {
     // Nothing is handed on through exec but what the bounding set allows.
     let _ = caps::clear(None, CapSet::Ambient);
     caps::clear(None, CapSet::Inheritable).map_err(|e| format!("cannot clear inheritable capabilities: {e}"))?;
+    // Loaded while still root, so that it needs no `no_new_privs`.
+    if security.seccomp {
+        super::seccomp::load_default(&security.capabilities)?;
+    }
     if let Some(gid) = security.gid {
         nix::unistd::setgroups(&[Gid::from_raw(gid)]).map_err(|e| format!("cannot set the groups: {e}"))?;
         nix::unistd::setgid(Gid::from_raw(gid)).map_err(|e| format!("cannot run as group {gid}: {e}"))?;

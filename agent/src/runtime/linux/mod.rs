@@ -15,6 +15,7 @@ pub mod enter;
 pub mod image;
 pub mod init;
 pub mod record;
+pub mod seccomp;
 pub mod supervise;
 
 use std::fs;
@@ -187,8 +188,15 @@ impl LinuxRuntime {
                 ),
             });
         }
+        if let Some(file) = context.seccomp_profile.as_ref().and_then(|p| p.localhost_profile.as_ref()) {
+            return Err(StartError {
+                reason: "CreateContainerConfigError".into(),
+                message: format!("seccomp profile {file:?}: Localhost profiles are not supported on this node"),
+            });
+        }
         Ok(record::Security {
             privileged: context.is_privileged(),
+            seccomp: context.default_seccomp(),
             uid,
             gid,
             capabilities: context.kept_capabilities(),

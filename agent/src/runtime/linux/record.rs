@@ -67,6 +67,9 @@ pub struct Security {
     /// The capabilities kept in the bounding set, by number.
     pub capabilities: Vec<u8>,
     pub no_new_privileges: bool,
+    /// Whether the default seccomp filter applies (see [`super::seccomp`]).
+    #[serde(default)]
+    pub seccomp: bool,
 }
 
 /// How a container ended.
