@@ -13,7 +13,7 @@
 //!   network namespace per pod on a veth pair into the node's bridge.
 //! - [`dns`]: the pods' DNS: Service names from the store, the rest passed on.
 //! - [`probe`]: startup, liveness and readiness probes; [`probe_tls`]: their HTTPS.
-//! - [`logs`]: the container logs endpoint.
+//! - [`logs`]: the container logs endpoint; [`exec`]: commands run in a container through it.
 //! - [`ports`]: node ports for containers that ask for one.
 //! - [`proxy`]: the node proxy: every Service at its cluster IP (and a
 //!   NodePort Service at the node's address).
@@ -24,6 +24,7 @@
 pub mod agent;
 pub mod config;
 pub mod dns;
+pub mod exec;
 pub mod host;
 pub mod logs;
 pub mod net;

@@ -2,7 +2,8 @@
 //! the current instance's output, `?previous=true` with the instance before
 //! it, and `?follow=true` keeps streaming what the container writes until
 //! the instance ends or the client goes away. The agent records the
-//! address on its Node, for `shoalctl logs`.
+//! address on its Node, for `shoalctl logs` and `shoalctl exec` (`POST
+//! /exec/<grant id>`, answered by [`crate::exec`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,18 +11,19 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::exec::Exec;
 use crate::runtime::linux::supervise::rotated;
 use crate::runtime::linux::LinuxRuntime;
 
 pub use shoal_proto::objects::node::LOGS_ADDRESS_ANNOTATION as ADDRESS_ANNOTATION;
 
-/// Serves logs from `data_dir` until the listener fails.
-pub async fn serve(listener: TcpListener, data_dir: PathBuf) {
+/// Serves logs from `data_dir`, and execs, until the listener fails.
+pub async fn serve(listener: TcpListener, data_dir: PathBuf, exec: Exec) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
-        let data_dir = data_dir.clone();
+        let (data_dir, exec) = (data_dir.clone(), exec.clone());
         tokio::spawn(async move {
-            let _ = answer(stream, &data_dir).await;
+            let _ = answer(stream, &data_dir, &exec).await;
         });
     }
 }
@@ -71,22 +73,37 @@ fn instances(dir: &Path) -> Vec<i32> {
     found
 }
 
-async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+pub(crate) async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
     let head = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n");
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await
 }
 
-async fn answer(mut stream: TcpStream, data_dir: &Path) -> std::io::Result<()> {
+/// The bearer token of an `Authorization` header line.
+fn bearer(header: &str) -> Option<&str> {
+    let (name, value) = header.split_once(':')?;
+    let token = value.trim().strip_prefix("Bearer ")?;
+    name.trim().eq_ignore_ascii_case("authorization").then_some(token.trim())
+}
+
+async fn answer(mut stream: TcpStream, data_dir: &Path, exec: &Exec) -> std::io::Result<()> {
     let mut line = String::new();
+    let mut secret = String::new();
     {
-        let mut reader = BufReader::new(&mut stream);
+        // Unbuffered beyond the head: an exec's frames follow it.
+        let mut reader = BufReader::with_capacity(1, &mut stream);
         reader.read_line(&mut line).await?;
-        // The rest of the head is not needed.
         let mut header = String::new();
         while reader.read_line(&mut header).await? > 2 {
+            if let Some(token) = bearer(&header) {
+                secret = token.to_string();
+            }
             header.clear();
         }
+    }
+    if let Some(id) = line.strip_prefix("POST /exec/").and_then(|rest| rest.split_whitespace().next()) {
+        let id = id.to_string();
+        return exec.answer(stream, &id, &secret).await;
     }
     let Some(request) = parse(&line) else {
         return respond(&mut stream, "400 Bad Request", "expected GET /logs/<pod uid>/<container>\n").await;
@@ -143,6 +160,9 @@ mod tests {
             Some(Request { pod_uid: "u1".into(), container: "main".into(), previous: true, follow: true })
         );
         assert_eq!(parse("GET /logs/u1/main HTTP/1.1").map(|r| (r.previous, r.follow)), Some((false, false)));
+        assert_eq!(bearer("Authorization: Bearer abc\r\n"), Some("abc"));
+        assert_eq!(bearer("authorization:Bearer  x \r\n"), Some("x"));
+        assert_eq!(bearer("Host: Bearer abc\r\n"), None);
         for bad in
             ["GET /logs/../etc HTTP/1.1", "GET /logs/u1/.. HTTP/1.1", "POST /logs/u1/c HTTP/1.1", "GET / HTTP/1.1"]
         {

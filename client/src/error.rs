@@ -31,6 +31,12 @@ pub enum Error {
     Store(#[from] tonic::Status),
     #[error("cannot connect to the store: {0}")]
     Connect(String),
+    /// A request the store's state does not allow (an unknown exec grant, say).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Something on this machine failed.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {

@@ -12,6 +12,7 @@
 //! - [`informer`]: list at R, watch from R+1, resume, relist when compacted.
 //! - [`queue`]: the de-duplicating work queue with per-key backoff.
 //! - [`service_ips`]: Services' cluster IPs, each given out once.
+//! - [`exec`]: the grants and framed stream of `exec` into a container.
 //! - [`election`]: leader election on a lease-backed key, with fencing.
 //! - [`metrics`]: the control plane's own metrics, served on `--metrics-addr`.
 //! - [`signals`]: when a control-plane process must stop.
@@ -20,6 +21,7 @@ pub mod api;
 pub mod cache;
 pub mod election;
 pub mod error;
+pub mod exec;
 pub mod informer;
 pub mod metrics;
 pub mod queue;

@@ -69,6 +69,8 @@ enum Command {
     Delete(objects::DeleteArgs),
     /// Prints a container's output.
     Logs(objects::logs::LogsArgs),
+    /// Runs a command in a running container.
+    Exec(objects::exec::ExecArgs),
     /// Sets the replicas of a Deployment or ReplicaSet.
     Scale(objects::ScaleArgs),
     /// Follows, lists and undoes Deployment rollouts.
@@ -125,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Delete(args) => objects::delete(&store, args).await,
                 Command::Scale(args) => objects::scale(&store, args).await,
                 Command::Logs(args) => objects::logs::logs(&store, args).await,
+                Command::Exec(args) => objects::exec::exec(&store, args).await,
                 Command::Rollout(objects::RolloutCommand::Status(args)) => objects::rollout::status(&store, args).await,
                 Command::Rollout(objects::RolloutCommand::Undo(args)) => objects::rollout::undo(&store, args).await,
                 Command::Rollout(objects::RolloutCommand::History(args)) => {
@@ -141,6 +144,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse_from(route_get(std::env::args().collect()));
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<objects::exec::Exited>().is_some() => {
+            eprintln!("{e}");
+            let code = e.downcast_ref::<objects::exec::Exited>().map_or(1, |exited| exited.0);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
         Err(e) => {
             eprintln!("Error: {e:#}");
             ExitCode::FAILURE

@@ -8,43 +8,11 @@ use serde_json::{json, Value};
 use shoal_client::Api;
 use shoal_proto::objects::pod::ContainerStatus;
 use shoal_proto::objects::Pod;
-use shoal_tests::agents::{alive, busybox_rootfs, can_run_containers, running_pid, Agent};
-use shoal_tests::cluster::shoalctl_binary;
+use shoal_tests::agents::{alive, can_run_containers, running_pid, Agent};
 use shoal_tests::control_plane::store;
 use shoal_tests::{wait, Cluster};
 
-/// A one-member store, an agent for node n1, a client, and a busybox root.
-struct OneNode {
-    cluster: Cluster,
-    agent: Agent,
-    api: Api<Pod>,
-    root: std::path::PathBuf,
-}
-
-impl OneNode {
-    async fn start() -> OneNode {
-        let cluster = Cluster::start(1).await;
-        let agent = Agent::start(&cluster.endpoints_csv(), cluster.dir(), "n1", &[]);
-        let api: Api<Pod> = Api::new(store(&cluster.endpoints()));
-        let root = busybox_rootfs(cluster.dir());
-        OneNode { cluster, agent, api, root }
-    }
-}
-
-/// Creates pod `name` on node n1 with `spec` (nodeName is filled in).
-async fn create(api: &Api<Pod>, name: &str, mut spec: Value) -> Pod {
-    spec["nodeName"] = json!("n1");
-    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).expect("a pod");
-    api.create(&pod).await.expect("create the pod")
-}
-
-/// Waits until pod `name` satisfies `test`; returns it.
-async fn until_pod(api: &Api<Pod>, name: &str, what: &str, seconds: u64, test: impl Fn(&Pod) -> bool) -> Pod {
-    wait::until(Duration::from_secs(seconds), what, || async {
-        api.get_opt("default", name).await.ok().flatten().filter(|p| test(p))
-    })
-    .await
-}
+use crate::one_node::{create, shoalctl, until_pod, OneNode};
 
 fn container(pod: &Pod) -> ContainerStatus {
     pod.status.as_ref().and_then(|s| s.container_statuses.first().cloned()).unwrap_or_default()
@@ -56,16 +24,6 @@ fn waiting_reason(pod: &Pod) -> Option<String> {
 
 fn terminated(pod: &Pod) -> Option<shoal_proto::objects::pod::StateTerminated> {
     container(pod).state.and_then(|s| s.terminated)
-}
-
-fn shoalctl(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(shoalctl_binary())
-        .arg("--endpoints")
-        .arg(cluster.endpoints_csv())
-        .args(args)
-        .output()
-        .expect("run shoalctl");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,16 +288,19 @@ async fn a_failing_liveness_probe_restarts_and_readiness_flips_ready() {
 /// What a container may do, written to its /tmp: its bounding set and
 /// no_new_privs, its uid and gid, and whether mount, hostname and reading
 /// /proc/kcore worked.
-const TRY_EVERYTHING: &str = "grep -E '^(CapBnd|NoNewPrivs):' /proc/self/status > /tmp/status; \
+const TRY_EVERYTHING: &str = "grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status > /tmp/status; \
     id -u > /tmp/uid; id -g > /tmp/gid; \
     (mkdir -p /tmp/m && mount -t tmpfs none /tmp/m 2>/dev/null && echo mounted || echo refused) > /tmp/mount; \
     (hostname other 2>/dev/null && echo renamed || echo refused) > /tmp/hostname; \
     (head -c 1 /proc/kcore 2>/dev/null | wc -c) > /tmp/kcore; \
+    (unshare -U true 2>/dev/null && echo made || echo refused) > /tmp/userns; \
+    printf 'not a module' > /tmp/x.ko; \
+    (insmod /tmp/x.ko 2>&1 | grep -q 'not permitted' && echo refused || echo tried) > /tmp/module; \
     (echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo written || echo refused) > /tmp/sysctl; \
     sleep 600";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn containers_keep_dockers_capabilities_and_no_new_privs_unless_privileged() {
+async fn containers_keep_dockers_capabilities_no_new_privs_and_seccomp_unless_privileged() {
     if !can_run_containers() {
         return;
     }
@@ -374,18 +335,35 @@ async fn containers_keep_dockers_capabilities_and_no_new_privs_unless_privileged
     // Docker's default set, and nothing gained through exec.
     assert!(status(&uids[0]).contains("CapBnd:\t00000000a80425fb"), "{}", status(&uids[0]));
     assert!(status(&uids[0]).contains("NoNewPrivs:\t1"));
-    for (file, refused) in [("mount", "refused"), ("hostname", "refused"), ("sysctl", "refused"), ("kcore", "0")] {
+    // Under the default seccomp filter: no user namespace, though the host
+    // lets anyone make one, and no module (not even a garbage one, which the
+    // kernel would turn down for its format).
+    assert!(status(&uids[0]).contains("Seccomp:\t2"), "{}", status(&uids[0]));
+    let host_makes_user_namespaces =
+        std::process::Command::new("unshare").args(["-U", "true"]).status().is_ok_and(|s| s.success());
+    let refusals = [("mount", "refused"), ("hostname", "refused"), ("sysctl", "refused"), ("kcore", "0")];
+    for (file, refused) in refusals.into_iter().chain([("userns", "refused"), ("module", "refused")]) {
         assert_eq!(read(&uids[0], file).trim(), refused, "{file} in a confined container");
     }
     assert_eq!((read(&uids[1], "uid").trim(), read(&uids[1], "gid").trim()), ("1000", "2000"));
     // SYS_ADMIN added (bit 21), KILL (bit 5) dropped: mount works, hostname too (its own UTS namespace).
     assert!(status(&uids[2]).contains("CapBnd:\t00000000a82425db"), "{}", status(&uids[2]));
     assert_eq!(read(&uids[2], "mount").trim(), "mounted");
+    assert!(status(&uids[2]).contains("Seccomp:\t2"), "{}", status(&uids[2]));
+    if host_makes_user_namespaces {
+        // The filter lets SYS_ADMIN make namespaces, as Docker's does.
+        assert_eq!(read(&uids[2], "userns").trim(), "made");
+    }
     // Privileged: every capability, no no_new_privs, /proc as the kernel gives it.
     assert!(status(&uids[3]).contains("NoNewPrivs:\t0"), "{}", status(&uids[3]));
     assert!(!status(&uids[3]).contains("CapBnd:\t00000000a80425fb"));
     assert_eq!(read(&uids[3], "mount").trim(), "mounted");
     assert_eq!(read(&uids[3], "hostname").trim(), "renamed");
+    assert!(status(&uids[3]).contains("Seccomp:\t0"), "{}", status(&uids[3]));
+    assert_eq!(read(&uids[3], "module").trim(), "tried");
+    if host_makes_user_namespaces {
+        assert_eq!(read(&uids[3], "userns").trim(), "made");
+    }
     // The host's hostname is untouched by any of them.
     assert_ne!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(), "other");
 
@@ -403,6 +381,21 @@ async fn containers_keep_dockers_capabilities_and_no_new_privs_unless_privileged
     .await;
     let message = container(&refused).state.and_then(|s| s.waiting).and_then(|w| w.message).unwrap_or_default();
     assert!(message.contains("container has runAsNonRoot and image will run as root"), "{message}");
+
+    // A seccomp profile from a file on the node is not supported: said so, not ignored.
+    create(
+        &api,
+        "localhost",
+        json!({"containers": [{"name": "main", "image": root.to_str(), "command": ["sleep", "600"],
+               "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "audit.json"}}}]}),
+    )
+    .await;
+    let refused = until_pod(&api, "localhost", "the Localhost profile to be refused", 30, |p| {
+        waiting_reason(p).as_deref() == Some("CreateContainerConfigError")
+    })
+    .await;
+    let message = container(&refused).state.and_then(|s| s.waiting).and_then(|w| w.message).unwrap_or_default();
+    assert!(message.contains("Localhost profiles are not supported"), "{message}");
 }
 
 /// A Python HTTPS server on 8443 with a self-signed certificate, passed in

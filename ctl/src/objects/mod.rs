@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod describe;
+pub mod exec;
 pub mod logs;
 pub mod print;
 pub mod resource;

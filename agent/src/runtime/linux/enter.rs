@@ -1,16 +1,26 @@
-//! Probes inside a container (`shoal-agent enter PID -- COMMAND...`,
-//! `shoal-agent enter PID --tcp [HOST:]PORT` and `shoal-agent enter PID
-//! --http[s] HOST:PORT PATH [HEADER...]`): this single-threaded process joins
+//! Probes and `exec` inside a container (`shoal-agent enter PID --
+//! COMMAND...`, `shoal-agent enter PID --tcp [HOST:]PORT`, `shoal-agent
+//! enter PID --http[s] HOST:PORT PATH [HEADER...]` and `shoal-agent enter
+//! PID --in RECORD_DIR -- COMMAND...`): this single-threaded process joins
 //! the namespaces of the container's first process, then runs the command
 //! there, connects to the port, or sends the HTTP GET, in the container's
-//! network. Its exit code is the probe's result (0: success).
+//! network. Its exit code is the probe's result (0: success), or the
+//! command's. With `--in`, the command also runs as the container's own
+//! processes do: in its cgroups, with its user, capabilities, seccomp
+//! filter, environment and working directory, and with this process's
+//! standard input.
 
 use std::fs::File;
 use std::net::TcpStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::sched::{setns, CloneFlags};
+
+use super::record::{Launch, Record};
+use super::{cgroup, confine};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -35,17 +45,26 @@ fn join(pid: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// The exit code when the command could not be run.
+const CANNOT_RUN: i32 = 126;
+
 /// Parses `PID -- COMMAND...` or `PID --tcp [HOST:]PORT` and runs the probe.
 pub fn run(args: &[String]) -> i32 {
     let Some(pid) = args.first().and_then(|p| p.parse::<u32>().ok()) else {
         eprintln!(
-            "usage: shoal-agent enter PID (-- COMMAND... | --tcp [HOST:]PORT | --http[s] HOST:PORT PATH [HEADER...])"
+            "usage: shoal-agent enter PID (-- COMMAND... | --tcp [HOST:]PORT | --http[s] HOST:PORT PATH [HEADER...] | --in RECORD_DIR -- COMMAND...)"
         );
         return 2;
     };
+    if args.get(1).map(String::as_str) == Some("--in") {
+        return match (args.get(2), args.get(3).map(String::as_str), args.get(4..)) {
+            (Some(dir), Some("--"), Some(command)) if !command.is_empty() => exec(pid, Path::new(dir), command),
+            _ => 2,
+        };
+    }
     if let Err(e) = join(pid) {
         eprintln!("{e}");
-        return 126;
+        return CANNOT_RUN;
     }
     match args.get(1).map(String::as_str) {
         Some("--tcp") => {
@@ -79,10 +98,43 @@ pub fn run(args: &[String]) -> i32 {
                 Ok(status) => status.code().unwrap_or(1),
                 Err(e) => {
                     eprintln!("cannot run {:?}: {e}", args[2]);
-                    126
+                    CANNOT_RUN
                 }
             }
         }
         _ => 2,
+    }
+}
+
+/// Runs `command` as one of the container's own processes (see the top).
+fn exec(pid: u32, record_dir: &Path, command: &[String]) -> i32 {
+    let prepared = Record::new(record_dir.to_path_buf())
+        .launch()
+        .map_err(|e| format!("cannot read the container's record: {e}"))
+        // Its cgroups are reached through the host's /sys: before the mounts change.
+        .and_then(|launch| cgroup::join(&launch.cgroups).map(|()| launch))
+        .and_then(|launch| join(pid).map(|()| launch))
+        .and_then(|launch| confine::drop_privileges(&launch.security).map(|()| launch));
+    let launch: Launch = match prepared {
+        Ok(launch) => launch,
+        Err(e) => {
+            eprintln!("{e}");
+            return CANNOT_RUN;
+        }
+    };
+    let mut child = Command::new(&command[0]);
+    child.args(&command[1..]).env_clear().env("PATH", DEFAULT_PATH).env("HOSTNAME", &launch.hostname);
+    child.env("HOME", "/root").envs(launch.env.iter().map(|(k, v)| (k, v)));
+    child.current_dir(launch.working_dir.as_deref().unwrap_or("/"));
+    match child.status() {
+        Ok(status) => status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("exec: {:?}: executable file not found in $PATH", command[0]);
+            127
+        }
+        Err(e) => {
+            eprintln!("exec: {:?}: {e}", command[0]);
+            CANNOT_RUN
+        }
     }
 }

@@ -1,0 +1,133 @@
+//! `POST /exec/<grant id>` on the agent's logs port, with the grant's
+//! secret as `Authorization: Bearer <secret>`: runs the command the grant
+//! names in the running instance of its container (through `shoal-agent
+//! enter PID --in RECORD -- COMMAND...`), then streams its output back in
+//! frames and ends with its exit code. See [`shoal_client::exec`] for who
+//! may exec and the framing. A caller that goes away takes the command
+//! with it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use shoal_client::exec::{read_frame, take_grant, write_frame, Channel};
+use shoal_client::Store;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+use crate::runtime::linux::record::Record;
+
+/// What an exec needs from the agent.
+#[derive(Clone)]
+pub struct Exec {
+    pub store: Store,
+    pub node: String,
+    pub data_dir: PathBuf,
+    /// This binary, for `enter`.
+    pub exe: PathBuf,
+}
+
+/// The record and first process of a container's newest running instance.
+fn running(data_dir: &Path, pod_uid: &str, container: &str) -> Option<(PathBuf, u32)> {
+    let prefix = format!("{pod_uid}-{container}-");
+    let containers = data_dir.join("containers");
+    let mut instances: Vec<(i32, PathBuf)> = std::fs::read_dir(&containers)
+        .ok()?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let restarts = name.strip_prefix(&prefix)?.parse().ok()?;
+            Some((restarts, containers.join(name)))
+        })
+        .collect();
+    instances.sort_unstable();
+    let (_, dir) = instances.pop()?;
+    let record = Record::new(dir.clone());
+    if record.exit().is_some() {
+        return None;
+    }
+    Some((dir, record.live_pid()?))
+}
+
+/// Reads from `pipe` while it is open; never finishes once it is closed.
+async fn read_open<R: AsyncRead + Unpin>(pipe: &mut Option<R>, buffer: &mut [u8]) -> usize {
+    match pipe {
+        Some(reader) => reader.read(buffer).await.unwrap_or(0),
+        None => std::future::pending().await,
+    }
+}
+
+impl Exec {
+    /// Answers one exec request whose head has been read.
+    pub async fn answer(&self, mut stream: TcpStream, id: &str, secret: &str) -> std::io::Result<()> {
+        let grant = match take_grant(&self.store, &self.node, id, secret).await {
+            Ok(grant) => grant,
+            Err(e) => return crate::logs::respond(&mut stream, "403 Forbidden", &format!("{e}\n")).await,
+        };
+        let Some((record, pid)) = running(&self.data_dir, &grant.pod_uid, &grant.container) else {
+            let message = format!("container not found ({:?})\n", grant.container);
+            return crate::logs::respond(&mut stream, "404 Not Found", &message).await;
+        };
+        tracing::info!(pod = %grant.pod, namespace = %grant.namespace, container = %grant.container,
+            command = ?grant.command, "exec");
+        let mut command = Command::new(&self.exe);
+        command.arg("enter").arg(pid.to_string()).arg("--in").arg(&record).arg("--").args(&grant.command);
+        command.stdin(if grant.stdin { Stdio::piped() } else { Stdio::null() });
+        command.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                return crate::logs::respond(&mut stream, "500 Internal Server Error", &format!("cannot exec: {e}\n"))
+                    .await
+            }
+        };
+        crate::logs::respond(&mut stream, "200 OK", "").await?;
+        let group = child.id().map(|id| Pid::from_raw(id as i32));
+        let (mut from_caller, mut to_caller) = stream.into_split();
+        let (mut stdin, mut stdout, mut stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (mut out_buffer, mut err_buffer) = (vec![0u8; 32 * 1024], vec![0u8; 32 * 1024]);
+        let outcome = loop {
+            tokio::select! {
+                n = read_open(&mut stdout, &mut out_buffer) => match n {
+                    0 => stdout = None,
+                    n => write_frame(&mut to_caller, Channel::Stdout, &out_buffer[..n]).await?,
+                },
+                n = read_open(&mut stderr, &mut err_buffer) => match n {
+                    0 => stderr = None,
+                    n => write_frame(&mut to_caller, Channel::Stderr, &err_buffer[..n]).await?,
+                },
+                frame = read_frame(&mut from_caller) => match frame {
+                    Ok(Some((Channel::Stdin, data))) if data.is_empty() => stdin = None,
+                    Ok(Some((Channel::Stdin, data))) => {
+                        if let Some(input) = stdin.as_mut() {
+                            if input.write_all(&data).await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    // The caller is gone: so is the command.
+                    Ok(None) | Err(_) => break None,
+                },
+                status = child.wait(), if stdout.is_none() && stderr.is_none() => break Some(status),
+            }
+        };
+        match outcome {
+            Some(Ok(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                write_frame(&mut to_caller, Channel::Exit, &code.to_be_bytes()).await?;
+                to_caller.shutdown().await
+            }
+            Some(Err(e)) => write_frame(&mut to_caller, Channel::Error, e.to_string().as_bytes()).await,
+            None => {
+                if let Some(group) = group {
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
+                let _ = child.wait().await;
+                Ok(())
+            }
+        }
+    }
+}
