@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -58,12 +59,62 @@ async fn read_open<R: AsyncRead + Unpin>(pipe: &mut Option<R>, buffer: &mut [u8]
     }
 }
 
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Kills a process group when dropped, unless emptied first.
+struct KillGroup(Option<Pid>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Copies the caller's input frames to the command (an empty one closes
+/// its input) until the caller goes away, then says so on `gone`.
+async fn feed_input(
+    mut from_caller: tokio::net::tcp::OwnedReadHalf,
+    mut stdin: Option<tokio::process::ChildStdin>,
+    gone: tokio::sync::oneshot::Sender<()>,
+) {
+    loop {
+        match read_frame(&mut from_caller).await {
+            Ok(Some((Channel::Stdin, data))) if data.is_empty() => stdin = None,
+            Ok(Some((Channel::Stdin, data))) => {
+                if let Some(input) = stdin.as_mut() {
+                    if input.write_all(&data).await.is_err() {
+                        stdin = None;
+                    }
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let _ = gone.send(());
+}
+
 impl Exec {
     /// Answers one exec request whose head has been read.
     pub async fn answer(&self, mut stream: TcpStream, id: &str, secret: &str) -> std::io::Result<()> {
         let grant = match take_grant(&self.store, &self.node, id, secret).await {
             Ok(grant) => grant,
-            Err(e) => return crate::logs::respond(&mut stream, "403 Forbidden", &format!("{e}\n")).await,
+            Err(e @ shoal_client::Error::Forbidden(_)) => {
+                return crate::logs::respond(&mut stream, "403 Forbidden", &format!("{e}\n")).await
+            }
+            Err(e) => {
+                let message = format!("cannot read the grant from the store: {e}\n");
+                return crate::logs::respond(&mut stream, "503 Service Unavailable", &message).await;
+            }
         };
         let Some((record, pid)) = running(&self.data_dir, &grant.pod_uid, &grant.container) else {
             let message = format!("container not found ({:?})\n", grant.container);
@@ -83,9 +134,15 @@ impl Exec {
             }
         };
         crate::logs::respond(&mut stream, "200 OK", "").await?;
-        let group = child.id().map(|id| Pid::from_raw(id as i32));
-        let (mut from_caller, mut to_caller) = stream.into_split();
-        let (mut stdin, mut stdout, mut stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        // Whatever ends this exec early ends the command too.
+        let mut group = KillGroup(child.id().map(|id| Pid::from_raw(id as i32)));
+        let (from_caller, mut to_caller) = stream.into_split();
+        // Frames from the caller are read on a task of their own (reading one
+        // is not cancel-safe) that also feeds the command's input, so that a
+        // command not reading its input never holds up its output.
+        let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
+        let caller = AbortOnDrop(tokio::spawn(feed_input(from_caller, child.stdin.take(), gone_tx)));
+        let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
         let (mut out_buffer, mut err_buffer) = (vec![0u8; 32 * 1024], vec![0u8; 32 * 1024]);
         let outcome = loop {
             tokio::select! {
@@ -97,34 +154,28 @@ impl Exec {
                     0 => stderr = None,
                     n => write_frame(&mut to_caller, Channel::Stderr, &err_buffer[..n]).await?,
                 },
-                frame = read_frame(&mut from_caller) => match frame {
-                    Ok(Some((Channel::Stdin, data))) if data.is_empty() => stdin = None,
-                    Ok(Some((Channel::Stdin, data))) => {
-                        if let Some(input) = stdin.as_mut() {
-                            if input.write_all(&data).await.is_err() {
-                                stdin = None;
-                            }
-                        }
-                    }
-                    Ok(Some(_)) => {}
-                    // The caller is gone: so is the command.
-                    Ok(None) | Err(_) => break None,
-                },
+                // The caller is gone: so is the command.
+                _ = &mut gone => break None,
                 status = child.wait(), if stdout.is_none() && stderr.is_none() => break Some(status),
             }
         };
         match outcome {
             Some(Ok(status)) => {
+                // Reaped: its group id may be anyone's now.
+                group.0 = None;
                 use std::os::unix::process::ExitStatusExt;
                 let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
                 write_frame(&mut to_caller, Channel::Exit, &code.to_be_bytes()).await?;
-                to_caller.shutdown().await
+                to_caller.shutdown().await?;
+                // Closing with input unread would reset the connection and
+                // could lose the exit code: the caller closes first.
+                let _ = tokio::time::timeout(Duration::from_secs(5), gone).await;
+                drop(caller);
+                Ok(())
             }
             Some(Err(e)) => write_frame(&mut to_caller, Channel::Error, e.to_string().as_bytes()).await,
             None => {
-                if let Some(group) = group {
-                    let _ = killpg(group, Signal::SIGKILL);
-                }
+                drop(group);
                 let _ = child.wait().await;
                 Ok(())
             }

@@ -86,21 +86,35 @@ fn bearer(header: &str) -> Option<&str> {
     name.trim().eq_ignore_ascii_case("authorization").then_some(token.trim())
 }
 
-async fn answer(mut stream: TcpStream, data_dir: &Path, exec: &Exec) -> std::io::Result<()> {
-    let mut line = String::new();
-    let mut secret = String::new();
-    {
-        // Unbuffered beyond the head: an exec's frames follow it.
-        let mut reader = BufReader::with_capacity(1, &mut stream);
-        reader.read_line(&mut line).await?;
-        let mut header = String::new();
-        while reader.read_line(&mut header).await? > 2 {
-            if let Some(token) = bearer(&header) {
-                secret = token.to_string();
-            }
-            header.clear();
+/// How long a caller has to send its request head, and how long it may be.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const HEAD_LIMIT: u64 = 16 * 1024;
+
+/// The request line, and the bearer token if any. Read a byte at a time:
+/// an exec's frames follow the head.
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, String)> {
+    let mut reader = BufReader::with_capacity(1, stream.take(HEAD_LIMIT));
+    let (mut line, mut secret, mut header) = (String::new(), String::new(), String::new());
+    reader.read_line(&mut line).await?;
+    loop {
+        header.clear();
+        if reader.read_line(&mut header).await? <= 2 {
+            break;
+        }
+        if let Some(token) = bearer(&header) {
+            secret = token.to_string();
         }
     }
+    if !line.ends_with('\n') || !header.ends_with('\n') {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "request head cut short"));
+    }
+    Ok((line, secret))
+}
+
+async fn answer(mut stream: TcpStream, data_dir: &Path, exec: &Exec) -> std::io::Result<()> {
+    let Ok(Ok((line, secret))) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await else {
+        return respond(&mut stream, "400 Bad Request", "no request head in time, or one too long\n").await;
+    };
     if let Some(id) = line.strip_prefix("POST /exec/").and_then(|rest| rest.split_whitespace().next()) {
         let id = id.to_string();
         return exec.answer(stream, &id, &secret).await;

@@ -92,8 +92,8 @@ pub async fn write_grant(store: &Store, node: &str, mut grant: Grant) -> Result<
     Ok((id, secret))
 }
 
-/// Reads grant `id` of `node`, deletes it so that it is used once, and
-/// checks `secret` against it. The error says why it cannot be used.
+/// Reads grant `id` of `node`, checks `secret` against it, and deletes it
+/// so that it is used once. The error says why it cannot be used.
 pub async fn take_grant(store: &Store, node: &str, id: &str, secret: &str) -> Result<Grant> {
     let refused = |why: &str| Error::Forbidden(format!("exec refused: {why}"));
     if !is_grant_id(id) {
@@ -102,6 +102,14 @@ pub async fn take_grant(store: &Store, node: &str, id: &str, secret: &str) -> Re
     let key = grant_key(node, id);
     let found = store.range(RangeRequest { key: key.clone().into_bytes(), ..Default::default() }).await?;
     let Some(kv) = found.kvs.into_iter().next() else { return Err(refused("no such grant (expired, or used)")) };
+    // The secret first: a wrong one must not use the grant up.
+    let grant: Grant = serde_json::from_slice(&kv.value).map_err(|_| refused("the grant is malformed"))?;
+    if sha256_hex(secret) != grant.secret_sha256 {
+        return Err(refused("wrong secret"));
+    }
+    if grant.command.is_empty() {
+        return Err(refused("the grant names no command"));
+    }
     let taken = store
         .txn(TxnRequest {
             compare: vec![Compare {
@@ -122,10 +130,6 @@ pub async fn take_grant(store: &Store, node: &str, id: &str, secret: &str) -> Re
         .await?;
     if !taken.succeeded {
         return Err(refused("the grant was used already"));
-    }
-    let grant: Grant = serde_json::from_slice(&kv.value).map_err(|_| refused("the grant is malformed"))?;
-    if sha256_hex(secret) != grant.secret_sha256 {
-        return Err(refused("wrong secret"));
     }
     Ok(grant)
 }

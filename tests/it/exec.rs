@@ -35,9 +35,13 @@ fn exec(node: &OneNode, args: &[&str]) -> (i32, String, String) {
 /// Sends a raw exec request for grant `id` with `secret` to the agent;
 /// returns the answer's status line.
 async fn raw_exec(address: &str, id: &str, secret: &str) -> String {
+    raw(address, format!("POST /exec/{id} HTTP/1.1\r\nAuthorization: Bearer {secret}\r\n\r\n").as_bytes()).await
+}
+
+/// Sends `head` to the agent; returns the answer's status line.
+async fn raw(address: &str, head: &[u8]) -> String {
     let mut stream = tokio::net::TcpStream::connect(address).await.expect("reach the agent");
-    let head = format!("POST /exec/{id} HTTP/1.1\r\nAuthorization: Bearer {secret}\r\n\r\n");
-    stream.write_all(head.as_bytes()).await.expect("send");
+    let _ = stream.write_all(head).await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_string()
@@ -55,6 +59,9 @@ async fn exec_runs_in_the_container_as_it_runs_and_returns_the_exit_code() {
     main["env"] = json!([{"name": "GREETING", "value": "hello"}]);
     main["workingDir"] = json!("/tmp");
     main["securityContext"] = json!({"runAsUser": 1000});
+    // Exec probes run as the container's own processes do: as its user, under its filter.
+    let as_the_container = "[ \"$(id -u)\" = 1000 ] && grep -q 'Seccomp:.2' /proc/self/status";
+    main["readinessProbe"] = json!({"exec": {"command": ["sh", "-c", as_the_container]}, "periodSeconds": 1});
     create(&node.api, "box", json!({"terminationGracePeriodSeconds": 1, "containers": [main, sleeper("side")]})).await;
     create(
         &node.api,
@@ -62,7 +69,10 @@ async fn exec_runs_in_the_container_as_it_runs_and_returns_the_exit_code() {
         json!({"restartPolicy": "Never", "containers": [{"name": "main", "image": root, "command": ["true"]}]}),
     )
     .await;
-    until_pod(&node.api, "box", "box to run", 30, |p| running_pid(p).is_some()).await;
+    until_pod(&node.api, "box", "box's exec probe to pass", 30, |p| {
+        p.status.iter().flat_map(|s| &s.container_statuses).any(|c| c.name == "main" && c.ready)
+    })
+    .await;
 
     // Output on both streams, the container's user, directory, variables,
     // hostname and seccomp filter, and the exit code.
@@ -121,10 +131,16 @@ async fn exec_runs_in_the_container_as_it_runs_and_returns_the_exit_code() {
     };
     assert!(raw_exec(&address, &"0".repeat(32), "x").await.contains("403"), "an unknown grant");
     assert!(raw_exec(&address, "../../etc", "x").await.contains("403"), "not a grant id");
+    // Exactly the agent's limit of 16 KiB, with no end of line.
+    let endless = [b"POST /exec/".as_slice(), &[b'a'; 16 * 1024 - 11]].concat();
+    assert!(raw(&address, &endless).await.contains("400"), "a request head without end");
+    let mut empty = grant.clone();
+    empty.command.clear();
+    let (id, secret) = write_grant(&store, "n1", empty).await.expect("write a grant");
+    assert!(raw_exec(&address, &id, &secret).await.contains("403"), "a grant with no command");
     let (id, secret) = write_grant(&store, "n1", grant.clone()).await.expect("write a grant");
+    // A wrong secret is refused without using the grant up for its holder.
     assert!(raw_exec(&address, &id, "wrong").await.contains("403"), "the wrong secret");
-    assert!(raw_exec(&address, &id, &secret).await.contains("403"), "a grant tried once is spent");
-    let (id, secret) = write_grant(&store, "n1", grant.clone()).await.expect("write a grant");
     assert!(raw_exec(&address, &id, &secret).await.contains("200"), "a good grant");
     assert!(raw_exec(&address, &id, &secret).await.contains("403"), "used once");
     let (id, secret) = write_grant(&store, "n2", grant).await.expect("write a grant");

@@ -7,9 +7,11 @@
 use clap::Args;
 use shoal_client::exec::{read_frame, write_frame, write_grant, Channel, Grant};
 use shoal_client::Store;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::io::Read;
 
-use super::logs::{bad_request, connect, locate, read_head};
+use tokio::io::AsyncWriteExt;
+
+use super::logs::{connect, locate, read_head};
 use super::{server_error, Scope};
 
 #[derive(Args, Debug)]
@@ -76,29 +78,34 @@ pub async fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<()> {
         format!("POST /exec/{id} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {secret}\r\n\r\n", located.address);
     stream.write_all(request.as_bytes()).await?;
     if let Err(refusal) = read_head(&mut stream).await? {
-        return Err(bad_request(refusal));
+        anyhow::bail!("unable to upgrade connection: {refusal}");
     }
     let (mut from_agent, mut to_agent) = stream.into_split();
+    // The input is read on a thread of its own, left behind when the command
+    // ends (a blocked read of a terminal could not be cancelled).
+    let (input_tx, mut input) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     if args.stdin {
-        tokio::spawn(async move {
-            let mut input = tokio::io::stdin();
+        std::thread::spawn(move || {
             let mut buffer = vec![0u8; 32 * 1024];
             loop {
-                let n = input.read(&mut buffer).await.unwrap_or(0);
-                if write_frame(&mut to_agent, Channel::Stdin, &buffer[..n]).await.is_err() || n == 0 {
+                let n = std::io::stdin().read(&mut buffer).unwrap_or(0);
+                if input_tx.blocking_send(buffer[..n].to_vec()).is_err() || n == 0 {
                     break;
                 }
             }
-            // Kept open: closing it would tell the agent the caller is gone.
-            std::future::pending::<()>().await;
         });
     } else {
-        // Held until the end, for the same reason.
-        tokio::spawn(async move {
-            let _held = to_agent;
-            std::future::pending::<()>().await;
-        });
+        drop(input_tx);
     }
+    tokio::spawn(async move {
+        while let Some(chunk) = input.recv().await {
+            if write_frame(&mut to_agent, Channel::Stdin, &chunk).await.is_err() {
+                break;
+            }
+        }
+        // Kept open until the end: closing it would tell the agent the caller is gone.
+        std::future::pending::<()>().await;
+    });
     let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
     loop {
         match read_frame(&mut from_agent).await? {

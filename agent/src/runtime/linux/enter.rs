@@ -48,17 +48,22 @@ fn join(pid: u32) -> Result<(), String> {
 /// The exit code when the command could not be run.
 const CANNOT_RUN: i32 = 126;
 
-/// Parses `PID -- COMMAND...` or `PID --tcp [HOST:]PORT` and runs the probe.
+/// Parses `PID [--in RECORD_DIR] -- COMMAND...`, `PID --tcp [HOST:]PORT`
+/// or `PID --http[s] ...` and runs the probe or command.
 pub fn run(args: &[String]) -> i32 {
     let Some(pid) = args.first().and_then(|p| p.parse::<u32>().ok()) else {
         eprintln!(
-            "usage: shoal-agent enter PID (-- COMMAND... | --tcp [HOST:]PORT | --http[s] HOST:PORT PATH [HEADER...] | --in RECORD_DIR -- COMMAND...)"
+            "usage: shoal-agent enter PID [--in RECORD_DIR] (-- COMMAND... | --tcp [HOST:]PORT | --http[s] HOST:PORT PATH [HEADER...])"
         );
         return 2;
     };
-    if args.get(1).map(String::as_str) == Some("--in") {
-        return match (args.get(2), args.get(3).map(String::as_str), args.get(4..)) {
-            (Some(dir), Some("--"), Some(command)) if !command.is_empty() => exec(pid, Path::new(dir), command),
+    let (record, args) = match args.get(1..3) {
+        Some([flag, dir]) if flag == "--in" => (Some(Path::new(dir)), &args[2..]),
+        _ => (None, args),
+    };
+    if let (Some(record), Some("--")) = (record, args.get(1).map(String::as_str)) {
+        return match args.get(2..) {
+            Some(command) if !command.is_empty() => exec(pid, record, command),
             _ => 2,
         };
     }
@@ -108,7 +113,13 @@ pub fn run(args: &[String]) -> i32 {
 
 /// Runs `command` as one of the container's own processes (see the top).
 fn exec(pid: u32, record_dir: &Path, command: &[String]) -> i32 {
-    let prepared = Record::new(record_dir.to_path_buf())
+    let record = Record::new(record_dir.to_path_buf());
+    // Its pid, as the record has it with its start time: not a reused one.
+    if record.live_pid() != Some(pid) {
+        eprintln!("the container is not running");
+        return CANNOT_RUN;
+    }
+    let prepared = record
         .launch()
         .map_err(|e| format!("cannot read the container's record: {e}"))
         // Its cgroups are reached through the host's /sys: before the mounts change.

@@ -204,6 +204,14 @@ impl LinuxRuntime {
         })
     }
 
+    /// The record of the running container whose first process is `pid`.
+    fn record_of(&self, pid: u32) -> Option<PathBuf> {
+        std::fs::read_dir(self.data_dir.join("containers")).ok()?.filter_map(|e| Some(e.ok()?.path())).find(|dir| {
+            let record = Record::new(dir.clone());
+            record.pid().is_some_and(|(p, _)| p == pid) && record.exit().is_none()
+        })
+    }
+
     /// Kills whatever is left in the container's cgroups.
     fn kill_all(launch: &Launch) {
         for pid in cgroup::processes(&launch.cgroups) {
@@ -345,6 +353,11 @@ impl Runtime for LinuxRuntime {
     fn exec_probe(&self, pid: u32) -> Option<Command> {
         let mut command = Command::new(&self.exe);
         command.arg("enter").arg(pid.to_string());
+        // Exec probes run as the container's own processes do (its user,
+        // capabilities, seccomp filter and cgroups), as a runtime's exec does.
+        if let Some(record) = self.record_of(pid) {
+            command.arg("--in").arg(record);
+        }
         Some(command)
     }
 }

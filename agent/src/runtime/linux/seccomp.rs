@@ -14,7 +14,7 @@
 //! load without setting `no_new_privs`: `allowPrivilegeEscalation: true`
 //! keeps its meaning.
 
-use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use nix::sched::CloneFlags;
 use shoal_proto::objects::security::capability;
 
@@ -54,6 +54,14 @@ const NAMESPACE_FLAGS: [CloneFlags; 7] = [
 const EPERM: i32 = nix::errno::Errno::EPERM as i32;
 const ENOSYS: i32 = nix::errno::Errno::ENOSYS as i32;
 
+fn compatible_architectures() -> Vec<ScmpArch> {
+    match ScmpArch::native() {
+        ScmpArch::X8664 => vec![ScmpArch::X86, ScmpArch::X32],
+        ScmpArch::Aarch64 => vec![ScmpArch::Arm],
+        _ => Vec::new(),
+    }
+}
+
 /// The calls refused to a container keeping `capabilities` (by number).
 pub fn refused_calls(capabilities: &[u8]) -> Vec<&'static str> {
     let keeps = |name: &str| capability(name).is_some_and(|c| capabilities.contains(&c));
@@ -66,12 +74,15 @@ pub fn load_default(capabilities: &[u8]) -> Result<(), String> {
     let failed = |what: &str, e: libseccomp::error::SeccompError| format!("seccomp: {what}: {e}");
     let mut filter = ScmpFilterContext::new(ScmpAction::Allow).map_err(|e| failed("cannot make a filter", e))?;
     filter.set_ctl_nnp(false).map_err(|e| failed("cannot leave no_new_privs alone", e))?;
+    // The compatible ABIs too, as Docker's profile has them: a filter
+    // without them kills every 32-bit program.
+    for arch in compatible_architectures() {
+        filter.add_arch(arch).map_err(|e| failed("cannot add an architecture", e))?;
+    }
     for name in refused_calls(capabilities) {
-        // A name this architecture does not have (vm86 off x86) is skipped.
+        // Rules are translated for each architecture; one that lacks the
+        // call (vm86 off x86) has no rule for it.
         let Ok(call) = ScmpSyscall::from_name(name) else { continue };
-        if i32::from(call) < 0 {
-            continue;
-        }
         filter.add_rule(ScmpAction::Errno(EPERM), call).map_err(|e| failed(name, e))?;
     }
     if !capability("SYS_ADMIN").is_some_and(|c| capabilities.contains(&c)) {
