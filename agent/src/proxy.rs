@@ -36,6 +36,8 @@ use tokio::task::JoinHandle;
 use crate::net::PodNetwork;
 use crate::ports::Ports;
 
+/// Bytes moved per read, each way.
+const COPY_BUFFER: usize = 64 * 1024;
 /// How long a connection to one endpoint may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often listeners that could not bind are tried again.
@@ -259,7 +261,9 @@ async fn forward(mut inbound: TcpStream, targets: Vec<SocketAddr>, first: usize)
             Ok(Ok(mut outbound)) => {
                 let _ = inbound.set_nodelay(true);
                 let _ = outbound.set_nodelay(true);
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                // 64 KiB a read rather than 8: measured in benches/proxy.sh.
+                let _ = tokio::io::copy_bidirectional_with_sizes(&mut inbound, &mut outbound, COPY_BUFFER, COPY_BUFFER)
+                    .await;
                 return;
             }
             Ok(Err(e)) => tracing::debug!(%target, error = %e, "endpoint refused; trying the next"),
