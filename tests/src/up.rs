@@ -81,8 +81,10 @@ impl Up {
     /// Waits until the store takes writes.
     pub async fn wait_healthy(&self) {
         let ctl = self.etcdctl();
-        wait::until(Duration::from_secs(60), "shoal up to serve", || async {
-            ctl.run(&["put", "probe", "1"]).success.then_some(())
+        // Every member, not just one: clients such as etcd-client spread
+        // their calls over all the endpoints.
+        wait::until(Duration::from_secs(60), "shoal up to serve on every member", || async {
+            (ctl.run(&["endpoint", "health"]).success && ctl.run(&["put", "probe", "1"]).success).then_some(())
         })
         .await;
     }
