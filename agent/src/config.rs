@@ -71,6 +71,11 @@ pub struct Cli {
     /// Log level (error, warn, info, debug).
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Run N hollow nodes instead (`<node-name>-0` ...): the same pod loop
+    /// with a runtime that runs nothing, for measuring the control plane
+    /// at scale. Needs no root.
+    #[arg(long, default_value_t = 0)]
+    pub hollow: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +99,8 @@ pub struct Config {
     pub proxy: bool,
     pub stop_pods_on_exit: bool,
     pub container_log_max_bytes: u64,
+    /// Hollow nodes to run (0: this is a real node).
+    pub hollow: u32,
 }
 
 impl Cli {
@@ -156,6 +163,7 @@ impl Cli {
             proxy: self.proxy,
             stop_pods_on_exit: self.stop_pods_on_exit,
             container_log_max_bytes,
+            hollow: self.hollow,
         })
     }
 }

@@ -7,6 +7,7 @@
 //! - [`config`]: the `shoal-agent` flags.
 //! - [`host`]: what the machine offers (CPUs, memory, address).
 //! - [`node`]: registering the Node and the heartbeat Lease.
+//! - [`hollow`]: many hollow nodes in one process (`--hollow N`), for scale tests.
 //! - [`runtime`]: the container runtime behind a trait: the real one
 //!   (namespaces, cgroups, images, a supervisor per container) and a fake.
 //! - [`net`]: the pod network: addresses from the node's pod CIDR, a
@@ -25,6 +26,7 @@ pub mod agent;
 pub mod config;
 pub mod dns;
 pub mod exec;
+pub mod hollow;
 pub mod host;
 pub mod logs;
 pub mod net;

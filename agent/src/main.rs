@@ -33,6 +33,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if config.hollow > 0 {
+        let count = config.hollow;
+        return shoal_client::signals::run_until_stopped("shoal-agent", "stopping the hollow nodes", |shutdown| {
+            shoal_agent::hollow::run(config, count, shutdown)
+        });
+    }
     shoal_client::signals::run_until_stopped("shoal-agent", "stopping; containers keep running", |shutdown| {
         shoal_agent::agent::run(config, shutdown)
     })

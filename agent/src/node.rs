@@ -134,10 +134,10 @@ pub async fn beat(store: &Store, node: &str, lease: i64, ttl: Duration) -> i64 {
     }
 }
 
-/// Beats every second until shutdown.
-pub async fn heartbeat(store: Store, node: String, ttl: Duration, mut shutdown: Shutdown) {
+/// Beats every `every` until shutdown.
+pub async fn heartbeat(store: Store, node: String, ttl: Duration, every: Duration, mut shutdown: Shutdown) {
     let mut lease = 0;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => lease = beat(&store, &node, lease, ttl).await,

@@ -39,8 +39,9 @@ async fn a_node_registers_heartbeats_and_goes_silent_when_stopped() {
     assert_eq!(again.status.expect("status").addresses[0].address, "127.0.0.2");
 
     let (stop, shutdown) = watch::channel(false);
+    let every = Duration::from_secs(1);
     let beating =
-        tokio::spawn(node::heartbeat(store(&cluster.endpoints()), "n1".into(), config.heartbeat_ttl, shutdown));
+        tokio::spawn(node::heartbeat(store(&cluster.endpoints()), "n1".into(), config.heartbeat_ttl, every, shutdown));
     let leases: Api<Lease> = Api::new(store(&cluster.endpoints()));
     wait::until(Duration::from_secs(10), "the heartbeat Lease", || async {
         leases.get_opt("", "n1").await.ok().flatten()

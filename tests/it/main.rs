@@ -16,6 +16,7 @@ mod examples;
 mod exec;
 mod faults;
 mod gateway;
+mod hollow;
 mod kube_apiserver;
 mod lease;
 mod lease_compat;
