@@ -210,21 +210,10 @@ impl<K: Object> Api<K> {
         self.get_opt(namespace, name).await?.ok_or_else(|| Error::not_found::<K>(name))
     }
 
-    /// Every object in `namespace` (every namespace when None), at one revision.
+    /// Every object in `namespace` (every namespace when None), at one
+    /// revision, read in pages of [`crate::pages::LIST_CHUNK`].
     pub async fn list(&self, namespace: Option<&str>) -> Result<ObjectList<K>> {
-        let prefix = K::prefix(namespace);
-        let request =
-            RangeRequest { range_end: prefix_end(prefix.as_bytes()), key: prefix.into_bytes(), ..Default::default() };
-        let response = self.range(request).await?;
-        let revision = response.header.map_or(0, |h| h.revision);
-        let mut list = ObjectList { items: Vec::new(), revision, malformed: Vec::new() };
-        for kv in &response.kvs {
-            match decode::<K>(kv) {
-                Ok(object) => list.items.push(object),
-                Err(e) => list.malformed.push((String::from_utf8_lossy(&kv.key).into_owned(), e.to_string())),
-            }
-        }
-        Ok(list)
+        self.list_chunked(namespace, crate::pages::LIST_CHUNK).await
     }
 
     /// Creates the object; fails if one of that name exists. Fills in the
@@ -437,7 +426,7 @@ impl<K: Object> Api<K> {
         Ok(object)
     }
 
-    async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
+    pub(crate) async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
         self.store.range(request).await
     }
 

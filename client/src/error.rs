@@ -34,6 +34,12 @@ pub enum Error {
     /// A request the store's state does not allow (an unknown exec grant, say).
     #[error("{0}")]
     Forbidden(String),
+    /// A request that cannot be understood (a bad continue token, say).
+    #[error("{0}")]
+    BadRequest(String),
+    /// What the request refers to is gone for good (a compacted revision).
+    #[error("{0}")]
+    Expired(String),
     /// Something on this machine failed.
     #[error("{0}")]
     Internal(String),

@@ -24,6 +24,7 @@ use shoal_proto::etcdserverpb::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::pages::hex;
 use crate::{Error, Result, Store};
 
 /// Where grants are written; the node's name and the grant's id follow.
@@ -48,10 +49,6 @@ pub struct Grant {
 
 pub fn grant_key(node: &str, id: &str) -> String {
     format!("{GRANT_PREFIX}{node}/{id}")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn sha256_hex(text: &str) -> String {

@@ -7,6 +7,7 @@
 //! - [`tls`]: `--cacert`, `--cert` and `--key`, as etcdctl takes them.
 //! - [`api`]: the typed object client: get, list, create, update
 //!   (compare-and-swap on `resourceVersion`), delete and watch.
+//! - [`pages`]: lists in pages at one revision, with continue tokens.
 //! - [`error`]: its errors, in Kubernetes' words.
 //! - [`cache`]: an informer's local copy, indexed by namespace, label and node.
 //! - [`informer`]: list at R, watch from R+1, resume, relist when compacted.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod exec;
 pub mod informer;
 pub mod metrics;
+pub mod pages;
 pub mod queue;
 pub mod service_ips;
 pub mod signals;

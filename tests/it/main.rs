@@ -29,6 +29,7 @@ mod objects;
 mod observe;
 mod one_node;
 mod ops_compat;
+mod pages;
 mod pod_network;
 mod python_clients;
 mod raw_api;

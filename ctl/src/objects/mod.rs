@@ -53,6 +53,10 @@ pub struct GetArgs {
     /// wide, json or yaml.
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<Format>,
+    /// Read the list this many objects at a time, all at one revision (0: in
+    /// one read).
+    #[arg(long, default_value_t = shoal_client::pages::LIST_CHUNK)]
+    pub chunk_size: i64,
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +145,8 @@ pub fn server_error(e: Error) -> anyhow::Error {
         Error::AlreadyExists { .. } => anyhow::anyhow!("Error from server (AlreadyExists): {e}"),
         Error::Conflict { .. } => anyhow::anyhow!("Error from server (Conflict): {e}"),
         Error::Invalid(_) => anyhow::anyhow!("The {e}"),
+        Error::BadRequest(_) => anyhow::anyhow!("Error from server (BadRequest): {e}"),
+        Error::Expired(_) => anyhow::anyhow!("Error from server (Expired): {e}"),
         other => anyhow::anyhow!("{other}"),
     }
 }
@@ -152,7 +158,7 @@ async fn get_kind<K: Columns>(store: &Store, args: &GetArgs, name: Option<String
         Some(name) => vec![api.get(&namespace, name).await.map_err(server_error)?],
         None => {
             let scope = (K::NAMESPACED && !args.all_namespaces).then_some(namespace.as_str());
-            let list = api.list(scope).await.map_err(server_error)?;
+            let list = api.list_chunked(scope, args.chunk_size.max(0)).await.map_err(server_error)?;
             for (key, reason) in &list.malformed {
                 eprintln!("warning: skipping {key}: {reason}");
             }
