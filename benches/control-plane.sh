@@ -9,6 +9,11 @@
 # to be copied into benches/RESULTS.md. Needs root (the agents run containers).
 #
 #   benches/control-plane.sh
+#   HOLLOW=1000 PODS=1000 benches/control-plane.sh
+#                  the scale mode: one `shoal-agent --hollow N` process instead
+#                  of the two agents (nodes hollow-0 ... with 4 CPUs, 32Gi and
+#                  110 pods each, heartbeat TTL 40s), then only the scheduling
+#                  throughput over $PODS pods. Needs no root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/shoal-target}"
@@ -48,16 +53,37 @@ for _ in $(seq 1 300); do
     sleep 0.2
 done
 [[ -n "$healthy" ]] || { echo "the store did not become healthy; see $WORK/up.log" >&2; exit 1; }
-start_agent 1
-start_agent 2
+HOLLOW=${HOLLOW:-0}
+if ((HOLLOW > 0)); then
+    "$BIN/shoal-agent" --hollow "$HOLLOW" --node-name hollow --cpus 4 --memory 32Gi --max-pods 110 \
+        --heartbeat-ttl 40s --endpoints "$ENDPOINTS" --data-dir "$WORK/hollow" >>"$WORK/hollow.log" 2>&1 &
+    AGENT[1]=$!
+    WANT=$HOLLOW PREFIX=hollow-
+else
+    start_agent 1
+    start_agent 2
+    WANT=2 PREFIX=bench-
+fi
 nodes=""
-for _ in $(seq 1 300); do
-    [[ $(etcdctl --endpoints="$ENDPOINTS" get /registry/leases/ --prefix --keys-only | grep -c bench-) -eq 2 ]] && nodes=1 && break
+for _ in $(seq 1 600); do
+    [[ $(etcdctl --endpoints="$ENDPOINTS" get /registry/leases/ --prefix --keys-only | grep -c "$PREFIX") -eq $WANT ]] && nodes=1 && break
     sleep 0.2
 done
-[[ -n "$nodes" ]] || { echo "the agents did not register; see $WORK/agent-*.log" >&2; exit 1; }
+[[ -n "$nodes" ]] || { echo "the agents did not register; see $WORK/*.log" >&2; exit 1; }
 
 bench() { "$BIN/shoal-cp-bench" --endpoints "$ENDPOINTS" "$@" | tee -a "$WORK/results.txt"; }
+if ((HOLLOW > 0)); then
+    bench schedule --pods "${PODS:-1000}"
+    {
+        echo "## Control plane at scale"
+        echo
+        echo "- Date: $(date -u +%Y-%m-%d); machine: $(nproc) cores; \`HOLLOW=$HOLLOW PODS=${PODS:-1000} benches/control-plane.sh\` (release build; 3 members, 2 controllers, $HOLLOW hollow nodes in one \`shoal-agent --hollow\` process)"
+        echo
+        grep -v '^{' "$WORK/results.txt" | sed 's/^/- /'
+    } >"$OUT"
+    cat "$OUT"
+    exit 0
+fi
 bench startup --pods 100
 bench schedule --pods 1000
 bench node-death --node bench-2 --pid "${AGENT[2]}" --replicas 10
