@@ -4,8 +4,9 @@
 //! pods change.
 //!
 //! One worker decides at a time, so two decisions never count the same free
-//! room. A bind is "assumed" until the pod cache shows it, so the next
-//! decision counts it even if the cache is a moment behind.
+//! room. A bind is "assumed" from the moment it is decided until the pod
+//! cache shows it, so the next decision counts it while its write is still
+//! on its way to the store (binds are written in the background).
 
 pub mod filter;
 pub mod score;
@@ -24,6 +25,9 @@ use crate::context::Context;
 use crate::owners::ignore_gone;
 use crate::runner::{Builder, Running};
 use filter::{refuse, unschedulable_message, Usage};
+
+/// How soon a pod whose bind is still being written is looked at again.
+const BIND_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Binds written but not yet seen in the pod cache: pod → (node, spec, owner uid).
 type Assumed = Arc<Mutex<HashMap<ObjectKey, (String, PodSpec, Option<String>)>>>;
@@ -143,7 +147,8 @@ async fn schedule(context: &Context, assumed: &Assumed, key: &ObjectKey) -> Resu
         return Ok(Action::Done);
     }
     if assumed.lock().unwrap_or_else(|p| p.into_inner()).contains_key(key) {
-        return Ok(Action::Done);
+        // Its bind is on its way: look again in case the write fails.
+        return Ok(Action::RequeueAfter(BIND_RECHECK));
     }
     let nodes = context.informers.nodes.read(|c| c.list(None));
     let owner = pod.metadata.controller().map(|o| o.uid.clone());
@@ -155,10 +160,26 @@ async fn schedule(context: &Context, assumed: &Assumed, key: &ObjectKey) -> Resu
         Ok(node) => {
             set_condition(&mut status.conditions, scheduled("True", None, None), &now);
             updated.spec.node_name = Some(node.clone());
-            if ignore_gone(context.pods.update_from(&updated, &pod).await)?.is_some() {
-                tracing::info!(pod = %key, %node, "bound");
-                assumed.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), (node, pod.spec.clone(), owner));
-            }
+            // Assumed at once, so that the next decision counts it, and written
+            // in the background (kube-scheduler's binding cycle): decisions do
+            // not wait for the store. A bind that fails is forgotten; the pod
+            // is decided again on its next change or at the resync.
+            assumed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), (node.clone(), pod.spec.clone(), owner));
+            let (pods, assumed, key) = (context.pods.clone(), assumed.clone(), key.clone());
+            tokio::spawn(async move {
+                match ignore_gone(pods.update_from(&updated, &pod).await) {
+                    Ok(Some(_)) => tracing::info!(pod = %key, %node, "bound"),
+                    outcome => {
+                        if let Err(e) = outcome {
+                            tracing::debug!(pod = %key, %node, error = %e, "bind failed; deciding again later");
+                        }
+                        assumed.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                    }
+                }
+            });
         }
         Err(reasons) => {
             let message = unschedulable_message(nodes.len(), &reasons);
