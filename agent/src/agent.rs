@@ -60,13 +60,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         // Pods on the host's network still run; the others wait, saying why.
         Err(e) => tracing::error!(error = %e, "cannot set up the pod network"),
     }
-    let exec = crate::exec::Exec {
-        store: store.clone(),
-        node: config.node_name.clone(),
-        data_dir: data_dir.clone(),
-        exe: exe.clone(),
-    };
     let runtime = Arc::new(LinuxRuntime::new(&data_dir, &scope, config.container_log_max_bytes, exe, network.clone()));
+    let exec = crate::exec::Exec { store: store.clone(), node: config.node_name.clone(), runtime: runtime.clone() };
     let ports = Arc::new(Ports::new(config.address, config.port_range.clone()));
     let (services, _services_task) = Informer::spawn(Api::<Service>::new(store.clone()), None, None, shutdown.clone());
     let service_env: crate::service_env::ServiceEnv = {

@@ -1,13 +1,15 @@
 //! `POST /exec/<grant id>` on the agent's logs port, with the grant's
 //! secret as `Authorization: Bearer <secret>`: runs the command the grant
-//! names in the running instance of its container (through `shoal-agent
-//! enter PID --in RECORD -- COMMAND...`), then streams its output back in
+//! names in the running instance of its container, as exec probes run
+//! theirs (`shoal-agent enter PID --in RECORD -- COMMAND...`, from
+//! [`LinuxRuntime::enter`]), then streams its output back in
 //! frames and ends with its exit code. See [`shoal_client::exec`] for who
 //! may exec and the framing. A caller that goes away takes the command
 //! with it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -18,37 +20,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
-use crate::runtime::linux::record::Record;
+use crate::runtime::linux::LinuxRuntime;
+use crate::runtime::{Run, Runtime};
 
 /// What an exec needs from the agent.
 #[derive(Clone)]
 pub struct Exec {
     pub store: Store,
     pub node: String,
-    pub data_dir: PathBuf,
-    /// This binary, for `enter`.
-    pub exe: PathBuf,
-}
-
-/// The record and first process of a container's newest running instance.
-fn running(data_dir: &Path, pod_uid: &str, container: &str) -> Option<(PathBuf, u32)> {
-    let prefix = format!("{pod_uid}-{container}-");
-    let containers = data_dir.join("containers");
-    let mut instances: Vec<(i32, PathBuf)> = std::fs::read_dir(&containers)
-        .ok()?
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name().into_string().ok()?;
-            let restarts = name.strip_prefix(&prefix)?.parse().ok()?;
-            Some((restarts, containers.join(name)))
-        })
-        .collect();
-    instances.sort_unstable();
-    let (_, dir) = instances.pop()?;
-    let record = Record::new(dir.clone());
-    if record.exit().is_some() {
-        return None;
-    }
-    Some((dir, record.live_pid()?))
+    pub runtime: Arc<LinuxRuntime>,
 }
 
 /// Reads from `pipe` while it is open; never finishes once it is closed.
@@ -104,6 +84,22 @@ async fn feed_input(
 }
 
 impl Exec {
+    /// The record and first process of a container's newest instance, while
+    /// it runs.
+    fn running(&self, pod_uid: &str, container: &str) -> Option<(PathBuf, u32)> {
+        let newest = self
+            .runtime
+            .list()
+            .into_iter()
+            .filter(|c| c.pod_uid == pod_uid && c.container == container)
+            .max_by_key(|c| c.restarts)?;
+        // The runtime's state may wait a moment for an exit being written.
+        match tokio::task::block_in_place(|| self.runtime.state(&newest.id)) {
+            Run::Running { pid, .. } if pid != 0 => Some((self.runtime.record(&newest.id).dir, pid)),
+            _ => None,
+        }
+    }
+
     /// Answers one exec request whose head has been read.
     pub async fn answer(&self, mut stream: TcpStream, id: &str, secret: &str) -> std::io::Result<()> {
         let grant = match take_grant(&self.store, &self.node, id, secret).await {
@@ -116,14 +112,14 @@ impl Exec {
                 return crate::logs::respond(&mut stream, "503 Service Unavailable", &message).await;
             }
         };
-        let Some((record, pid)) = running(&self.data_dir, &grant.pod_uid, &grant.container) else {
+        let Some((record, pid)) = self.running(&grant.pod_uid, &grant.container) else {
             let message = format!("container not found ({:?})\n", grant.container);
             return crate::logs::respond(&mut stream, "404 Not Found", &message).await;
         };
         tracing::info!(pod = %grant.pod, namespace = %grant.namespace, container = %grant.container,
             command = ?grant.command, "exec");
-        let mut command = Command::new(&self.exe);
-        command.arg("enter").arg(pid.to_string()).arg("--in").arg(&record).arg("--").args(&grant.command);
+        let mut command = Command::from(self.runtime.enter(pid, Some(&record)));
+        command.arg("--").args(&grant.command);
         command.stdin(if grant.stdin { Stdio::piped() } else { Stdio::null() });
         command.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
         let mut child = match command.spawn() {

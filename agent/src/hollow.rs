@@ -33,8 +33,8 @@ use crate::sync::PodSync;
 
 /// How often every hollow node looks at all its pods, change or not.
 const FULL_PASS: Duration = Duration::from_secs(5);
-/// Node registrations in flight at once.
-const REGISTERING: usize = 32;
+/// Node registrations, or node passes, in flight at once.
+const IN_FLIGHT: usize = 32;
 
 /// The names of `count` hollow nodes.
 pub fn names(prefix: &str, count: u32) -> Vec<String> {
@@ -60,7 +60,7 @@ fn describe(config: &Config, name: &str) -> Node {
 /// Registers every node, retrying each until the store takes it.
 async fn register_all(nodes: &Api<Node>, config: &Config, names: &[String], shutdown: &Shutdown) {
     futures::stream::iter(names)
-        .for_each_concurrent(REGISTERING, |name| async move {
+        .for_each_concurrent(IN_FLIGHT, |name| async move {
             let described = describe(config, name);
             while !*shutdown.borrow() {
                 match node::register(nodes, &described).await {
@@ -121,7 +121,7 @@ pub async fn run(config: Config, count: u32, shutdown: Shutdown) -> anyhow::Resu
             _ = shutdown.changed() => return Ok(()),
         }
         let passes = woken.iter().filter_map(|name| agents.get(name)).map(Agent::pass);
-        futures::stream::iter(passes).buffer_unordered(REGISTERING).collect::<Vec<()>>().await;
+        futures::stream::iter(passes).buffer_unordered(IN_FLIGHT).collect::<Vec<()>>().await;
     }
 }
 

@@ -138,7 +138,8 @@ async fn answer(mut stream: TcpStream, data_dir: &Path, exec: &Exec) -> std::io:
     if let Ok(older) = tokio::fs::read(rotated(&path)).await {
         stream.write_all(&older).await?;
     }
-    let record = data_dir.join("containers").join(format!("{}-{}-{instance}", request.pod_uid, request.container));
+    let id = LinuxRuntime::container_id(&request.pod_uid, &request.container, instance);
+    let record = LinuxRuntime::record_dir(data_dir, &id);
     let mut offset = 0u64;
     loop {
         // Its supervisor writes the exit down after the last of its output.

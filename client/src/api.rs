@@ -114,7 +114,7 @@ pub fn decode<K: Object>(kv: &KeyValue) -> Result<K> {
 
 pub use shoal_proto::keys::prefix_end;
 
-fn compare(key: &str, target: CompareTarget, union: TargetUnion) -> Compare {
+pub(crate) fn compare(key: &str, target: CompareTarget, union: TargetUnion) -> Compare {
     Compare {
         result: CompareResult::Equal as i32,
         target: target as i32,
@@ -124,7 +124,7 @@ fn compare(key: &str, target: CompareTarget, union: TargetUnion) -> Compare {
     }
 }
 
-fn op(request: request_op::Request) -> RequestOp {
+pub(crate) fn op(request: request_op::Request) -> RequestOp {
     RequestOp { request: Some(request) }
 }
 

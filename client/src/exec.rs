@@ -18,12 +18,13 @@ use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shoal_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use shoal_proto::etcdserverpb::compare::{CompareTarget, TargetUnion};
 use shoal_proto::etcdserverpb::{
-    request_op, Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    request_op, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, TxnRequest,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::api::{compare, op};
 use crate::pages::hex;
 use crate::{Error, Result, Store};
 
@@ -109,19 +110,11 @@ pub async fn take_grant(store: &Store, node: &str, id: &str, secret: &str) -> Re
     }
     let taken = store
         .txn(TxnRequest {
-            compare: vec![Compare {
-                result: CompareResult::Equal as i32,
-                target: CompareTarget::Mod as i32,
+            compare: vec![compare(&key, CompareTarget::Mod, TargetUnion::ModRevision(kv.mod_revision))],
+            success: vec![op(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
                 key: kv.key.clone(),
-                range_end: Vec::new(),
-                target_union: Some(TargetUnion::ModRevision(kv.mod_revision)),
-            }],
-            success: vec![RequestOp {
-                request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                    key: kv.key.clone(),
-                    ..Default::default()
-                })),
-            }],
+                ..Default::default()
+            }))],
             failure: Vec::new(),
         })
         .await?;

@@ -144,12 +144,12 @@ async fn main() -> ExitCode {
     let cli = Cli::parse_from(route_get(std::env::args().collect()));
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<objects::exec::Exited>().is_some() => {
-            eprintln!("{e}");
-            let code = e.downcast_ref::<objects::exec::Exited>().map_or(1, |exited| exited.0);
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
-        }
         Err(e) => {
+            // The command exec'd ended badly: its code is shoalctl's.
+            if let Some(objects::exec::Exited(code)) = e.downcast_ref() {
+                eprintln!("{e}");
+                return ExitCode::from(u8::try_from(*code).unwrap_or(1));
+            }
             eprintln!("Error: {e:#}");
             ExitCode::FAILURE
         }

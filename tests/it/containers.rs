@@ -368,34 +368,30 @@ async fn containers_keep_dockers_capabilities_no_new_privs_and_seccomp_unless_pr
     assert_ne!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(), "other");
 
     // runAsNonRoot without a user to run as is refused, as kubelet refuses it.
-    create(
-        &api,
-        "nonroot",
-        json!({"containers": [{"name": "main", "image": root.to_str(), "command": ["sleep", "600"],
-               "securityContext": {"runAsNonRoot": true}}]}),
-    )
-    .await;
-    let refused = until_pod(&api, "nonroot", "the nonroot pod to be refused", 30, |p| {
-        waiting_reason(p).as_deref() == Some("CreateContainerConfigError")
-    })
-    .await;
-    let message = container(&refused).state.and_then(|s| s.waiting).and_then(|w| w.message).unwrap_or_default();
+    let message = config_error(&api, "nonroot", &root, json!({"runAsNonRoot": true})).await;
     assert!(message.contains("container has runAsNonRoot and image will run as root"), "{message}");
 
     // A seccomp profile from a file on the node is not supported: said so, not ignored.
+    let localhost = json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "audit.json"}});
+    let message = config_error(&api, "localhost", &root, localhost).await;
+    assert!(message.contains("Localhost profiles are not supported"), "{message}");
+}
+
+/// Creates pod `name` whose container has `security`; waits until it is
+/// refused with `CreateContainerConfigError`, and returns the message.
+async fn config_error(api: &Api<Pod>, name: &str, root: &std::path::Path, security: Value) -> String {
     create(
-        &api,
-        "localhost",
+        api,
+        name,
         json!({"containers": [{"name": "main", "image": root.to_str(), "command": ["sleep", "600"],
-               "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "audit.json"}}}]}),
+               "securityContext": security}]}),
     )
     .await;
-    let refused = until_pod(&api, "localhost", "the Localhost profile to be refused", 30, |p| {
+    let refused = until_pod(api, name, "the pod to be refused", 30, |p| {
         waiting_reason(p).as_deref() == Some("CreateContainerConfigError")
     })
     .await;
-    let message = container(&refused).state.and_then(|s| s.waiting).and_then(|w| w.message).unwrap_or_default();
-    assert!(message.contains("Localhost profiles are not supported"), "{message}");
+    container(&refused).state.and_then(|s| s.waiting).and_then(|w| w.message).unwrap_or_default()
 }
 
 /// A Python HTTPS server on 8443 with a self-signed certificate, passed in

@@ -19,10 +19,9 @@ use std::time::Duration;
 
 use nix::sched::{setns, CloneFlags};
 
+use super::init::DEFAULT_PATH;
 use super::record::{Launch, Record};
-use super::{cgroup, confine};
-
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use super::{cgroup, confine, init};
 
 /// Joins `pid`'s namespaces; the mount namespace last, as it changes the root.
 fn join(pid: u32) -> Result<(), String> {
@@ -133,10 +132,10 @@ fn exec(pid: u32, record_dir: &Path, command: &[String]) -> i32 {
             return CANNOT_RUN;
         }
     };
-    let mut child = Command::new(&command[0]);
-    child.args(&command[1..]).env_clear().env("PATH", DEFAULT_PATH).env("HOSTNAME", &launch.hostname);
-    child.env("HOME", "/root").envs(launch.env.iter().map(|(k, v)| (k, v)));
-    child.current_dir(launch.working_dir.as_deref().unwrap_or("/"));
+    let mut child = init::in_container(&launch, &command[0], &command[1..]);
+    if launch.working_dir.is_none() {
+        child.current_dir("/");
+    }
     match child.status() {
         Ok(status) => status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -19,7 +19,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use super::record::{Launch, Record};
 use super::{cgroup, confine};
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(super) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Device nodes bound from the host into an image's /dev.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// The exit code when the command could not be run.
@@ -133,12 +133,18 @@ fn enter_root(root: &Path, launch: &Launch) -> Result<(), String> {
 /// Runs the command in place of this process; returns only on failure.
 fn exec(launch: &Launch) -> String {
     let Some((program, args)) = launch.argv.split_first() else { return "no command given".into() };
+    let error = in_container(launch, program, args).exec();
+    format!("cannot run {program:?}: {error}")
+}
+
+/// `program` with the container's environment and working directory (the
+/// container's command, or a command exec'd into it).
+pub(super) fn in_container(launch: &Launch, program: &str, args: &[String]) -> Command {
     let mut command = Command::new(program);
     command.args(args).env_clear().env("PATH", DEFAULT_PATH).env("HOSTNAME", &launch.hostname).env("HOME", "/root");
     command.envs(launch.env.iter().map(|(k, v)| (k, v)));
     if let Some(dir) = &launch.working_dir {
         command.current_dir(dir);
     }
-    let error = command.exec();
-    format!("cannot run {program:?}: {error}")
+    command
 }

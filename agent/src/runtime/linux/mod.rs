@@ -69,8 +69,18 @@ impl LinuxRuntime {
         LinuxRuntime { data_dir: data_dir.to_path_buf(), cgroups, log_max_bytes, exe, network }
     }
 
-    fn record(&self, id: &str) -> Record {
-        Record::new(self.data_dir.join("containers").join(id))
+    pub(crate) fn record(&self, id: &str) -> Record {
+        Record::new(Self::record_dir(&self.data_dir, id))
+    }
+
+    /// A container instance's id: its pod, its name and its restart count.
+    pub fn container_id(pod_uid: &str, container: &str, restarts: i32) -> String {
+        format!("{pod_uid}-{container}-{restarts}")
+    }
+
+    /// Where the record of container instance `id` is kept.
+    pub fn record_dir(data_dir: &Path, id: &str) -> PathBuf {
+        data_dir.join("containers").join(id)
     }
 
     /// The directory of a container's logs: `<restart>.log` per instance.
@@ -204,6 +214,17 @@ impl LinuxRuntime {
         })
     }
 
+    /// `shoal-agent enter PID`, and `--in RECORD` for a command that must run
+    /// as one of that container's own processes (`shoalctl exec`, exec probes).
+    pub fn enter(&self, pid: u32, record: Option<&Path>) -> Command {
+        let mut command = Command::new(&self.exe);
+        command.arg("enter").arg(pid.to_string());
+        if let Some(record) = record {
+            command.arg("--in").arg(record);
+        }
+        command
+    }
+
     /// The record of the running container whose first process is `pid`.
     fn record_of(&self, pid: u32) -> Option<PathBuf> {
         std::fs::read_dir(self.data_dir.join("containers")).ok()?.filter_map(|e| Some(e.ok()?.path())).find(|dir| {
@@ -222,7 +243,7 @@ impl LinuxRuntime {
 
 impl Runtime for LinuxRuntime {
     fn start(&self, spec: &ContainerSpec) -> Result<String, StartError> {
-        let id = format!("{}-{}-{}", spec.pod_uid, spec.container.name, spec.restarts);
+        let id = Self::container_id(&spec.pod_uid, &spec.container.name, spec.restarts);
         let record = self.record(&id);
         if record.dir.exists() {
             self.remove(&id);
@@ -351,13 +372,8 @@ impl Runtime for LinuxRuntime {
     }
 
     fn exec_probe(&self, pid: u32) -> Option<Command> {
-        let mut command = Command::new(&self.exe);
-        command.arg("enter").arg(pid.to_string());
         // Exec probes run as the container's own processes do (its user,
         // capabilities, seccomp filter and cgroups), as a runtime's exec does.
-        if let Some(record) = self.record_of(pid) {
-            command.arg("--in").arg(record);
-        }
-        Some(command)
+        Some(self.enter(pid, self.record_of(pid).as_deref()))
     }
 }

@@ -62,10 +62,18 @@ fn compatible_architectures() -> Vec<ScmpArch> {
     }
 }
 
+/// Whether `capabilities` (by number) hold capability `name`.
+fn keeps(capabilities: &[u8], name: &str) -> bool {
+    capability(name).is_some_and(|c| capabilities.contains(&c))
+}
+
 /// The calls refused to a container keeping `capabilities` (by number).
 pub fn refused_calls(capabilities: &[u8]) -> Vec<&'static str> {
-    let keeps = |name: &str| capability(name).is_some_and(|c| capabilities.contains(&c));
-    REFUSED.iter().filter(|(guard, _)| !guard.is_some_and(keeps)).flat_map(|(_, calls)| calls.iter().copied()).collect()
+    REFUSED
+        .iter()
+        .filter(|(guard, _)| !guard.is_some_and(|name| keeps(capabilities, name)))
+        .flat_map(|(_, calls)| calls.iter().copied())
+        .collect()
 }
 
 /// Loads the default filter into this process; whatever it executes keeps
@@ -85,7 +93,7 @@ pub fn load_default(capabilities: &[u8]) -> Result<(), String> {
         let Ok(call) = ScmpSyscall::from_name(name) else { continue };
         filter.add_rule(ScmpAction::Errno(EPERM), call).map_err(|e| failed(name, e))?;
     }
-    if !capability("SYS_ADMIN").is_some_and(|c| capabilities.contains(&c)) {
+    if !keeps(capabilities, "SYS_ADMIN") {
         let clone = ScmpSyscall::from_name("clone").map_err(|e| failed("clone", e))?;
         // One rule per flag (rules on one call are or-ed); x86_64 and arm64
         // pass the flags first.
